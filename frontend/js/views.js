@@ -1,0 +1,269 @@
+// DOM rendering. Everything from the server (and above all model output) is
+// untrusted, so text only ever goes in through textContent / attributes.
+
+import { timeElement } from './time.js';
+
+// Render signatures live off-DOM so message bodies are not duplicated into attributes.
+const signatures = new WeakMap();
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function str(value) {
+  return typeof value === 'string' ? value : value == null ? '' : String(value);
+}
+
+// ---------------------------------------------------------------- inbox list
+
+function listItemSignature(summary, unread) {
+  return JSON.stringify([
+    summary.version,
+    summary.customer_id,
+    summary.subject,
+    summary.last_message_preview,
+    summary.last_author_role,
+    summary.last_activity_at,
+    summary.message_count,
+    summary.awaiting_reply,
+    summary.latest_intent,
+    summary.latest_insight_status,
+    unread,
+  ]);
+}
+
+function fillListItem(item, summary, unread) {
+  const top = el('div', 'conv-top');
+  const dot = el('span', 'unread-dot');
+  dot.append(el('span', 'visually-hidden', 'Unread: '));
+  const customer = el('span', 'conv-customer', summary.customer_id);
+  const time = timeElement(summary.last_activity_at, 'rel-time conv-time');
+  top.append(dot, customer, time);
+
+  const line = el('div', 'conv-line');
+  const subject = str(summary.subject).trim();
+  if (subject) {
+    line.textContent = subject;
+  } else {
+    const preview = str(summary.last_message_preview);
+    line.textContent = summary.last_author_role === 'operator' ? `You: ${preview}` : preview;
+    line.classList.add('conv-preview');
+  }
+  line.title = line.textContent;
+
+  const tags = el('div', 'conv-tags');
+  if (summary.latest_intent) {
+    tags.append(el('span', 'badge list-intent', summary.latest_intent));
+  } else if (summary.latest_insight_status === 'processing') {
+    tags.append(el('span', 'conv-ai-hint', 'AI analysing…'));
+  } else if (summary.latest_insight_status === 'unavailable') {
+    tags.append(el('span', 'conv-ai-hint', 'AI unavailable'));
+  }
+  if (summary.awaiting_reply) tags.append(el('span', 'awaiting-label', 'Awaiting reply'));
+
+  item.replaceChildren(top, line, tags);
+}
+
+function createListItem(summary) {
+  const item = el('div', 'conv-item');
+  item.setAttribute('role', 'option');
+  item.dataset.conversationId = summary.conversation_id;
+  return item;
+}
+
+/**
+ * Keyed update of #conversation-list: items are reused so focus, hover and
+ * scroll survive the frequent pushes.
+ */
+export function renderConversationList(listEl, items, { selectedId, isUnread }) {
+  const focusedId = listEl.contains(document.activeElement)
+    ? document.activeElement.dataset.conversationId
+    : null;
+
+  const existing = new Map();
+  for (const child of listEl.children) existing.set(child.dataset.conversationId, child);
+
+  // Roving tabindex: one tab stop for the list, on the selected (or first) item.
+  const tabStopId = items.some((s) => s.conversation_id === selectedId)
+    ? selectedId
+    : items[0] && items[0].conversation_id;
+
+  items.forEach((summary, index) => {
+    const id = summary.conversation_id;
+    let item = existing.get(id);
+    existing.delete(id);
+    if (!item) item = createListItem(summary);
+
+    const unread = isUnread(summary) && id !== selectedId;
+    const signature = listItemSignature(summary, unread);
+    if (signatures.get(item) !== signature) {
+      fillListItem(item, summary, unread);
+      signatures.set(item, signature);
+    }
+    item.classList.toggle('unread', unread);
+    item.classList.toggle('awaiting', Boolean(summary.awaiting_reply));
+    item.dataset.version = String(summary.version);
+    const selected = id === selectedId;
+    item.setAttribute('aria-selected', selected ? 'true' : 'false');
+    item.tabIndex = id === tabStopId ? 0 : -1;
+
+    const current = listEl.children[index];
+    if (current !== item) listEl.insertBefore(item, current || null);
+  });
+
+  for (const stale of existing.values()) stale.remove();
+
+  if (focusedId && document.activeElement === document.body) {
+    const again = findListItem(listEl, focusedId);
+    if (again) again.focus({ preventScroll: true });
+  }
+}
+
+export function findListItem(listEl, id) {
+  for (const child of listEl.children) {
+    if (child.dataset.conversationId === id) return child;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------- conversation view
+
+export function formatDuration(ms) {
+  const n = Number(ms);
+  if (!Number.isFinite(n) || n < 0) return '';
+  if (n < 100) return '<0.1 s';
+  return `${(n / 1000).toFixed(1)} s`;
+}
+
+function spinner() {
+  const s = el('span', 'spinner');
+  s.setAttribute('aria-hidden', 'true');
+  return s;
+}
+
+export function createAiPanel(insight) {
+  const status = insight ? insight.status : 'processing';
+  const panel = el('section', 'ai-panel');
+  panel.dataset.status = ['processing', 'available', 'unavailable'].includes(status) ? status : 'processing';
+  panel.setAttribute('aria-label', 'AI assistance');
+
+  const head = el('div', 'ai-head');
+  const stateEl = el('span', 'ai-status');
+  if (panel.dataset.status === 'processing') {
+    stateEl.append(spinner(), document.createTextNode(insight ? 'AI is analysing this message…' : 'Waiting for AI…'));
+  } else if (panel.dataset.status === 'unavailable') {
+    stateEl.textContent = 'AI unavailable';
+  } else {
+    stateEl.textContent = 'AI assist';
+  }
+  head.append(stateEl);
+  if (insight && insight.intent) head.append(el('span', 'badge intent-badge', insight.intent));
+  panel.append(head);
+
+  if (!insight) return panel;
+
+  if (panel.dataset.status === 'unavailable' && insight.error) {
+    panel.append(el('p', 'ai-error', insight.error));
+  }
+  if (insight.summary) panel.append(el('p', 'ai-summary', insight.summary));
+
+  const reply = str(insight.suggested_reply);
+  if (reply.trim()) {
+    const box = el('div', 'ai-suggestion');
+    box.append(
+      el('div', 'ai-suggestion-label', 'Suggested reply · AI-generated, review before sending'),
+      el('p', 'ai-suggested-reply', reply),
+    );
+    panel.append(box);
+  }
+
+  const metaParts = [];
+  if (insight.model) metaParts.push(str(insight.model));
+  const duration = formatDuration(insight.duration_ms);
+  if (insight.duration_ms != null && duration) metaParts.push(duration);
+  if (metaParts.length || reply.trim()) {
+    const foot = el('div', 'ai-foot');
+    foot.append(el('span', 'ai-meta', metaParts.join(' · ')));
+    if (reply.trim()) {
+      const use = el('button', 'btn btn-small use-suggestion', 'Use suggestion');
+      use.type = 'button';
+      use.title = 'Copy the suggestion into the reply box for review. Nothing is sent.';
+      foot.append(use);
+    }
+    panel.append(foot);
+  }
+  return panel;
+}
+
+function messageSignature(msg, ownUsername) {
+  return JSON.stringify([msg.pending ? 'p' : 'm', msg.body, msg.author_id, msg.submitted_at, msg.insight, ownUsername]);
+}
+
+function createMessage(msg, ownUsername) {
+  const role = msg.author_role === 'operator' ? 'operator' : 'customer';
+  const article = el('article', `message message-${role}`);
+  article.dataset.messageId = msg.message_id;
+  article.dataset.authorRole = role;
+  if (msg.pending) article.classList.add('pending');
+
+  const bubble = el('div', 'bubble');
+  const meta = el('div', 'message-meta');
+  const own = role === 'operator' && msg.author_id && msg.author_id === ownUsername;
+  meta.append(el('span', 'message-author', own ? 'You' : msg.author_id || role));
+  if (msg.pending) {
+    const state = el('span', 'message-state');
+    state.append(spinner(), document.createTextNode('sending…'));
+    meta.append(state);
+  } else {
+    meta.append(timeElement(msg.submitted_at || msg.created_at, 'rel-time message-time'));
+  }
+  bubble.append(meta, el('div', 'message-body', msg.body));
+  article.append(bubble);
+
+  if (role === 'customer') article.append(createAiPanel(msg.insight || null));
+  return article;
+}
+
+/** Keyed update of the message list; unchanged messages keep their nodes (and text selection). */
+export function renderMessages(container, messages, { ownUsername }) {
+  // A replaced node takes focus with it; remember where it was to put it back.
+  const active = document.activeElement;
+  const focusedMessage = active && container.contains(active) ? active.closest('[data-message-id]') : null;
+  const focusedId = focusedMessage ? focusedMessage.dataset.messageId : null;
+  const focusedClass = active && active.classList.contains('use-suggestion') ? 'use-suggestion' : null;
+
+  const existing = new Map();
+  for (const child of container.children) existing.set(child.dataset.messageId, child);
+
+  messages.forEach((msg, index) => {
+    const signature = messageSignature(msg, ownUsername);
+    let node = existing.get(msg.message_id);
+    existing.delete(msg.message_id);
+    if (!node || signatures.get(node) !== signature) {
+      const fresh = createMessage(msg, ownUsername);
+      signatures.set(fresh, signature);
+      if (node) node.replaceWith(fresh);
+      node = fresh;
+    }
+    const current = container.children[index];
+    if (current !== node) container.insertBefore(node, current || null);
+  });
+
+  for (const stale of existing.values()) stale.remove();
+
+  if (focusedId && !container.contains(document.activeElement)) {
+    const node = [...container.children].find((c) => c.dataset.messageId === focusedId);
+    const target = node && focusedClass ? node.querySelector(`.${focusedClass}`) : null;
+    if (target) target.focus({ preventScroll: true });
+  }
+}
+
+export function renderConversationHeader(customerEl, subjectEl, conversation) {
+  customerEl.textContent = str(conversation.customer_id);
+  const subject = str(conversation.subject).trim();
+  subjectEl.textContent = subject || 'No subject';
+  subjectEl.classList.toggle('muted', !subject);
+}

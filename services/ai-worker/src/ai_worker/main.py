@@ -1,0 +1,43 @@
+"""ai-worker service: LLM enrichment behind Dapr.
+
+Served by ``uvicorn --factory ai_worker.main:create_app``.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from dapr.ext.fastapi import DaprApp
+from fastapi import FastAPI
+
+from ai_worker import subscriptions
+from ai_worker.analysis import Analyser
+from ai_worker.settings import Settings, get_settings
+from inbox_common.sidecar import Sidecar
+from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.telemetry import setup_telemetry
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the sidecar client starts in its lifespan."""
+    settings = settings or get_settings()
+    setup_telemetry("ai-worker", settings.log_level)
+    sidecar = Sidecar()
+    analyser = Analyser(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await sidecar.start()
+        try:
+            yield
+        finally:
+            await sidecar.close()
+
+    app = FastAPI(title="Support Inbox ai-worker", lifespan=lifespan)
+    app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
+    subscriptions.register(DaprApp(app), sidecar, analyser, settings.insight_cache_ttl_s)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,40 @@
+"""ai-worker settings, read once from the environment."""
+
+from functools import lru_cache
+
+from pydantic import AnyHttpUrl, Field, model_validator
+
+from inbox_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    ollama_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("http://localhost:11434"), description="OLLAMA_URL: Ollama's base URL"
+    )
+    ollama_model: str = Field(
+        default="llama3.2:3b", min_length=1, description="OLLAMA_MODEL: model tag to ask"
+    )
+    ollama_timeout_s: float = Field(
+        default=60.0, gt=0, le=600, description="Longest one analysis may take, in seconds"
+    )
+    ollama_num_ctx: int = Field(
+        default=4096, ge=512, description="Context length requested per call, in tokens"
+    )
+    ollama_keep_alive: str = Field(default="30m", description="How long Ollama keeps the model")
+    ai_max_concurrency: int = Field(
+        default=2, ge=1, le=64, description="LLM calls in flight per worker process"
+    )
+    insight_cache_ttl_s: int = Field(
+        default=86_400, ge=60, description="How long a finished insight is kept for redeliveries"
+    )
+
+    @model_validator(mode="after")
+    def _token_outside_development(self) -> "Settings":
+        if self.environment == "production" and self.app_api_token is None:
+            raise ValueError("APP_API_TOKEN must be set outside development")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,51 @@
+"""ai-worker's Dapr subscription: ``message.created`` -> analysis -> ``ai.completed``."""
+
+from dapr.ext.fastapi import DaprApp
+
+from ai_worker.analysis import Analyser
+from inbox_common.events import (
+    TOPIC_AI_COMPLETED,
+    TOPIC_MESSAGE_CREATED,
+    AiCompleted,
+    AuthorRole,
+    MessageCreated,
+)
+from inbox_common.sidecar import Sidecar
+from inbox_common.subscriptions import subscribe
+
+
+def insight_key(message_id: object) -> str:
+    """State store key caching a finished insight, so a redelivery does not call the LLM again."""
+    return f"ai-worker:insight:{message_id}"
+
+
+async def handle_created(
+    sidecar: Sidecar, analyser: Analyser, event: MessageCreated, cache_ttl_s: int
+) -> AiCompleted | None:
+    """Analyse a stored customer message and publish the outcome.
+
+    Operator messages are acknowledged and skipped (``None``). The outcome is cached in the
+    state store before it is published, so a redelivery republishes it without a second LLM
+    call. RETRY: the sidecar could not read, write or publish. Never DROP: any LLM failure is
+    an ``unavailable`` insight, so every message ends with one.
+    """
+    if event.author_role is not AuthorRole.CUSTOMER:
+        return None
+    key = insight_key(event.message_id)
+    cached = await sidecar.get_state(key)
+    if cached is not None:
+        completed = AiCompleted.model_validate_json(cached)
+    else:
+        completed = await analyser.analyse(event)
+        await sidecar.save_states({key: completed}, ttl_s=cache_ttl_s)
+    await sidecar.publish(TOPIC_AI_COMPLETED, completed)
+    return completed
+
+
+def register(dapr_app: DaprApp, sidecar: Sidecar, analyser: Analyser, cache_ttl_s: int) -> None:
+    """Subscribe the worker to ``message.created``."""
+
+    async def on_created(event: MessageCreated) -> None:
+        await handle_created(sidecar, analyser, event, cache_ttl_s)
+
+    subscribe(dapr_app, TOPIC_MESSAGE_CREATED, MessageCreated, on_created)

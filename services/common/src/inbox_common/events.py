@@ -1,0 +1,127 @@
+"""Event models, topic names and Dapr component names shared by every service.
+
+Events travel as CloudEvents through Dapr pub/sub with JSON ``data``; each model below is the
+``data`` of one topic. Every event carries ``message_id`` or ``conversation_id`` so that
+consumers can be idempotent: Dapr delivers at least once and brokers may reorder.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+PUBSUB = "inbox-pubsub"
+"""Dapr pub/sub component name; the broker behind it is chosen in component YAML."""
+STATE_STORE = "inbox-state"
+"""Dapr state store component name holding the read models."""
+
+TOPIC_MESSAGES_SUBMITTED = "messages.submitted"
+TOPIC_MESSAGE_CREATED = "message.created"
+TOPIC_AI_COMPLETED = "ai.completed"
+TOPIC_CONVERSATION_UPDATED = "conversation.updated"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Name of the dead-letter topic for ``topic`` (``"<topic>.dead-letter"``)."""
+    return f"{topic}.dead-letter"
+
+
+MAX_BODY_CHARS = 4000
+"""Longest message body accepted, in characters (the gateway enforces it, events repeat it)."""
+
+MessageBody = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_BODY_CHARS)
+]
+AuthorId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+
+class AuthorRole(StrEnum):
+    CUSTOMER = "customer"
+    OPERATOR = "operator"
+
+
+class InsightStatus(StrEnum):
+    PROCESSING = "processing"
+    AVAILABLE = "available"
+    UNAVAILABLE = "unavailable"
+
+
+class Event(BaseModel):
+    """Base of every event: unknown fields are ignored so producers can add fields first."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MessageSubmitted(Event):
+    """A message someone wants stored.
+
+    Topic ``messages.submitted``; producer: gateway (customer channel and operator replies);
+    consumer: messaging. Idempotency key: ``message_id``.
+    """
+
+    message_id: UUID = Field(description="Unique id made by the client or the gateway")
+    conversation_id: UUID = Field(description="Conversation the message belongs to")
+    author_role: AuthorRole = Field(description="`customer` or `operator`")
+    author_id: AuthorId = Field(description="Customer handle or operator username")
+    body: MessageBody = Field(description=f"Message text, 1 to {MAX_BODY_CHARS} characters")
+    subject: str | None = Field(
+        default=None, max_length=200, description="Subject for a new conversation, if any"
+    )
+    submitted_at: datetime = Field(description="When the gateway accepted it (UTC)")
+
+
+class MessageCreated(MessageSubmitted):
+    """A message stored in PostgreSQL.
+
+    Topic ``message.created``; producer: messaging (through its outbox); consumer: ai-worker
+    (customer messages only). Idempotency key: ``message_id``.
+    """
+
+    seq: int = Field(ge=1, description="Position in the conversation, from 1")
+    created_at: datetime = Field(description="When messaging stored it (UTC)")
+
+
+class AiCompleted(Event):
+    """The outcome of LLM enrichment for one customer message.
+
+    Topic ``ai.completed``; producer: ai-worker; consumer: messaging. Idempotency key:
+    ``message_id`` (the first completion stored wins).
+    """
+
+    message_id: UUID
+    conversation_id: UUID
+    status: Literal[InsightStatus.AVAILABLE, InsightStatus.UNAVAILABLE] = Field(
+        description="`available` with the fields below, or `unavailable` with `error`"
+    )
+    intent: str | None = Field(default=None, max_length=64)
+    summary: str | None = Field(default=None, max_length=400)
+    suggested_reply: str | None = Field(default=None, max_length=2000)
+    model: str | None = Field(default=None, max_length=128, description="Ollama model name")
+    duration_ms: int | None = Field(default=None, ge=0, description="LLM call time in ms")
+    error: str | None = Field(default=None, max_length=500, description="Why unavailable")
+
+
+class ConversationUpdated(Event):
+    """A conversation's read model changed in the state store.
+
+    Topic ``conversation.updated``; producer: messaging (through its outbox, after writing the
+    read model); consumer: every gateway replica (broadcast). Idempotency key:
+    ``(conversation_id, version)``; a lower version than one already seen is stale.
+    """
+
+    conversation_id: UUID
+    version: int = Field(ge=1, description="Monotonic per conversation")
+    reason: Literal["message.created", "ai.completed"] = Field(description="What changed")
+
+
+def conversation_key(conversation_id: UUID | str) -> str:
+    """State store key of one conversation's read model."""
+    return f"conversation:{conversation_id}"
+
+
+INBOX_KEY = "inbox:index"
+"""State store key of the inbox list read model (summaries, newest activity first)."""
+INBOX_MAX_ITEMS = 1000
+"""Most conversations kept in the inbox list read model."""

@@ -1,0 +1,74 @@
+"""Read models that messaging projects into the Dapr state store and the gateway serves.
+
+Keys: :func:`inbox_common.events.conversation_key` holds a :class:`Conversation`;
+:data:`inbox_common.events.INBOX_KEY` holds an :class:`Inbox`. Messaging is the only writer;
+the gateway only reads, so it never needs a PostgreSQL connection.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from inbox_common.events import AuthorRole, InsightStatus
+
+
+class Insight(BaseModel):
+    """AI enrichment of one customer message; ``processing`` until the ai-worker answers."""
+
+    status: InsightStatus
+    intent: str | None = None
+    summary: str | None = None
+    suggested_reply: str | None = Field(
+        default=None, description="Shown to the operator for review; never sent on its own"
+    )
+    model: str | None = None
+    duration_ms: int | None = Field(default=None, description="LLM call time in ms")
+    error: str | None = Field(default=None, description="Why the insight is unavailable")
+
+
+class Message(BaseModel):
+    message_id: UUID
+    seq: int = Field(description="Position in the conversation, from 1")
+    author_role: AuthorRole
+    author_id: str
+    body: str
+    submitted_at: datetime
+    created_at: datetime
+    insight: Insight | None = Field(default=None, description="Customer messages only")
+
+
+class ConversationSummary(BaseModel):
+    """One row of the inbox list."""
+
+    conversation_id: UUID
+    customer_id: str
+    subject: str | None = None
+    last_message_preview: str = Field(description="First 140 characters of the last message")
+    last_author_role: AuthorRole
+    last_activity_at: datetime
+    message_count: int
+    version: int = Field(description="Bumped on every change; see ConversationUpdated")
+    awaiting_reply: bool = Field(description="The last message is the customer's")
+    latest_intent: str | None = None
+    latest_insight_status: InsightStatus | None = None
+
+
+class Conversation(BaseModel):
+    """A conversation with all its messages, oldest first."""
+
+    conversation_id: UUID
+    customer_id: str
+    subject: str | None = None
+    created_at: datetime
+    last_activity_at: datetime
+    version: int
+    summary: ConversationSummary = Field(description="The conversation's inbox row")
+    messages: list[Message]
+
+
+class Inbox(BaseModel):
+    """The inbox list: at most ``INBOX_MAX_ITEMS`` summaries, newest activity first."""
+
+    items: list[ConversationSummary]
+    total: int = Field(description="All conversations in the system of record")

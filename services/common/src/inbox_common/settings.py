@@ -1,0 +1,44 @@
+"""Settings base class: twelve-factor configuration from the environment.
+
+Each service subclasses :class:`ServiceSettings` and reads it once through a cached
+``get_settings()``; tests build ``Settings(...)`` directly. ``OTEL_*`` and ``DAPR_*`` variables
+(except the app token the SDK does not check) are left to the SDKs that already read them.
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+_SECRETS_DIR = Path(os.environ.get("SECRETS_DIR", "/run/secrets"))
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has.
+
+    Secrets may also be mounted as files named after the variable in ``SECRETS_DIR``
+    (default ``/run/secrets``, used when it exists).
+    Invalid values fail at start-up with pydantic's message naming the variable.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=None,
+        secrets_dir=_SECRETS_DIR if _SECRETS_DIR.is_dir() else None,
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Literal["development", "test", "production"] = Field(
+        default="production", description="`development` and `test` relax secret checks"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    app_api_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "APP_API_TOKEN: the token daprd sends as `dapr-api-token` when it calls this app. "
+            "Required outside development; the Python SDK does not check it, so we do."
+        ),
+    )

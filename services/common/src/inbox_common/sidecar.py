@@ -1,0 +1,100 @@
+"""Typed access to the Dapr sidecar: publish events, read and write read models.
+
+Uses the Dapr Python SDK's asyncio gRPC client, which finds the sidecar through
+``DAPR_GRPC_ENDPOINT`` / ``DAPR_GRPC_PORT`` and sends ``DAPR_API_TOKEN`` itself.
+Every sidecar failure surfaces as :class:`~inbox_common.errors.TransientError`.
+"""
+
+import asyncio
+import logging
+
+from dapr.aio.clients import DaprClient
+from dapr.clients.health import DaprHealth
+from dapr.clients.exceptions import DaprGrpcError
+from dapr.clients.grpc._state import StateItem
+from pydantic import BaseModel
+
+from inbox_common.errors import TransientError
+from inbox_common.events import PUBSUB, STATE_STORE
+
+log = logging.getLogger(__name__)
+
+
+class Sidecar:
+    """One service's connection to its own daprd.
+
+    Construct it anywhere; call :meth:`start` in the app's lifespan and :meth:`close` there.
+    """
+
+    def __init__(self) -> None:
+        self._client: DaprClient | None = None
+
+    async def start(self) -> None:
+        """Connect, waiting up to ``DAPR_HEALTH_TIMEOUT`` s (SDK default 60) for the sidecar.
+
+        Raises:
+            DaprInternalError: the sidecar did not become healthy in time.
+        """
+        # The SDK's health wait is a blocking loop: run it in a thread, then build the client
+        # (whose gRPC channel needs this event loop) once the sidecar is up.
+        await asyncio.to_thread(DaprHealth.wait_for_sidecar)
+        self._client = DaprClient()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    @property
+    def client(self) -> DaprClient:
+        if self._client is None:
+            raise TransientError("the Dapr sidecar client is not started")
+        return self._client
+
+    async def publish(self, topic: str, event: BaseModel) -> None:
+        """Publish ``event`` as JSON CloudEvent data on ``topic`` of ``inbox-pubsub``.
+
+        Raises:
+            TransientError: the sidecar or broker refused or did not answer.
+        """
+        try:
+            await self.client.publish_event(
+                pubsub_name=PUBSUB,
+                topic_name=topic,
+                data=event.model_dump_json(),
+                data_content_type="application/json",
+            )
+        except DaprGrpcError as exc:
+            raise TransientError(f"publish to {topic} failed: {exc.code()}: {exc.details()}") from exc
+
+    async def get_state(self, key: str) -> bytes | None:
+        """Read ``key`` from ``inbox-state``; ``None`` when absent.
+
+        Raises:
+            TransientError: the sidecar or state store did not answer.
+        """
+        try:
+            response = await self.client.get_state(store_name=STATE_STORE, key=key)
+        except DaprGrpcError as exc:
+            raise TransientError(f"state get {key} failed: {exc.code()}: {exc.details()}") from exc
+        return response.data or None
+
+    async def save_states(self, items: dict[str, BaseModel], ttl_s: int | None = None) -> None:
+        """Write several values to ``inbox-state`` in one bulk call (last write wins).
+
+        Args:
+            items: key -> model, stored as JSON.
+            ttl_s: expire the keys after this many seconds (Dapr ``ttlInSeconds``); ``None``
+                keeps them.
+
+        Raises:
+            TransientError: the sidecar or state store did not answer.
+        """
+        metadata = {"ttlInSeconds": str(ttl_s)} if ttl_s else {}
+        states = [
+            StateItem(key=k, value=v.model_dump_json(), metadata=metadata)
+            for k, v in items.items()
+        ]
+        try:
+            await self.client.save_bulk_state(store_name=STATE_STORE, states=states)
+        except DaprGrpcError as exc:
+            raise TransientError(f"state save failed: {exc.code()}: {exc.details()}") from exc

@@ -1,0 +1,71 @@
+"""Dependencies declared once as ``Annotated`` aliases."""
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.core.config import Settings
+from gateway.core.security import InvalidToken, Operator, decode_access_token
+from gateway.live import Hub
+from inbox_common.sidecar import Sidecar
+
+_bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/login")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_sidecar(request: Request) -> Sidecar:
+    return request.app.state.sidecar
+
+
+def get_hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SidecarDep = Annotated[Sidecar, Depends(get_sidecar)]
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+
+def current_operator(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Operator:
+    """The operator of a valid bearer token; 401 with the reason otherwise."""
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        operator, _ = decode_access_token(settings, credentials.credentials)
+    except InvalidToken as exc:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"invalid token: {exc}",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    return operator
+
+
+CurrentOperator = Annotated[Operator, Depends(current_operator)]
+
+
+def channel_key(
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(description="A key from CHANNEL_API_KEYS")] = None,
+) -> None:
+    """Require a valid customer-channel API key in ``X-API-Key``; 401 otherwise."""
+    if not x_api_key:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
+    sent = x_api_key.encode()
+    if not any(hmac.compare_digest(sent, k.get_secret_value().encode()) for k in settings.channel_api_keys):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key")
+
+
+ChannelKey = Depends(channel_key)

@@ -1,0 +1,30 @@
+"""Publishing a submitted message, shared by the operator and customer routes."""
+
+from typing import Literal
+from uuid import UUID
+
+from fastapi import HTTPException, status
+from pydantic import BaseModel
+
+from inbox_common.errors import TransientError
+from inbox_common.events import TOPIC_MESSAGES_SUBMITTED, MessageSubmitted
+from inbox_common.sidecar import Sidecar
+
+
+class Accepted(BaseModel):
+    message_id: UUID
+    conversation_id: UUID
+    status: Literal["accepted"] = "accepted"
+
+
+async def publish_submitted(sidecar: Sidecar, event: MessageSubmitted) -> Accepted:
+    """Publish ``event`` on ``messages.submitted``; 503 with ``Retry-After`` if the bus is down."""
+    try:
+        await sidecar.publish(TOPIC_MESSAGES_SUBMITTED, event)
+    except TransientError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"message bus unavailable, retry with the same message_id: {exc}",
+            headers={"Retry-After": "2"},
+        ) from None
+    return Accepted(message_id=event.message_id, conversation_id=event.conversation_id)

@@ -1,0 +1,92 @@
+"""The operators' REST API: the inbox, one conversation, operator replies.
+
+Reads come from the read models messaging projects into the Dapr state store; a reply is
+published as ``messages.submitted`` and shows up once messaging has stored it.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import CurrentOperator, SidecarDep
+from gateway.api.publishing import Accepted, publish_submitted
+from inbox_common.events import (
+    INBOX_KEY,
+    AuthorRole,
+    MessageBody,
+    MessageSubmitted,
+    conversation_key,
+)
+from inbox_common.read_models import Conversation, ConversationSummary, Inbox
+from inbox_common.sidecar import Sidecar
+
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+
+
+class InboxPage(BaseModel):
+    items: list[ConversationSummary] = Field(description="Newest activity first")
+    total: int
+    limit: int
+    offset: int
+
+
+class ReplyRequest(BaseModel):
+    message_id: UUID | None = Field(
+        default=None, description="Idempotency key; the gateway makes one when omitted"
+    )
+    body: MessageBody
+
+
+async def read_conversation(sidecar: Sidecar, conversation_id: UUID) -> Conversation:
+    """The conversation read model; 404 when messaging has not stored it."""
+    raw = await sidecar.get_state(conversation_key(conversation_id))
+    if raw is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"conversation {conversation_id} not found")
+    return Conversation.model_validate_json(raw)
+
+
+@router.get("")
+async def list_conversations(
+    _: CurrentOperator,
+    sidecar: SidecarDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> InboxPage:
+    """The inbox, newest activity first, ``limit`` items from ``offset``."""
+    raw = await sidecar.get_state(INBOX_KEY)
+    inbox = Inbox.model_validate_json(raw) if raw else Inbox(items=[], total=0)
+    return InboxPage(
+        items=inbox.items[offset : offset + limit], total=inbox.total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{conversation_id}", responses={404: {"description": "Unknown conversation"}})
+async def get_conversation(
+    conversation_id: UUID, _: CurrentOperator, sidecar: SidecarDep
+) -> Conversation:
+    """One conversation with its messages (oldest first) and their AI insights."""
+    return await read_conversation(sidecar, conversation_id)
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={404: {"description": "Unknown conversation"}, 503: {"description": "Bus down"}},
+)
+async def reply(
+    conversation_id: UUID, body: ReplyRequest, operator: CurrentOperator, sidecar: SidecarDep
+) -> Accepted:
+    """Send an operator reply. Accepted for delivery; retry with the same ``message_id``."""
+    await read_conversation(sidecar, conversation_id)
+    event = MessageSubmitted(
+        message_id=body.message_id or uuid4(),
+        conversation_id=conversation_id,
+        author_role=AuthorRole.OPERATOR,
+        author_id=operator.username,
+        body=body.body,
+        submitted_at=datetime.now(UTC),
+    )
+    return await publish_submitted(sidecar, event)

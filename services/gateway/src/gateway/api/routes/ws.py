@@ -1,0 +1,91 @@
+"""``WS /ws``: live conversation updates for a signed-in operator.
+
+The browser cannot set headers on a WebSocket, so the token travels as ``?token=``; a missing
+or invalid one is refused during the handshake with HTTP 401 and a JSON reason. Once open, the
+server sends ``{"type": "hello"}`` and then ``{"type": "conversation.updated", ...}`` events;
+the client may send ``{"type": "ping"}`` and gets ``{"type": "pong"}``. The socket closes with
+4401 when the token expires and 1013 when the client falls too far behind.
+"""
+
+import asyncio
+import json
+import time
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+
+from gateway.core.security import InvalidToken, decode_access_token
+from gateway.live import CLOSE_SLOW_CONSUMER, Connection
+
+router = APIRouter()
+
+CLOSE_UNAUTHORIZED = 4401
+"""Application close code (RFC 6455 4000-4999): the token expired or was invalid."""
+
+
+@router.websocket("/ws")
+async def live_updates(websocket: WebSocket, token: str | None = None) -> None:
+    settings = websocket.app.state.settings
+    hub = websocket.app.state.hub
+    try:
+        if not token:
+            raise InvalidToken("missing token query parameter")
+        operator, expires_at = decode_access_token(settings, token)
+    except InvalidToken as exc:
+        await _deny(websocket, f"invalid token: {exc}")
+        return
+    await websocket.accept()
+    connection = hub.add(websocket, operator)
+    try:
+        await websocket.send_json(
+            {"type": "hello", "operator": {"username": operator.username,
+                                           "display_name": operator.display_name}}
+        )
+        tasks = [
+            asyncio.create_task(_write(connection)),
+            asyncio.create_task(_read(connection)),
+            asyncio.create_task(_expire(connection, expires_at)),
+        ]
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove(connection)
+
+
+async def _deny(websocket: WebSocket, reason: str) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": reason}, status_code=401))
+    else:
+        await websocket.close(CLOSE_UNAUTHORIZED, reason[:120])
+
+
+async def _write(connection: Connection) -> None:
+    while True:
+        payload = await connection.queue.get()
+        if payload is None:
+            await connection.socket.close(CLOSE_SLOW_CONSUMER, "too far behind; reconnect")
+            return
+        await connection.socket.send_json(payload)
+
+
+async def _read(connection: Connection) -> None:
+    try:
+        while True:
+            text = await connection.socket.receive_text()
+            try:
+                message = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and message.get("type") == "ping":
+                connection.queue.put_nowait({"type": "pong"})
+    except WebSocketDisconnect:
+        return
+
+
+async def _expire(connection: Connection, expires_at: int) -> None:
+    await asyncio.sleep(max(0.0, expires_at - time.time()))
+    await connection.socket.close(CLOSE_UNAUTHORIZED, "token expired; sign in again")

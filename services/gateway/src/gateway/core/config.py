@@ -1,0 +1,59 @@
+"""Gateway settings, read once from the environment."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from inbox_common.settings import ServiceSettings
+
+DEV_JWT_SECRET_PREFIX = "dev-"
+"""Secrets starting with this are refused outside development."""
+
+
+class OperatorAccount(BaseModel):
+    """One operator login. ``password_hash`` is an argon2 hash (see ``gateway-hash-password``)."""
+
+    password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$")
+    display_name: str = Field(min_length=1, max_length=100)
+
+
+class Settings(ServiceSettings):
+    jwt_secret: SecretStr = Field(
+        min_length=32, description="JWT_SECRET: HS256 signing key, at least 32 characters"
+    )
+    jwt_audience: str = Field(default="support-inbox", description="`aud` of issued tokens")
+    jwt_issuer: str = Field(default="support-inbox-gateway", description="`iss` of issued tokens")
+    jwt_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400, description="Token lifetime (s)")
+    operators: dict[str, OperatorAccount] = Field(
+        default_factory=dict,
+        description='OPERATORS: JSON {"username": {"password_hash": ..., "display_name": ...}}',
+    )
+    channel_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="CHANNEL_API_KEYS: JSON list of keys accepted on the customer channel API",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest HTTP request body accepted, in bytes"
+    )
+    ws_send_queue: int = Field(
+        default=256, ge=8, description="Events buffered per WebSocket before it is closed as slow"
+    )
+    frontend_dir: Path = Field(
+        default=Path(__file__).resolve().parents[5] / "frontend",
+        description="FRONTEND_DIR: the static files served at /",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_values(self) -> "Settings":
+        if self.environment == "production":
+            if self.jwt_secret.get_secret_value().startswith(DEV_JWT_SECRET_PREFIX):
+                raise ValueError("JWT_SECRET is a development secret; set a random one")
+            if self.app_api_token is None:
+                raise ValueError("APP_API_TOKEN must be set outside development")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]

@@ -1,0 +1,78 @@
+"""Gateway service: the edge of Support Inbox.
+
+Served by ``uvicorn --factory gateway.main:create_app``. OpenAPI docs at ``/docs``.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from dapr.ext.fastapi import DaprApp
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from gateway import subscriptions
+from gateway.api.routes import auth, conversations, inbound, ws
+from gateway.core.config import Settings, get_settings
+from gateway.live import Hub
+from gateway.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from inbox_common.errors import TransientError
+from inbox_common.sidecar import Sidecar
+from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.telemetry import setup_telemetry
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the gateway; the sidecar client starts in its lifespan."""
+    settings = settings or get_settings()
+    setup_telemetry("gateway", settings.log_level)
+    sidecar = Sidecar()
+    hub = Hub(settings.ws_send_queue)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await sidecar.start()
+        try:
+            yield
+        finally:
+            await sidecar.close()
+
+    app = FastAPI(
+        title="Support Inbox",
+        summary="AI-assisted customer support inbox: operator API, customer channel, live updates",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sidecar = sidecar
+    app.state.hub = hub
+    app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems), "errors": problems}, 422)
+
+    @app.exception_handler(TransientError)
+    async def sidecar_unavailable(_: Request, exc: TransientError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"state store unavailable, retry shortly: {exc}"},
+            503,
+            headers={"Retry-After": "2"},
+        )
+
+    for module in (auth, conversations, inbound, ws):
+        app.include_router(module.router)
+    subscriptions.register(DaprApp(app), sidecar, hub)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", "websockets": len(hub)}
+
+    app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+    return app

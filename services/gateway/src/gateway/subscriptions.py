@@ -1,0 +1,45 @@
+"""The gateway's Dapr subscription: ``conversation.updated`` -> every operator socket here."""
+
+from dapr.ext.fastapi import DaprApp
+
+from gateway.live import Hub
+from inbox_common.errors import TransientError
+from inbox_common.events import TOPIC_CONVERSATION_UPDATED, ConversationUpdated, conversation_key
+from inbox_common.read_models import Conversation
+from inbox_common.sidecar import Sidecar
+from inbox_common.subscriptions import subscribe
+
+
+async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated) -> int:
+    """Push the conversation's inbox row to every operator connected to this replica.
+
+    Returns how many sockets got it. RETRY: the read model cannot be read, or is older than
+    the event (messaging writes it before publishing, so that means a lagging replica of the
+    state store). Never DROP.
+    """
+    raw = await sidecar.get_state(conversation_key(event.conversation_id))
+    if raw is None:
+        raise TransientError(f"read model for {event.conversation_id} not found yet")
+    conversation = Conversation.model_validate_json(raw)
+    if conversation.version < event.version:
+        raise TransientError(
+            f"read model version {conversation.version} older than event {event.version}"
+        )
+    return hub.broadcast(
+        {
+            "type": "conversation.updated",
+            "conversation_id": str(event.conversation_id),
+            "version": conversation.version,
+            "reason": event.reason,
+            "conversation": conversation.summary.model_dump(mode="json"),
+        }
+    )
+
+
+def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub) -> None:
+    """Subscribe the gateway to ``conversation.updated``."""
+
+    async def on_updated(event: ConversationUpdated) -> None:
+        await handle_updated(sidecar, hub, event)
+
+    subscribe(dapr_app, TOPIC_CONVERSATION_UPDATED, ConversationUpdated, on_updated)

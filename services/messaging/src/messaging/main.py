@@ -1,0 +1,69 @@
+"""Messaging service: the system of record behind Dapr.
+
+Run with ``uvicorn messaging.main:app`` after ``python -m messaging.prestart``.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from dapr.ext.fastapi import DaprApp
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+
+from inbox_common.sidecar import Sidecar
+from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.telemetry import setup_telemetry
+from messaging import subscriptions
+from messaging.outbox import OutboxRelay
+from messaging.runtime import Runtime
+from messaging.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the pool, sidecar client and relay start in its lifespan.
+
+    Served by ``uvicorn --factory messaging.main:create_app``.
+    """
+    settings = settings or get_settings()
+    setup_telemetry("messaging", settings.log_level)
+    pool = AsyncConnectionPool(
+        settings.database_url.get_secret_value(),
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        kwargs={"autocommit": True},
+        timeout=settings.db_connect_timeout_s,
+        open=False,
+    )
+    sidecar = Sidecar()
+    relay = OutboxRelay(pool, sidecar, settings.outbox_batch_size, settings.outbox_poll_interval_s)
+    runtime = Runtime(settings, pool, sidecar, relay)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await pool.open(wait=True, timeout=settings.db_connect_timeout_s)
+        await sidecar.start()
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await sidecar.close()
+            await pool.close()
+
+    app = FastAPI(title="Support Inbox messaging", lifespan=lifespan)
+    app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
+    subscriptions.register(DaprApp(app), runtime)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        try:
+            async with runtime.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "database unavailable", "reason": str(exc)}, 503)
+        return JSONResponse({"status": "ok"})
+
+    return app

@@ -1,0 +1,4 @@
+DROP TABLE outbox;
+DROP TABLE ai_insights;
+DROP TABLE messages;
+DROP TABLE conversations;

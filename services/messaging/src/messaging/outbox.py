@@ -1,0 +1,143 @@
+"""The outbox relay: publish committed outbox rows through Dapr, read models first.
+
+Every messaging replica runs one relay loop, but a batch is only taken under a PostgreSQL
+transaction-level advisory lock, so one replica relays at a time (no double-publish storm)
+and another takes over the moment it stops. Before a ``conversation.updated`` row is
+published, the conversation's read model and the inbox list are written to the state store,
+so a gateway that reacts to the event reads the new state. A row is stamped published only
+after Dapr accepted it; a crash in between publishes it again (consumers are idempotent).
+"""
+
+import asyncio
+import logging
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from inbox_common.errors import TransientError
+from inbox_common.events import (
+    INBOX_KEY,
+    TOPIC_CONVERSATION_UPDATED,
+    TOPIC_MESSAGE_CREATED,
+    ConversationUpdated,
+    MessageCreated,
+    conversation_key,
+)
+from inbox_common.sidecar import Sidecar
+from messaging.projections import load_conversation, load_inbox
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_ID = 0x1B0C_0001
+"""pg_advisory_xact_lock key that makes one replica at a time the relay."""
+MAX_BACKOFF_S = 30.0
+
+_MODELS: dict[str, type[BaseModel]] = {
+    TOPIC_MESSAGE_CREATED: MessageCreated,
+    TOPIC_CONVERSATION_UPDATED: ConversationUpdated,
+}
+
+
+class OutboxRelay:
+    """Background task draining the outbox.
+
+    Args:
+        pool: the service's connection pool.
+        sidecar: where to publish and write read models.
+        batch_size: rows per transaction.
+        poll_interval_s: longest idle wait before scanning again; :meth:`wake` cuts it short.
+    """
+
+    def __init__(
+        self, pool: AsyncConnectionPool, sidecar: Sidecar, batch_size: int, poll_interval_s: float
+    ) -> None:
+        self._pool = pool
+        self._sidecar = sidecar
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Ask for a scan now (called after a transaction that wrote outbox rows commits)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until cancelled; failures back off exponentially up to 30 s and never stop it."""
+        backoff_s = 0.0
+        while True:
+            try:
+                drained = await self.relay_batch()
+                backoff_s = 0.0
+            except Exception as exc:  # noqa: BLE001 - the relay must outlive any failure
+                backoff_s = min(MAX_BACKOFF_S, max(0.5, backoff_s * 2))
+                log.warning(
+                    "outbox relay failed; backing off",
+                    extra={"reason": str(exc), "backoff_s": backoff_s},
+                )
+                await asyncio.sleep(backoff_s)
+                continue
+            if drained:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def relay_batch(self) -> bool:
+        """Publish one batch.
+
+        Returns:
+            ``True`` when a full batch was published (more may be waiting), else ``False``.
+
+        Raises:
+            TransientError: the sidecar refused a publish or a state write.
+        """
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (RELAY_LOCK_ID,))
+            (locked,) = await cur.fetchone()  # type: ignore[misc]
+            if not locked:
+                return False
+            cur = await conn.execute(
+                "SELECT id, topic, payload FROM outbox WHERE published_at IS NULL"
+                " ORDER BY id LIMIT %s",
+                (self._batch_size,),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                return False
+            events = [(row_id, topic, _MODELS[topic].model_validate(p)) for row_id, topic, p in rows]
+            conversation_ids = {
+                e.conversation_id for _, t, e in events if t == TOPIC_CONVERSATION_UPDATED
+            }
+            if conversation_ids:
+                await self._project(conn, conversation_ids)
+            results = await asyncio.gather(
+                *(self._sidecar.publish(topic, event) for _, topic, event in events),
+                return_exceptions=True,
+            )
+            published = [row_id for (row_id, _, _), r in zip(events, results) if r is None]
+            failed = [(row_id, r) for (row_id, _, _), r in zip(events, results) if r is not None]
+            await conn.execute(
+                "UPDATE outbox SET published_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY(%s)",
+                (published,),
+            )
+            for row_id, exc in failed:
+                await conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = %s",
+                    (str(exc)[:500], row_id),
+                )
+        if failed:
+            raise TransientError(f"{len(failed)} of {len(events)} outbox rows not published")
+        return len(rows) == self._batch_size
+
+    async def _project(self, conn, conversation_ids: set[UUID]) -> None:  # noqa: ANN001
+        states: dict[str, BaseModel] = {}
+        for conversation_id in conversation_ids:
+            conversation = await load_conversation(conn, conversation_id)
+            if conversation is not None:
+                states[conversation_key(conversation_id)] = conversation
+        states[INBOX_KEY] = await load_inbox(conn)
+        await self._sidecar.save_states(states)

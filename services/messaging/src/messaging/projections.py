@@ -1,0 +1,113 @@
+"""Build the read models (see :mod:`inbox_common.read_models`) from PostgreSQL."""
+
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from inbox_common.events import INBOX_MAX_ITEMS
+from inbox_common.read_models import (
+    Conversation,
+    ConversationSummary,
+    Inbox,
+    Insight,
+    Message,
+)
+
+PREVIEW_CHARS = 140
+
+
+async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Conversation | None:
+    """One conversation with its messages (oldest first) and their insights; ``None`` if absent."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT conversation_id, customer_id, subject, created_at, last_activity_at, version"
+        " FROM conversations WHERE conversation_id = %s",
+        (conversation_id,),
+    )
+    head = await cur.fetchone()
+    if head is None:
+        return None
+    await cur.execute(
+        "SELECT m.message_id, m.seq, m.author_role, m.author_id, m.body, m.submitted_at,"
+        " m.created_at, i.status, i.intent, i.summary, i.suggested_reply, i.model,"
+        " i.duration_ms, i.error"
+        " FROM messages m LEFT JOIN ai_insights i USING (message_id)"
+        " WHERE m.conversation_id = %s ORDER BY m.seq",
+        (conversation_id,),
+    )
+    messages = []
+    for row in await cur.fetchall():
+        insight = None
+        if row["status"] is not None:
+            insight = Insight(
+                status=row["status"],
+                intent=row["intent"],
+                summary=row["summary"],
+                suggested_reply=row["suggested_reply"],
+                model=row["model"],
+                duration_ms=row["duration_ms"],
+                error=row["error"],
+            )
+        messages.append(
+            Message(
+                message_id=row["message_id"],
+                seq=row["seq"],
+                author_role=row["author_role"],
+                author_id=row["author_id"],
+                body=row["body"],
+                submitted_at=row["submitted_at"],
+                created_at=row["created_at"],
+                insight=insight,
+            )
+        )
+    (summary,) = await load_summaries(conn, [conversation_id])
+    return Conversation(**head, summary=summary, messages=messages)
+
+
+async def load_inbox(conn: AsyncConnection) -> Inbox:
+    """The newest ``INBOX_MAX_ITEMS`` conversations by last activity, and the total count."""
+    items = await load_summaries(conn)
+    cur = await conn.execute("SELECT count(*) FROM conversations WHERE message_count > 0")
+    (total,) = await cur.fetchone()  # type: ignore[misc]
+    return Inbox(items=items, total=total)
+
+
+async def load_summaries(
+    conn: AsyncConnection, conversation_ids: list[UUID] | None = None
+) -> list[ConversationSummary]:
+    """Inbox rows, newest activity first: of ``conversation_ids``, or the newest
+    ``INBOX_MAX_ITEMS`` when ``None``."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT c.conversation_id, c.customer_id, c.subject, c.last_activity_at,"
+        " c.message_count, c.version, last.body, last.author_role,"
+        " insight.intent, insight.status"
+        " FROM conversations c"
+        " LEFT JOIN LATERAL (SELECT body, author_role FROM messages m"
+        "   WHERE m.conversation_id = c.conversation_id ORDER BY seq DESC LIMIT 1) last ON true"
+        " LEFT JOIN LATERAL (SELECT i.intent, i.status FROM messages m"
+        "   JOIN ai_insights i USING (message_id)"
+        "   WHERE m.conversation_id = c.conversation_id ORDER BY m.seq DESC LIMIT 1) insight"
+        "   ON true"
+        " WHERE c.message_count > 0"
+        " AND (%(ids)s::uuid[] IS NULL OR c.conversation_id = ANY(%(ids)s::uuid[]))"
+        " ORDER BY c.last_activity_at DESC, c.conversation_id LIMIT %(limit)s",
+        {"ids": conversation_ids, "limit": INBOX_MAX_ITEMS},
+    )
+    return [
+        ConversationSummary(
+            conversation_id=row["conversation_id"],
+            customer_id=row["customer_id"],
+            subject=row["subject"],
+            last_message_preview=(row["body"] or "")[:PREVIEW_CHARS],
+            last_author_role=row["author_role"],
+            last_activity_at=row["last_activity_at"],
+            message_count=row["message_count"],
+            version=row["version"],
+            awaiting_reply=row["author_role"] == "customer",
+            latest_intent=row["intent"],
+            latest_insight_status=row["status"],
+        )
+        for row in await cur.fetchall()
+    ]

@@ -1,0 +1,17 @@
+"""What the messaging app holds while it runs."""
+
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from inbox_common.sidecar import Sidecar
+from messaging.outbox import OutboxRelay
+from messaging.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: AsyncConnectionPool
+    sidecar: Sidecar
+    relay: OutboxRelay

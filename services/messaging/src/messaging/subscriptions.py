@@ -1,0 +1,66 @@
+"""Messaging's Dapr subscriptions: thin adapters over :mod:`messaging.store`."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from dapr.ext.fastapi import DaprApp
+
+from inbox_common.errors import PoisonError, TransientError
+from inbox_common.events import (
+    TOPIC_AI_COMPLETED,
+    TOPIC_MESSAGES_SUBMITTED,
+    AiCompleted,
+    MessageSubmitted,
+)
+from inbox_common.subscriptions import subscribe
+from messaging.runtime import Runtime
+from messaging.store import store_insight, store_message
+
+log = logging.getLogger(__name__)
+
+
+async def handle_submitted(runtime: Runtime, event: MessageSubmitted) -> None:
+    """Store a submitted message (idempotent by ``message_id``) and wake the outbox relay.
+
+    RETRY: the database is unreachable or a transaction failed transiently.
+    DROP: an operator reply to an unknown conversation, or data the schema refuses.
+    """
+    async with _connection(runtime) as conn:
+        created = await store_message(conn, event)
+    if created is None:
+        log.info("duplicate message ignored", extra={"message_id": str(event.message_id)})
+    runtime.relay.wake()
+
+
+async def handle_ai_completed(runtime: Runtime, event: AiCompleted) -> None:
+    """Store the first insight for a message and wake the outbox relay.
+
+    RETRY: the database is unreachable. DROP: the message does not exist.
+    """
+    async with _connection(runtime) as conn:
+        stored = await store_insight(conn, event)
+    if not stored:
+        log.info("duplicate insight ignored", extra={"message_id": str(event.message_id)})
+    runtime.relay.wake()
+
+
+@asynccontextmanager
+async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection; psycopg errors become the two error types."""
+    try:
+        async with runtime.pool.connection() as conn:
+            yield conn
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        raise PoisonError(f"database refused the event: {exc}") from exc
+    except psycopg.Error as exc:
+        raise TransientError(f"database unavailable: {exc}") from exc
+
+
+def register(dapr_app: DaprApp, runtime: Runtime) -> None:
+    """Subscribe messaging to ``messages.submitted`` and ``ai.completed``."""
+    subscribe(dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted,
+              lambda e: handle_submitted(runtime, e))
+    subscribe(dapr_app, TOPIC_AI_COMPLETED, AiCompleted,
+              lambda e: handle_ai_completed(runtime, e))

@@ -1,0 +1,161 @@
+"""A stand-in Ollama server for the tests and for `make run` where no model can be fetched.
+
+It speaks the part of Ollama's HTTP API the ai-worker uses (https://github.com/ollama/ollama/blob/main/docs/api.md):
+``POST /api/chat`` (``stream`` true or false), ``GET /api/tags``, ``GET /api/version``. The
+answer depends on the mode, set for the whole server with ``POST /__fake__/mode``
+``{"mode": ...}`` or for one message by a ``[[fake:<mode>]]`` marker in the customer text:
+
+``valid`` JSON insight; ``fenced`` the same inside a Markdown fence with prose around it;
+``prose`` text without JSON; ``garbage`` broken JSON; ``slow`` a valid answer after
+``slow_s`` seconds; ``error`` HTTP 500. The intent of a message found in the demo data set is
+its human label (so the demo shows sensible intents); others get ``general_inquiry``.
+``GET /__fake__/stats`` counts chat calls per mode.
+
+Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]``
+"""
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+MODES = ("valid", "fenced", "prose", "garbage", "slow", "error")
+MODEL = "fake-insight:1b"
+DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
+_MARKER = re.compile(r"\[\[fake:([a-z]+)\]\]")
+_CUSTOMER = re.compile(r"<customer_message>\n?(.*?)\n?</customer_message>", re.DOTALL)
+
+
+def _labels() -> dict[str, str]:
+    if not DATA_FILE.exists():
+        return {}
+    rows = (json.loads(line) for line in DATA_FILE.read_text().splitlines() if line.strip())
+    return {row["text"].strip().lower(): row["intent"] for row in rows}
+
+
+def insight_for(text: str, labels: dict[str, str]) -> dict[str, str]:
+    """A plausible insight for ``text`` without a model."""
+    clean = _MARKER.sub("", text).strip()
+    intent = labels.get(clean.lower(), "general_inquiry").lower()
+    topic = intent.replace("_", " ").rstrip("?")
+    summary = f"The customer asks about {topic}: {clean[:120]}"
+    reply = (
+        f"Hello, thank you for reaching out about {topic}. I am looking into this for you "
+        "and will get back to you shortly with the details. Please do not share your PIN "
+        "or full card number in this chat."
+    )
+    return {"intent": intent, "summary": summary[:380], "suggested_reply": reply}
+
+
+def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
+    state = {"mode": mode, "slow_s": slow_s}
+    stats: Counter[str] = Counter()
+    labels = _labels()
+
+    def content_for(chosen: str, text: str) -> str:
+        body = json.dumps(insight_for(text, labels))
+        return {
+            "fenced": f"Here is the analysis you asked for:\n```json\n{body}\n```\nHope this helps.",
+            "prose": "The customer seems to have a question about their card. Reply politely.",
+            "garbage": '{"intent": "card_arrival", "summary": "unterminated',
+        }.get(chosen, body)
+
+    async def chat(request: Request) -> JSONResponse | StreamingResponse:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "invalid JSON body"}, status_code=400)
+        if payload.get("model") != MODEL:
+            return JSONResponse({"error": f"model '{payload.get('model')}' not found"}, 404)
+        user = next((m["content"] for m in reversed(payload.get("messages", []))
+                     if m.get("role") == "user"), "")
+        found = _CUSTOMER.search(user)
+        text = found.group(1) if found else user
+        marker = _MARKER.search(text)
+        chosen = marker.group(1) if marker and marker.group(1) in MODES else state["mode"]
+        stats[chosen] += 1
+        started = time.monotonic_ns()
+        if chosen == "error":
+            return JSONResponse({"error": "llama runner process has terminated"}, 500)
+        if chosen == "slow":
+            await asyncio.sleep(state["slow_s"])
+        content = content_for(chosen, text)
+        done = {
+            "model": MODEL,
+            "created_at": datetime.now(UTC).isoformat(),
+            "message": {"role": "assistant", "content": content},
+            "done": True,
+            "done_reason": "stop",
+            "total_duration": time.monotonic_ns() - started,
+            "load_duration": 0,
+            "prompt_eval_count": len(user.split()),
+            "prompt_eval_duration": 1_000_000,
+            "eval_count": len(content.split()),
+            "eval_duration": 2_000_000,
+        }
+        if payload.get("stream", True) is False:
+            return JSONResponse(done)
+
+        async def chunks():
+            for word in re.findall(r"\S+\s*", content):
+                yield json.dumps({"model": MODEL, "created_at": done["created_at"],
+                                  "message": {"role": "assistant", "content": word},
+                                  "done": False}) + "\n"
+            yield json.dumps({**done, "message": {"role": "assistant", "content": ""}}) + "\n"
+
+        return StreamingResponse(chunks(), media_type="application/x-ndjson")
+
+    async def tags(_: Request) -> JSONResponse:
+        return JSONResponse({"models": [{
+            "name": MODEL, "model": MODEL, "modified_at": "2026-01-01T00:00:00Z",
+            "size": 1_000_000, "digest": "0" * 64,
+            "details": {"format": "gguf", "family": "fake", "parameter_size": "1B",
+                        "quantization_level": "Q4_0"},
+        }]})
+
+    async def version(_: Request) -> JSONResponse:
+        return JSONResponse({"version": "0.12.0"})
+
+    async def set_mode(request: Request) -> JSONResponse:
+        body = await request.json()
+        if body.get("mode") not in MODES:
+            return JSONResponse({"error": f"mode must be one of {MODES}"}, 400)
+        state["mode"] = body["mode"]
+        if "slow_s" in body:
+            state["slow_s"] = float(body["slow_s"])
+        return JSONResponse(state)
+
+    async def get_stats(_: Request) -> JSONResponse:
+        return JSONResponse({"mode": state["mode"], "calls": dict(stats)})
+
+    return Starlette(routes=[
+        Route("/api/chat", chat, methods=["POST"]),
+        Route("/api/tags", tags),
+        Route("/api/version", version),
+        Route("/__fake__/mode", set_mode, methods=["POST"]),
+        Route("/__fake__/stats", get_stats),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--mode", choices=MODES, default="valid")
+    parser.add_argument("--slow-s", type=float, default=120.0)
+    args = parser.parse_args()
+    uvicorn.run(create_app(args.mode, args.slow_s), host="127.0.0.1", port=args.port,
+                log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Child processes with bounded readiness waits and guaranteed clean-up."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+CACHE_DIR = Path(os.environ.get("INBOX_TOOLS_DIR", Path.home() / ".cache" / "support-inbox"))
+"""Where `make tools` puts pinned binaries (outside the repository)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StartError(RuntimeError):
+    """A process exited or did not become ready in time; the message ends with its log."""
+
+
+class Process:
+    """One child process in its own process group, logging to ``log_path``."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def wait_until(
+        self, ready: Callable[[], bool], timeout_s: float, what: str,
+        peers: "tuple[Process, ...]" = (),
+    ) -> None:
+        """Poll ``ready`` every 0.1 s for up to ``timeout_s`` seconds.
+
+        Raises:
+            StartError: this process or one of ``peers`` exited, or ``ready`` stayed false.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for process in (self, *peers):
+                if not process.running:
+                    raise StartError(
+                        f"{process.name} exited before {self.name} {what}:\n{process.log_tail()}"
+                    )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise StartError(f"{self.name}: no {what} after {timeout_s:g} s:\n{self.log_tail()}")
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after ``grace_s`` seconds."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (crash simulation)."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    """True when ``url`` answers 2xx within 2 s."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False

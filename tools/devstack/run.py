@@ -1,0 +1,90 @@
+"""`make run`: the whole Support Inbox on this machine until Ctrl-C.
+
+Starts PostgreSQL and Redis, the gateway, messaging and ai-worker each beside its own daprd,
+uses Ollama at ``OLLAMA_URL`` when it answers (else a stand-in that speaks Ollama's API),
+seeds conversations from real support messages and keeps a customer stream going.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+from devstack.procs import Process, free_port, http_ok
+from devstack.seed import CustomerStream
+from devstack.stack import REPO, Stack
+
+
+def _ollama_has(url: str, model: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/tags", timeout=3) as response:  # noqa: S310
+            names = {m.get("name") for m in json.loads(response.read()).get("models", [])}
+    except (OSError, ValueError):
+        return False
+    return model in names or f"{model}:latest" in names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED_MESSAGES", "30")),
+                        help="customer messages posted at start")
+    parser.add_argument("--rate", type=float, default=float(os.environ.get("CUSTOMER_RATE", "4")),
+                        help="new customer messages per minute afterwards (0 stops the stream)")
+    args = parser.parse_args()
+
+    run_dir = REPO / ".devstack"
+    ollama_url = os.environ.get("OLLAMA_URL", "")
+    ollama_model = os.environ.get("OLLAMA_MODEL", "llama3.2:3b")
+    fake = None
+    if ollama_url and _ollama_has(ollama_url, ollama_model):
+        print(f"Using Ollama at {ollama_url} with model {ollama_model}")
+    else:
+        why = f"{ollama_url} does not serve {ollama_model}" if ollama_url else "OLLAMA_URL is unset"
+        port = free_port()
+        fake = Process("fake-ollama", [sys.executable, "-m", "devstack.fake_ollama",
+                                       "--port", str(port)], run_dir / "logs" / "fake-ollama.log")
+        fake.start()
+        fake.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/version"), 30, "readiness")
+        ollama_url, ollama_model = f"http://127.0.0.1:{port}", "fake-insight:1b"
+        print(f"{why}: using the stand-in model server (fake-insight:1b) at {ollama_url}")
+
+    stack = Stack(run_dir, ollama_url, ollama_model, pg_dir=run_dir / "postgres",
+                  gateway_port=args.port)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stream = None
+    try:
+        print("Starting PostgreSQL, Redis, and gateway/messaging/ai-worker with their daprd sidecars…")
+        stack.start()
+        stream = CustomerStream(stack.gateway_url, stack.channel_key, args.seed, args.rate).start()
+        user, password = stack.operator
+        print(
+            f"\nSupport Inbox is running: {stack.gateway_url}/\n"
+            f"  log in as {user} / {password}   (API docs: {stack.gateway_url}/docs)\n"
+            f"  {args.seed} real customer messages seeded, then {args.rate:g} per minute "
+            "(BANKING77, PolyAI, CC BY 4.0)\n"
+            f"  channel API key: {stack.channel_key}\n"
+            f"  logs: {stack.log_dir}\n"
+            "Press Ctrl-C to stop."
+        )
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping…")
+        if stream:
+            stream.stop()
+        stack.stop()
+        if fake:
+            fake.stop()
+        print("Stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
