@@ -12,6 +12,8 @@ from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("INBOX_TOOLS_DIR", Path.home() / ".cache" / "support-inbox"))
 """Where `make tools` puts pinned binaries (outside the repository)."""
+DEVSTACK_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+"""Environment that lets a child ``python -m devstack.…`` import this package."""
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from devstack.procs import Process, free_port, http_ok
+from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
 from devstack.seed import CustomerStream
 from devstack.stack import REPO, Stack
 
@@ -47,7 +47,8 @@ def main() -> int:
         why = f"{ollama_url} does not serve {ollama_model}" if ollama_url else "OLLAMA_URL is unset"
         port = free_port()
         fake = Process("fake-ollama", [sys.executable, "-m", "devstack.fake_ollama",
-                                       "--port", str(port)], run_dir / "logs" / "fake-ollama.log")
+                                       "--port", str(port)], run_dir / "logs" / "fake-ollama.log",
+                       env=DEVSTACK_ENV)
         fake.start()
         fake.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/version"), 30, "readiness")
         ollama_url, ollama_model = f"http://127.0.0.1:{port}", "fake-insight:1b"

@@ -49,6 +49,7 @@ class Stack:
         ollama_url: the Ollama server the ai-worker uses.
         ollama_model: the model it asks for.
         env: extra environment for every service (e.g. ``OLLAMA_TIMEOUT_S``).
+        services: which of :data:`SERVICES` to run (integration tests run one alone).
         gateway_port: the gateway's port (a free one when ``None``).
         pg_dir: PostgreSQL's directory (wiped at start); a new temporary one when ``None``.
             The ``postgres`` user must be able to reach it when running as root.
@@ -56,7 +57,8 @@ class Stack:
 
     def __init__(self, run_dir: Path, ollama_url: str, ollama_model: str,
                  env: dict[str, str] | None = None, pg_dir: Path | None = None,
-                 gateway_port: int | None = None) -> None:
+                 gateway_port: int | None = None,
+                 services: tuple[str, ...] = tuple(SERVICES)) -> None:
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
         self.ollama_url = ollama_url
@@ -71,6 +73,7 @@ class Stack:
         self.operator = ("demo", "demo-password")
         self.services: dict[str, Service] = {}
         self._gateway_port = gateway_port
+        self._names = services
         self._started: list = []
 
     def start(self) -> "Stack":
@@ -80,9 +83,9 @@ class Stack:
             self._started.append(self.postgres.start())
             self._started.append(self.redis.start())
             self._migrate()
-            for name in SERVICES:
+            for name in self._names:
                 self.start_service(name)
-            for name in SERVICES:
+            for name in self._names:
                 self.wait_ready(name)
         except BaseException:
             self.stop()

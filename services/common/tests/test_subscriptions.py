@@ -1,0 +1,93 @@
+"""The subscription adapter answers Dapr's three words, never a 4xx/5xx, and checks the token."""
+
+import json
+from uuid import uuid4
+
+import pytest
+from dapr.ext.fastapi import DaprApp
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from inbox_common.errors import PoisonError, TransientError
+from inbox_common.events import ConversationUpdated
+from inbox_common.subscriptions import AppTokenMiddleware, subscribe
+
+TOKEN = "app-token-for-tests"
+
+
+def make_client(behaviour: str) -> tuple[TestClient, list]:
+    seen: list = []
+
+    async def handler(event: ConversationUpdated) -> None:
+        seen.append(event)
+        if behaviour == "poison":
+            raise PoisonError("bad")
+        if behaviour == "transient":
+            raise TransientError("later")
+        if behaviour == "bug":
+            raise RuntimeError("bug")
+
+    app = FastAPI()
+    app.add_middleware(AppTokenMiddleware, token=SecretStr(TOKEN))
+    subscribe(DaprApp(app), "conversation.updated", ConversationUpdated, handler)
+    return TestClient(app, headers={"dapr-api-token": TOKEN}), seen
+
+
+def envelope(data: object) -> dict:
+    return {"id": str(uuid4()), "specversion": "1.0", "type": "com.dapr.event.sent",
+            "source": "messaging", "datacontenttype": "application/json", "data": data}
+
+
+GOOD = {"conversation_id": str(uuid4()), "version": 3, "reason": "ai.completed"}
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status"),
+    [("ok", "SUCCESS"), ("poison", "DROP"), ("transient", "RETRY"), ("bug", "RETRY")],
+)
+def test_handler_outcome_maps_to_dapr_status(behaviour: str, status: str) -> None:
+    client, seen = make_client(behaviour)
+    response = client.post("/events/conversation.updated", json=envelope(GOOD))
+    assert response.status_code == 200
+    assert response.json() == {"status": status}
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1,2]", json.dumps(envelope({"version": 1})).encode(),
+     json.dumps(envelope("{broken")).encode(), json.dumps(envelope(None)).encode()],
+    ids=["not-json", "not-object", "invalid-data", "data-string-not-json", "no-data"],
+)
+def test_poison_bodies_are_dropped_not_422(body: bytes) -> None:
+    client, seen = make_client("ok")
+    response = client.post("/events/conversation.updated", content=body)
+    assert response.status_code == 200
+    assert response.json() == {"status": "DROP"}
+    assert seen == []
+
+
+def test_data_as_json_string_is_accepted() -> None:
+    client, seen = make_client("ok")
+    response = client.post("/events/conversation.updated", json=envelope(json.dumps(GOOD)))
+    assert response.json() == {"status": "SUCCESS"}
+    assert seen[0].version == 3
+
+
+def test_subscription_list_names_route_and_dead_letter_topic() -> None:
+    client, _ = make_client("ok")
+    (sub,) = client.get("/dapr/subscribe").json()
+    assert sub == {"pubsubname": "inbox-pubsub", "topic": "conversation.updated",
+                   "route": "/events/conversation.updated", "metadata": {},
+                   "deadLetterTopic": "conversation.updated.dead-letter"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"dapr-api-token": "wrong"}])
+def test_sidecar_routes_require_the_app_token(headers: dict) -> None:
+    client, seen = make_client("ok")
+    client.headers.clear()
+    response = client.post("/events/conversation.updated", json=envelope(GOOD), headers=headers)
+    assert response.status_code == 401
+    assert client.get("/dapr/subscribe", headers=headers).status_code == 401
+    assert seen == []

@@ -1,0 +1,100 @@
+"""Passwords and JWTs: only tokens we signed, for our audience, unexpired, with HS256."""
+
+import base64
+import json
+import time
+
+import pytest
+from jose import jwt
+
+from gateway.core.config import Settings
+from gateway.core.security import (
+    InvalidToken,
+    Operator,
+    authenticate,
+    create_access_token,
+    decode_access_token,
+    hash_password,
+)
+
+SECRET = "dev-" + "s" * 40
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings(
+        environment="test",
+        jwt_secret=SECRET,
+        operators={"alice": {"password_hash": hash_password("correct horse"),
+                             "display_name": "Alice"}},
+    )
+
+
+ALICE = Operator("alice", "Alice")
+
+
+def test_password_hash_is_salted_argon2id() -> None:
+    first, second = hash_password("pw"), hash_password("pw")
+    assert first.startswith("$argon2id$")
+    assert first != second
+
+
+def test_authenticate(settings: Settings) -> None:
+    assert authenticate(settings, "alice", "correct horse") == ALICE
+    assert authenticate(settings, "alice", "wrong") is None
+    assert authenticate(settings, "mallory", "correct horse") is None
+
+
+def test_round_trip(settings: Settings) -> None:
+    operator, expires_at = decode_access_token(settings, create_access_token(settings, ALICE))
+    assert operator == ALICE
+    assert expires_at > time.time()
+
+
+def test_expired_token_is_rejected(settings: Settings) -> None:
+    token = create_access_token(settings, ALICE, now=time.time() - settings.jwt_ttl_s - 60)
+    with pytest.raises(InvalidToken, match="expired"):
+        decode_access_token(settings, token)
+
+
+def claims(**overrides: object) -> dict:
+    now = int(time.time())
+    return {"sub": "alice", "aud": "support-inbox", "iss": "support-inbox-gateway",
+            "iat": now, "exp": now + 60, **overrides}
+
+
+def b64(part: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode(claims(), "another-secret-of-sufficient-length!!", algorithm="HS256"),
+        jwt.encode(claims(aud="someone-else"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(iss="elsewhere"), SECRET, algorithm="HS256"),
+        jwt.encode({k: v for k, v in claims().items() if k != "exp"}, SECRET, algorithm="HS256"),
+        jwt.encode({k: v for k, v in claims().items() if k != "aud"}, SECRET, algorithm="HS256"),
+        jwt.encode({k: v for k, v in claims().items() if k != "iat"}, SECRET, algorithm="HS256"),
+        jwt.encode(claims(sub="mallory"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(), SECRET, algorithm="HS512"),
+        b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims()) + ".",
+        "not.a.token",
+        "",
+    ],
+    ids=["forged", "wrong-aud", "wrong-iss", "no-exp", "no-aud", "no-iat", "unknown-operator",
+         "other-alg", "alg-none", "garbage", "empty"],
+)
+def test_bad_tokens_are_rejected(settings: Settings, token: str) -> None:
+    with pytest.raises(InvalidToken):
+        decode_access_token(settings, token)
+
+
+def test_production_refuses_development_secret() -> None:
+    with pytest.raises(ValueError, match="JWT_SECRET"):
+        Settings(environment="production", jwt_secret=SECRET, app_api_token="t" * 20)
+
+
+def test_short_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32"):
+        Settings(environment="test", jwt_secret="short")

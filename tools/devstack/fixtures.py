@@ -1,0 +1,144 @@
+"""pytest fixtures: real components on loopback, stopped even when a test fails.
+
+Time limits come from the environment: ``E2E_TIMEOUT_S`` bounds every wait for something to
+arrive (default 60 s).
+"""
+
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx2 as httpx
+import psycopg
+import pytest
+
+from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
+from devstack.stack import REPO, Stack
+
+T = TypeVar("T")
+E2E_TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "60"))
+OUTPUT_DIR = REPO / "test-output"
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float = E2E_TIMEOUT_S,
+             what: str = "condition", interval_s: float = 0.2) -> T:
+    """Call ``probe`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class FakeOllama:
+    url: str
+    model: str
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/__fake__/stats", timeout=5) as r:  # noqa: S310
+            return json.loads(r.read())
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    return OUTPUT_DIR
+
+
+@pytest.fixture(scope="session")
+def fake_ollama(output_dir: Path) -> Iterator[FakeOllama]:
+    port = free_port()
+    process = Process("fake-ollama", [sys.executable, "-m", "devstack.fake_ollama",
+                                      "--port", str(port), "--slow-s", "30"],
+                      output_dir / "fake-ollama.log", env=DEVSTACK_ENV).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        process.wait_until(lambda: http_ok(f"{url}/api/version"), 30, "readiness")
+        yield FakeOllama(url, "fake-insight:1b")
+    finally:
+        process.stop()
+
+
+def start_stack(output_dir: Path, name: str, fake: FakeOllama, **kwargs: object) -> Stack:
+    run_dir = output_dir / name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    env = {"OLLAMA_TIMEOUT_S": "5", **kwargs.pop("env", {})}  # type: ignore[dict-item]
+    return Stack(run_dir, fake.url, fake.model, env=env, **kwargs).start()  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def stack(output_dir: Path, fake_ollama: FakeOllama) -> Iterator[Stack]:
+    """The whole inbox: three services with their daprd sidecars, PostgreSQL and Redis."""
+    running = start_stack(output_dir, "e2e-stack", fake_ollama)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+class InboxClient:
+    """The public API as a test sees it."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.http = httpx.Client(base_url=stack.gateway_url, timeout=15)
+        user, password = stack.operator
+        response = self.http.post("/api/v1/auth/login", json={"username": user, "password": password})
+        response.raise_for_status()
+        self.token = response.json()["access_token"]
+        self.auth = {"Authorization": f"Bearer {self.token}"}
+
+    def send_customer(self, body: str, **fields: object) -> dict:
+        response = self.http.post("/api/v1/inbound/messages", json={"customer_id": "cust-test",
+                                                                     "body": body, **fields},
+                                  headers={"X-API-Key": self.stack.channel_key})
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def conversation(self, conversation_id: str) -> dict | None:
+        response = self.http.get(f"/api/v1/conversations/{conversation_id}", headers=self.auth)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def wait_insight(self, conversation_id: str, message_id: str,
+                     timeout_s: float = E2E_TIMEOUT_S) -> dict:
+        """The message's insight once it is no longer ``processing``."""
+        def probe() -> dict | None:
+            conversation = self.conversation(conversation_id)
+            for message in (conversation or {}).get("messages", []):
+                insight = message.get("insight") or {}
+                if message["message_id"] == message_id and insight.get("status") not in (None, "processing"):
+                    return insight
+            return None
+        return wait_for(probe, timeout_s, f"insight of {message_id}")
+
+    @property
+    def ws_url(self) -> str:
+        return self.stack.gateway_url.replace("http://", "ws://") + f"/ws?token={self.token}"
+
+
+@pytest.fixture(scope="session")
+def inbox(stack: Stack) -> Iterator[InboxClient]:
+    client = InboxClient(stack)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture(scope="session")
+def db(stack: Stack) -> Iterator[psycopg.Connection]:
+    """A read-only look at the system of record."""
+    with psycopg.connect(stack.postgres.url, autocommit=True) as conn:
+        yield conn

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `make tools`: install every real component the project runs, pinned, cached outside the
+# repository, skipping what is already there. Debian packages and the daprd build run in
+# parallel; each step says what it is doing.
+set -euo pipefail
+: "${INBOX_TOOLS_DIR:=$HOME/.cache/support-inbox}"
+: "${DAPR_VERSION:=v1.18.2}"
+: "${UV_VERSION:=0.13.9}"
+here=$(cd "$(dirname "$0")" && pwd)
+logs="$INBOX_TOOLS_DIR/logs"
+mkdir -p "$INBOX_TOOLS_DIR/bin" "$logs"
+started=$(date +%s)
+say() { printf '[tools %3ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+
+debian_packages=(postgresql redis-server chromium fonts-liberation)
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+apt_pid=
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]} (log: $logs/apt.log)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  ( $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+      --no-install-recommends "${missing[@]}" ) >"$logs/apt.log" 2>&1 &
+  apt_pid=$!
+else
+  say "Debian packages present: ${debian_packages[*]}"
+fi
+
+say "daprd $DAPR_VERSION (log: $logs/daprd.log)"
+"$here/build-daprd.sh" "$DAPR_VERSION" "$INBOX_TOOLS_DIR/bin/daprd" >"$logs/daprd.log" 2>&1 &
+daprd_pid=$!
+
+if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  say "installing uv $UV_VERSION from PyPI"
+  python3 -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+fi
+say "Python environment from uv.lock (.venv)"
+uv sync --frozen --quiet
+
+fail=0
+if ! wait "$daprd_pid"; then say "daprd build FAILED:"; tail -20 "$logs/daprd.log"; fail=1; fi
+say "$(tail -1 "$logs/daprd.log")"
+if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then say "apt-get FAILED:"; tail -20 "$logs/apt.log"; fail=1; fi
+[ "$fail" -eq 0 ] || exit 1
+say "done: daprd $("$INBOX_TOOLS_DIR/bin/daprd" --version), $(redis-server --version | cut -d' ' -f3), PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1), $(chromium --version 2>/dev/null | head -1)"
