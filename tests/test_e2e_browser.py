@@ -1,0 +1,114 @@
+"""The inbox in headless Chromium (Debian's, driven by Playwright) against the whole stack."""
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from devstack.fixtures import E2E_TIMEOUT_S
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = E2E_TIMEOUT_S * 1000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack, output_dir, request) -> Iterator[Page]:
+    context = browser.new_context(base_url=stack.gateway_url, viewport={"width": 1360, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text
+            and errors.append(m.text))
+    yield page
+    page.screenshot(path=output_dir / f"{request.node.name}.png")
+    context.close()
+    assert errors == [], errors
+
+
+def log_in(page: Page, stack) -> None:
+    page.goto("/")
+    user, password = stack.operator
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login-submit")
+    expect(page.locator("#app")).to_be_visible()
+
+
+def open_conversation(page: Page, conversation_id: str) -> None:
+    item = page.locator(f'.conv-item[data-conversation-id="{conversation_id}"]')
+    expect(item).to_be_visible()
+    item.click()
+    expect(page.locator("#view-content")).to_be_visible()
+
+
+def test_insight_arrives_live_and_suggestion_is_only_copied(page: Page, stack, inbox) -> None:
+    log_in(page, stack)
+    expect(page.locator("#live-status")).to_have_attribute("data-mode", "websocket")
+    accepted = inbox.send_customer("How can I receive a virtual card?")
+    open_conversation(page, accepted["conversation_id"])
+    panel = page.locator(f'[data-message-id="{accepted["message_id"]}"] .ai-panel')
+    expect(panel).to_have_attribute("data-status", "available")
+    expect(panel.locator(".intent-badge")).to_have_text("getting_virtual_card")
+    expect(panel.locator(".ai-summary")).to_contain_text("virtual card")
+    suggestion = panel.locator(".ai-suggested-reply").inner_text()
+    assert suggestion
+
+    panel.locator(".use-suggestion").click()
+    expect(page.locator("#reply-body")).to_have_value(suggestion)
+    expect(page.locator("#reply-body")).to_be_focused()
+    page.wait_for_timeout(1500)
+    assert len(inbox.conversation(accepted["conversation_id"])["messages"]) == 1  # not sent
+
+    page.keyboard.press("Control+Enter")
+    operator_message = page.locator('#messages [data-author-role="operator"]:not(.pending)')
+    expect(operator_message).to_have_count(1)
+    expect(operator_message.locator(".message-body")).to_have_text(suggestion.strip())
+    assert inbox.conversation(accepted["conversation_id"])["messages"][1]["author_id"] == "demo"
+
+
+def test_polling_takes_over_when_the_websocket_is_blocked(page: Page, stack, inbox) -> None:
+    page.route_web_socket("**/ws*", lambda ws: ws.close())
+    log_in(page, stack)
+    expect(page.locator("#live-status")).to_have_attribute("data-mode", "polling")
+    accepted = inbox.send_customer("I'm still waiting for my new card.")
+    open_conversation(page, accepted["conversation_id"])
+    panel = page.locator(f'[data-message-id="{accepted["message_id"]}"] .ai-panel')
+    expect(panel).to_have_attribute("data-status", "available")
+    expect(panel.locator(".intent-badge")).to_have_text("card_arrival")
+    expect(page.locator("#live-status")).to_have_attribute("data-mode", "polling")
+
+
+def test_garbage_model_output_shows_unavailable(page: Page, stack, inbox) -> None:
+    log_in(page, stack)
+    accepted = inbox.send_customer("[[fake:garbage]] Why was my card declined?")
+    open_conversation(page, accepted["conversation_id"])
+    panel = page.locator(f'[data-message-id="{accepted["message_id"]}"] .ai-panel')
+    expect(panel).to_have_attribute("data-status", "unavailable")
+    expect(panel.locator(".ai-error")).to_contain_text("no JSON object")
+    expect(panel.locator(".use-suggestion")).to_be_hidden()
+
+
+def test_hostile_text_is_rendered_as_text(page: Page, stack, inbox) -> None:
+    log_in(page, stack)
+    hostile = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    accepted = inbox.send_customer(hostile)
+    open_conversation(page, accepted["conversation_id"])
+    message = page.locator(f'[data-message-id="{accepted["message_id"]}"]')
+    expect(message.locator(".message-body")).to_have_text(hostile)
+    expect(message.locator(".ai-panel")).to_have_attribute("data-status", "available")
+    expect(message.locator(".ai-summary")).to_contain_text("<img src=x")  # model echoed it
+    assert page.locator("#messages img, #messages script").count() == 0
+    assert page.evaluate("window.__pwned") is None

@@ -1,0 +1,274 @@
+"""Each service alone with its real daprd, against real Redis and PostgreSQL.
+
+Events go in through the service's own sidecar (Dapr's HTTP publish API) and come out as
+entries of the Redis streams behind ``inbox-pubsub``, so each test sees exactly what the
+service published, and nothing else runs.
+"""
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+import httpx2 as httpx
+import psycopg
+import pytest
+import redis
+import websockets
+
+from devstack.fixtures import start_stack, wait_for
+from inbox_common.events import conversation_key
+from inbox_common.read_models import Conversation, ConversationSummary
+
+pytestmark = pytest.mark.integration
+
+
+class Probe:
+    """Publish through a service's sidecar, read its state and the broker's streams."""
+
+    def __init__(self, stack, service: str) -> None:
+        self.stack = stack
+        ports = stack.services[service].ports
+        self.dapr = httpx.Client(base_url=f"http://127.0.0.1:{ports.http}/v1.0", timeout=10,
+                                 headers={"dapr-api-token": stack.dapr_api_token})
+        self.redis = redis.Redis(port=stack.redis.port, password=stack.redis.password)
+
+    def publish(self, topic: str, data: dict) -> None:
+        response = self.dapr.post(f"/publish/inbox-pubsub/{topic}", json=data)
+        assert response.status_code == 204, response.text
+
+    def state(self, key: str) -> dict | None:
+        response = self.dapr.get(f"/state/inbox-state/{key}")
+        return response.json() if response.status_code == 200 else None
+
+    def acked(self, topic: str, group: str) -> bool:
+        """Every entry of ``topic`` delivered to consumer group ``group`` and acknowledged."""
+        info = {g["name"].decode(): g for g in self.redis.xinfo_groups(topic)}
+        length = self.redis.xlen(topic)
+        return group in info and info[group]["pending"] == 0 and info[group].get(
+            "entries-read", length) == length
+
+    def events(self, topic: str) -> list[dict]:
+        """The ``data`` of every CloudEvent on ``topic``'s stream, oldest first."""
+        found = []
+        for _, fields in self.redis.xrange(topic):
+            data = json.loads(fields[b"data"])["data"]
+            found.append(json.loads(data) if isinstance(data, str) else data)
+        return found
+
+
+def submitted(**fields: object) -> dict:
+    return {"message_id": str(uuid.uuid4()), "conversation_id": str(uuid.uuid4()),
+            "author_role": "customer", "author_id": "cust-int",
+            "body": "I'm still waiting for my new card.",
+            "submitted_at": datetime.now(UTC).isoformat(), **fields}
+
+
+# ---------------------------------------------------------------------------- messaging
+
+@pytest.fixture(scope="module")
+def messaging(output_dir, fake_ollama):
+    stack = start_stack(output_dir, "int-messaging", fake_ollama, services=("messaging",))
+    try:
+        with psycopg.connect(stack.postgres.url, autocommit=True) as db:
+            yield Probe(stack, "messaging"), db
+    finally:
+        stack.stop()
+
+
+def test_messaging_stores_once_announces_and_projects(messaging) -> None:
+    probe, db = messaging
+    event = submitted()
+    probe.publish("messages.submitted", event)
+    probe.publish("messages.submitted", event)  # redelivery
+    wait_for(lambda: [e for e in probe.events("message.created")
+                      if e["message_id"] == event["message_id"]], what="message.created")
+    assert db.execute("SELECT count(*) FROM messages WHERE message_id = %s",
+                      (event["message_id"],)).fetchone()[0] == 1
+    created = [e for e in probe.events("message.created") if e["message_id"] == event["message_id"]]
+    assert len(created) == 1 and created[0]["seq"] == 1
+    updated = wait_for(lambda: [e for e in probe.events("conversation.updated")
+                                if e["conversation_id"] == event["conversation_id"]],
+                       what="conversation.updated")
+    assert updated == [{"conversation_id": event["conversation_id"], "version": 1,
+                        "reason": "message.created"}]
+    model = Conversation.model_validate(probe.state(conversation_key(event["conversation_id"])))
+    assert [m.body for m in model.messages] == [event["body"]]
+    assert model.messages[0].insight.status == "processing"
+    inbox = probe.state("inbox:index")
+    assert event["conversation_id"] in {i["conversation_id"] for i in inbox["items"]}
+
+
+def test_messaging_stores_the_first_insight_only(messaging) -> None:
+    probe, db = messaging
+    event = submitted()
+    probe.publish("messages.submitted", event)
+    wait_for(lambda: probe.state(conversation_key(event["conversation_id"])), what="read model")
+    for summary in ("first", "second"):
+        probe.publish("ai.completed", {
+            "message_id": event["message_id"], "conversation_id": event["conversation_id"],
+            "status": "available", "intent": "card_arrival", "summary": summary,
+            "suggested_reply": "We are on it.", "model": "m", "duration_ms": 12})
+
+    def insight() -> dict | None:
+        model = probe.state(conversation_key(event["conversation_id"]))
+        found = model["messages"][0]["insight"]
+        return found if found["status"] == "available" else None
+
+    stored = wait_for(insight, what="insight in read model")["summary"]
+    wait_for(lambda: probe.acked("ai.completed", "messaging"), what="both deliveries acked")
+    rows = db.execute("SELECT summary FROM ai_insights WHERE message_id = %s",
+                      (event["message_id"],)).fetchall()
+    assert rows == [(stored,)]  # deliveries run concurrently: whichever came first, only one
+    announced = db.execute(
+        "SELECT count(*) FROM outbox WHERE payload->>'conversation_id' = %s"
+        " AND payload->>'reason' = 'ai.completed'", (event["conversation_id"],)).fetchone()[0]
+    assert announced == 1
+
+
+def test_messaging_sends_poison_to_the_dead_letter_topic(messaging) -> None:
+    probe, db = messaging
+    reply_to_nowhere = submitted(author_role="operator", author_id="demo")
+    probe.publish("messages.submitted", reply_to_nowhere)
+    probe.publish("messages.submitted", {"message_id": "not-a-uuid", "body": 42})
+    dead = wait_for(lambda: (lambda d: d if len(d) >= 2 else None)(
+        probe.events("messages.submitted.dead-letter")), what="dead letters")
+    assert {d.get("message_id") for d in dead} >= {reply_to_nowhere["message_id"], "not-a-uuid"}
+    assert db.execute("SELECT count(*) FROM messages WHERE message_id = %s",
+                      (reply_to_nowhere["message_id"],)).fetchone()[0] == 0
+    # and the next good message still flows
+    good = submitted()
+    probe.publish("messages.submitted", good)
+    wait_for(lambda: probe.state(conversation_key(good["conversation_id"])), what="good message")
+
+
+# ---------------------------------------------------------------------------- ai-worker
+
+@pytest.fixture(scope="module")
+def worker(output_dir, fake_ollama):
+    stack = start_stack(output_dir, "int-ai-worker", fake_ollama, services=("ai-worker",))
+    try:
+        yield Probe(stack, "ai-worker")
+    finally:
+        stack.stop()
+
+
+def created(**fields: object) -> dict:
+    return {**submitted(**fields), "seq": 1, "created_at": datetime.now(UTC).isoformat()}
+
+
+def completions(probe: Probe, message_id: str) -> list[dict]:
+    return [e for e in probe.events("ai.completed") if e["message_id"] == message_id]
+
+
+def test_worker_analyses_customer_messages_once(worker, fake_ollama) -> None:
+    event = created(body="How can I receive a virtual card?")
+    calls_before = sum(fake_ollama.stats()["calls"].values())
+    worker.publish("message.created", event)
+    (done,) = wait_for(lambda: completions(worker, event["message_id"]), what="ai.completed")
+    assert done["status"] == "available"
+    assert done["intent"] == "getting_virtual_card"
+    assert done["model"] == "fake-insight:1b" and done["duration_ms"] >= 0
+    worker.publish("message.created", event)  # redelivery: republished from the cache
+    wait_for(lambda: len(completions(worker, event["message_id"])) == 2, what="republish")
+    assert completions(worker, event["message_id"])[1] == done
+    assert sum(fake_ollama.stats()["calls"].values()) == calls_before + 1
+
+
+def test_worker_skips_operator_messages(worker) -> None:
+    operator = created(author_role="operator", author_id="demo")
+    marker = created()
+    worker.publish("message.created", operator)
+    worker.publish("message.created", marker)
+    wait_for(lambda: completions(worker, marker["message_id"]), what="marker analysed")
+    assert completions(worker, operator["message_id"]) == []
+
+
+@pytest.fixture(scope="module")
+def worker_without_ollama(output_dir, fake_ollama):
+    from devstack.procs import free_port
+
+    stack = start_stack(output_dir, "int-ai-worker-no-ollama", fake_ollama,
+                        services=("ai-worker",),
+                        env={"OLLAMA_URL": f"http://127.0.0.1:{free_port()}"})
+    try:
+        yield Probe(stack, "ai-worker")
+    finally:
+        stack.stop()
+
+
+def test_unreachable_ollama_means_unavailable(worker_without_ollama) -> None:
+    event = created()
+    worker_without_ollama.publish("message.created", event)
+    (done,) = wait_for(lambda: completions(worker_without_ollama, event["message_id"]),
+                       what="ai.completed")
+    assert done["status"] == "unavailable"
+    assert "unreachable" in done["error"]
+
+
+# ---------------------------------------------------------------------------- gateway
+
+@pytest.fixture(scope="module")
+def gateway(output_dir, fake_ollama):
+    stack = start_stack(output_dir, "int-gateway", fake_ollama, services=("gateway",))
+    try:
+        from devstack.fixtures import InboxClient
+
+        yield Probe(stack, "gateway"), InboxClient(stack)
+    finally:
+        stack.stop()
+
+
+def read_model(conversation_id: str, version: int) -> Conversation:
+    now = datetime.now(UTC)
+    summary = ConversationSummary(
+        conversation_id=conversation_id, customer_id="cust-9", last_message_preview="Hi",
+        last_author_role="customer", last_activity_at=now, message_count=1, version=version,
+        awaiting_reply=True)
+    return Conversation(conversation_id=conversation_id, customer_id="cust-9", created_at=now,
+                        last_activity_at=now, version=version, summary=summary, messages=[])
+
+
+def test_gateway_serves_read_models_from_the_state_store(gateway) -> None:
+    probe, client = gateway
+    conversation_id = str(uuid.uuid4())
+    model = read_model(conversation_id, 1)
+    response = probe.dapr.post("/state/inbox-state", json=[
+        {"key": conversation_key(conversation_id), "value": model.model_dump(mode="json")}])
+    assert response.status_code == 204, response.text
+    got = client.http.get(f"/api/v1/conversations/{conversation_id}", headers=client.auth)
+    assert got.status_code == 200
+    assert Conversation.model_validate(got.json()) == model
+
+
+def test_gateway_publishes_submitted_messages(gateway) -> None:
+    probe, client = gateway
+    accepted = client.send_customer("Where is my refund?", subject="Refund")
+    (event,) = wait_for(lambda: [e for e in probe.events("messages.submitted")
+                                 if e["message_id"] == accepted["message_id"]],
+                        what="messages.submitted")
+    assert event["author_role"] == "customer" and event["author_id"] == "cust-test"
+    assert event["subject"] == "Refund" and event["body"] == "Where is my refund?"
+
+
+def test_gateway_pushes_conversation_updates_to_sockets(gateway) -> None:
+    probe, client = gateway
+    conversation_id = str(uuid.uuid4())
+    probe.dapr.post("/state/inbox-state", json=[
+        {"key": conversation_key(conversation_id),
+         "value": read_model(conversation_id, 4).model_dump(mode="json")}])
+
+    async def scenario() -> dict:
+        async with websockets.connect(client.ws_url) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await asyncio.to_thread(probe.publish, "conversation.updated", {
+                "conversation_id": conversation_id, "version": 4, "reason": "ai.completed"})
+            async with asyncio.timeout(30):
+                while True:
+                    push = json.loads(await ws.recv())
+                    if push.get("conversation_id") == conversation_id:
+                        return push
+
+    push = asyncio.run(scenario())
+    assert push["type"] == "conversation.updated" and push["version"] == 4
+    assert push["conversation"]["customer_id"] == "cust-9"
