@@ -8,9 +8,8 @@ import uuid
 
 import pytest
 import websockets
-from jose import jwt
-
 from devstack.fixtures import wait_for
+from jose import jwt
 
 pytestmark = pytest.mark.e2e
 
@@ -21,24 +20,33 @@ def b64(part: dict) -> str:
 
 def forged_tokens(stack) -> dict[str, str]:
     now = int(time.time())
-    claims = {"sub": "demo", "aud": "support-inbox", "iss": "support-inbox-gateway",
-              "iat": now, "exp": now + 600}
+    claims = {
+        "sub": "demo",
+        "aud": "support-inbox",
+        "iss": "support-inbox-gateway",
+        "iat": now,
+        "exp": now + 600,
+    }
     return {
-        "expired": jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600},
-                              stack.jwt_secret, algorithm="HS256"),
+        "expired": jwt.encode(
+            {**claims, "iat": now - 7200, "exp": now - 3600}, stack.jwt_secret, algorithm="HS256"
+        ),
         "forged": jwt.encode(claims, "x" * 48, algorithm="HS256"),
         "alg-none": b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims) + ".",
-        "wrong-audience": jwt.encode({**claims, "aud": "other"}, stack.jwt_secret,
-                                     algorithm="HS256"),
+        "wrong-audience": jwt.encode(
+            {**claims, "aud": "other"}, stack.jwt_secret, algorithm="HS256"
+        ),
         "garbage": "abc.def.ghi",
     }
 
 
-@pytest.mark.parametrize("kind", ["missing", "expired", "forged", "alg-none", "wrong-audience",
-                                  "garbage"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "expired", "forged", "alg-none", "wrong-audience", "garbage"]
+)
 def test_operator_routes_refuse_bad_tokens(inbox, kind) -> None:
-    headers = {} if kind == "missing" else {
-        "Authorization": f"Bearer {forged_tokens(inbox.stack)[kind]}"}
+    headers = (
+        {} if kind == "missing" else {"Authorization": f"Bearer {forged_tokens(inbox.stack)[kind]}"}
+    )
     for method, path, body in [
         ("GET", "/api/v1/conversations", None),
         ("GET", f"/api/v1/conversations/{uuid.uuid4()}", None),
@@ -92,8 +100,11 @@ def test_login_failures(inbox) -> None:
 )
 def test_inbound_rejects_bad_bodies(inbox, db, content, status, reason) -> None:
     before = db.execute("SELECT count(*) FROM messages").fetchone()[0]
-    response = inbox.http.post("/api/v1/inbound/messages", content=content, headers={
-        "X-API-Key": inbox.stack.channel_key, "Content-Type": "application/json"})
+    response = inbox.http.post(
+        "/api/v1/inbound/messages",
+        content=content,
+        headers={"X-API-Key": inbox.stack.channel_key, "Content-Type": "application/json"},
+    )
     assert response.status_code == status, response.text
     assert reason in response.json()["detail"]
     # a good message sent after it is stored, and nothing else was
@@ -105,8 +116,9 @@ def test_inbound_rejects_bad_bodies(inbox, db, content, status, reason) -> None:
 @pytest.mark.parametrize("key", [None, "wrong-key"])
 def test_inbound_requires_the_channel_key(inbox, key) -> None:
     headers = {"X-API-Key": key} if key else {}
-    response = inbox.http.post("/api/v1/inbound/messages",
-                               json={"customer_id": "c", "body": "hello"}, headers=headers)
+    response = inbox.http.post(
+        "/api/v1/inbound/messages", json={"customer_id": "c", "body": "hello"}, headers=headers
+    )
     assert response.status_code == 401
     assert response.json()["detail"] in {"missing X-API-Key header", "unknown API key"}
 
@@ -116,8 +128,9 @@ def test_unknown_conversation_is_404(inbox) -> None:
     got = inbox.http.get(f"/api/v1/conversations/{missing}", headers=inbox.auth)
     assert got.status_code == 404
     assert str(missing) in got.json()["detail"]
-    reply = inbox.http.post(f"/api/v1/conversations/{missing}/messages",
-                            json={"body": "hello"}, headers=inbox.auth)
+    reply = inbox.http.post(
+        f"/api/v1/conversations/{missing}/messages", json={"body": "hello"}, headers=inbox.auth
+    )
     assert reply.status_code == 404
     bad_id = inbox.http.get("/api/v1/conversations/not-a-uuid", headers=inbox.auth)
     assert bad_id.status_code == 422
@@ -132,8 +145,9 @@ def test_pagination_bounds(inbox) -> None:
 
 def test_sidecar_only_routes_need_the_app_token(inbox) -> None:
     assert inbox.http.get("/dapr/subscribe").status_code == 401
-    event = {"data": {"conversation_id": str(uuid.uuid4()), "version": 1,
-                      "reason": "message.created"}}
+    event = {
+        "data": {"conversation_id": str(uuid.uuid4()), "version": 1, "reason": "message.created"}
+    }
     assert inbox.http.post("/events/conversation.updated", json=event).status_code == 401
 
 

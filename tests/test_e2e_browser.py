@@ -3,15 +3,21 @@
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-
 from devstack.fixtures import E2E_TIMEOUT_S
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = E2E_TIMEOUT_S * 1000
 
 
@@ -25,13 +31,19 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, stack, output_dir, request) -> Iterator[Page]:
-    context = browser.new_context(base_url=stack.gateway_url, viewport={"width": 1360, "height": 860})
+    context = browser.new_context(
+        base_url=stack.gateway_url, viewport={"width": 1360, "height": 860}
+    )
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text
-            and errors.append(m.text))
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error" and "Content Security Policy" in m.text and errors.append(m.text)
+        ),
+    )
     yield page
     page.screenshot(path=output_dir / f"{request.node.name}.png")
     context.close()

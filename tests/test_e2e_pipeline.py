@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 import websockets
-
 from devstack.fixtures import E2E_TIMEOUT_S, wait_for
 from devstack.seed import load_messages, post_customer_message
 
@@ -16,8 +15,9 @@ pytestmark = pytest.mark.e2e
 
 def test_customer_message_is_stored_then_enriched(inbox) -> None:
     accepted = inbox.send_customer("I'm still waiting for my new card.")
-    conversation = wait_for(lambda: inbox.conversation(accepted["conversation_id"]),
-                            what="conversation read model")
+    conversation = wait_for(
+        lambda: inbox.conversation(accepted["conversation_id"]), what="conversation read model"
+    )
     (message,) = conversation["messages"]
     assert message["message_id"] == accepted["message_id"]
     assert message["author_role"] == "customer"
@@ -56,7 +56,9 @@ def test_insight_is_pushed_over_the_websocket(inbox) -> None:
             hello = json.loads(await ws.recv())
             assert hello["type"] == "hello"
             assert hello["operator"]["username"] == "demo"
-            accepted = await asyncio.to_thread(inbox.send_customer, "How can I receive a virtual card?")
+            accepted = await asyncio.to_thread(
+                inbox.send_customer, "How can I receive a virtual card?"
+            )
             pushes: list[dict] = []
             async with asyncio.timeout(E2E_TIMEOUT_S):
                 while True:
@@ -104,17 +106,19 @@ def test_two_hundred_real_messages_none_lost_none_duplicated(inbox, db) -> None:
     rows = load_messages()[:200]
     run = uuid.uuid4()
     ids = [uuid.uuid5(run, row["id"]) for row in rows]
-    for row, message_id in zip(rows, ids):
+    for row, message_id in zip(rows, ids, strict=True):
         post_customer_message(inbox.stack.gateway_url, inbox.stack.channel_key, row, message_id)
     # a redelivered request changes nothing
-    for row, message_id in list(zip(rows, ids))[:20]:
+    for row, message_id in list(zip(rows, ids, strict=True))[:20]:
         post_customer_message(inbox.stack.gateway_url, inbox.stack.channel_key, row, message_id)
 
     def counts() -> tuple[int, int] | None:
         stored, analysed = db.execute(
             "SELECT count(*), count(*) FILTER (WHERE i.status <> 'processing')"
             " FROM messages m JOIN ai_insights i USING (message_id)"
-            " WHERE m.message_id = ANY(%s)", (ids,)).fetchone()
+            " WHERE m.message_id = ANY(%s)",
+            (ids,),
+        ).fetchone()
         return (stored, analysed) if analysed == 200 else None
 
     assert wait_for(counts, 180, "200 insights") == (200, 200)
@@ -122,16 +126,24 @@ def test_two_hundred_real_messages_none_lost_none_duplicated(inbox, db) -> None:
         "SELECT count(*) - count(DISTINCT body) FROM messages WHERE message_id = ANY(%s)", (ids,)
     ).fetchone()[0]
     assert duplicates == 0
-    statuses = dict(db.execute(
-        "SELECT status, count(*) FROM ai_insights WHERE message_id = ANY(%s) GROUP BY status",
-        (ids,)).fetchall())
+    statuses = dict(
+        db.execute(
+            "SELECT status, count(*) FROM ai_insights WHERE message_id = ANY(%s) GROUP BY status",
+            (ids,),
+        ).fetchall()
+    )
     assert statuses == {"available": 200}
-    labels = {str(i): row["intent"].lower() for row, i in zip(rows, ids)}
-    intents = dict(db.execute(
-        "SELECT message_id::text, intent FROM ai_insights WHERE message_id = ANY(%s)", (ids,)
-    ).fetchall())
+    labels = {str(i): row["intent"].lower() for row, i in zip(rows, ids, strict=True)}
+    intents = dict(
+        db.execute(
+            "SELECT message_id::text, intent FROM ai_insights WHERE message_id = ANY(%s)", (ids,)
+        ).fetchall()
+    )
     assert intents == labels
     unpublished = db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
-    wait_for(lambda: db.execute(
-        "SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL").fetchone()[0],
-        what=f"outbox drained ({unpublished} left)")
+    wait_for(
+        lambda: db.execute("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL").fetchone()[
+            0
+        ],
+        what=f"outbox drained ({unpublished} left)",
+    )

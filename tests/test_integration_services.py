@@ -15,7 +15,6 @@ import psycopg
 import pytest
 import redis
 import websockets
-
 from devstack.fixtures import start_stack, wait_for
 from inbox_common.events import conversation_key
 from inbox_common.read_models import Conversation, ConversationSummary
@@ -29,8 +28,11 @@ class Probe:
     def __init__(self, stack, service: str) -> None:
         self.stack = stack
         ports = stack.services[service].ports
-        self.dapr = httpx.Client(base_url=f"http://127.0.0.1:{ports.http}/v1.0", timeout=10,
-                                 headers={"dapr-api-token": stack.dapr_api_token})
+        self.dapr = httpx.Client(
+            base_url=f"http://127.0.0.1:{ports.http}/v1.0",
+            timeout=10,
+            headers={"dapr-api-token": stack.dapr_api_token},
+        )
         self.redis = redis.Redis(port=stack.redis.port, password=stack.redis.password)
 
     def publish(self, topic: str, data: dict) -> None:
@@ -45,8 +47,11 @@ class Probe:
         """Every entry of ``topic`` delivered to consumer group ``group`` and acknowledged."""
         info = {g["name"].decode(): g for g in self.redis.xinfo_groups(topic)}
         length = self.redis.xlen(topic)
-        return group in info and info[group]["pending"] == 0 and info[group].get(
-            "entries-read", length) == length
+        return (
+            group in info
+            and info[group]["pending"] == 0
+            and info[group].get("entries-read", length) == length
+        )
 
     def events(self, topic: str) -> list[dict]:
         """The ``data`` of every CloudEvent on ``topic``'s stream, oldest first."""
@@ -58,13 +63,19 @@ class Probe:
 
 
 def submitted(**fields: object) -> dict:
-    return {"message_id": str(uuid.uuid4()), "conversation_id": str(uuid.uuid4()),
-            "author_role": "customer", "author_id": "cust-int",
-            "body": "I'm still waiting for my new card.",
-            "submitted_at": datetime.now(UTC).isoformat(), **fields}
+    return {
+        "message_id": str(uuid.uuid4()),
+        "conversation_id": str(uuid.uuid4()),
+        "author_role": "customer",
+        "author_id": "cust-int",
+        "body": "I'm still waiting for my new card.",
+        "submitted_at": datetime.now(UTC).isoformat(),
+        **fields,
+    }
 
 
 # ---------------------------------------------------------------------------- messaging
+
 
 @pytest.fixture(scope="module")
 def messaging(output_dir, fake_ollama):
@@ -81,17 +92,31 @@ def test_messaging_stores_once_announces_and_projects(messaging) -> None:
     event = submitted()
     probe.publish("messages.submitted", event)
     probe.publish("messages.submitted", event)  # redelivery
-    wait_for(lambda: [e for e in probe.events("message.created")
-                      if e["message_id"] == event["message_id"]], what="message.created")
-    assert db.execute("SELECT count(*) FROM messages WHERE message_id = %s",
-                      (event["message_id"],)).fetchone()[0] == 1
+    wait_for(
+        lambda: [
+            e for e in probe.events("message.created") if e["message_id"] == event["message_id"]
+        ],
+        what="message.created",
+    )
+    assert (
+        db.execute(
+            "SELECT count(*) FROM messages WHERE message_id = %s", (event["message_id"],)
+        ).fetchone()[0]
+        == 1
+    )
     created = [e for e in probe.events("message.created") if e["message_id"] == event["message_id"]]
     assert len(created) == 1 and created[0]["seq"] == 1
-    updated = wait_for(lambda: [e for e in probe.events("conversation.updated")
-                                if e["conversation_id"] == event["conversation_id"]],
-                       what="conversation.updated")
-    assert updated == [{"conversation_id": event["conversation_id"], "version": 1,
-                        "reason": "message.created"}]
+    updated = wait_for(
+        lambda: [
+            e
+            for e in probe.events("conversation.updated")
+            if e["conversation_id"] == event["conversation_id"]
+        ],
+        what="conversation.updated",
+    )
+    assert updated == [
+        {"conversation_id": event["conversation_id"], "version": 1, "reason": "message.created"}
+    ]
     model = Conversation.model_validate(probe.state(conversation_key(event["conversation_id"])))
     assert [m.body for m in model.messages] == [event["body"]]
     assert model.messages[0].insight.status == "processing"
@@ -105,10 +130,19 @@ def test_messaging_stores_the_first_insight_only(messaging) -> None:
     probe.publish("messages.submitted", event)
     wait_for(lambda: probe.state(conversation_key(event["conversation_id"])), what="read model")
     for summary in ("first", "second"):
-        probe.publish("ai.completed", {
-            "message_id": event["message_id"], "conversation_id": event["conversation_id"],
-            "status": "available", "intent": "card_arrival", "summary": summary,
-            "suggested_reply": "We are on it.", "model": "m", "duration_ms": 12})
+        probe.publish(
+            "ai.completed",
+            {
+                "message_id": event["message_id"],
+                "conversation_id": event["conversation_id"],
+                "status": "available",
+                "intent": "card_arrival",
+                "summary": summary,
+                "suggested_reply": "We are on it.",
+                "model": "m",
+                "duration_ms": 12,
+            },
+        )
 
     def insight() -> dict | None:
         model = probe.state(conversation_key(event["conversation_id"]))
@@ -117,12 +151,15 @@ def test_messaging_stores_the_first_insight_only(messaging) -> None:
 
     stored = wait_for(insight, what="insight in read model")["summary"]
     wait_for(lambda: probe.acked("ai.completed", "messaging"), what="both deliveries acked")
-    rows = db.execute("SELECT summary FROM ai_insights WHERE message_id = %s",
-                      (event["message_id"],)).fetchall()
+    rows = db.execute(
+        "SELECT summary FROM ai_insights WHERE message_id = %s", (event["message_id"],)
+    ).fetchall()
     assert rows == [(stored,)]  # deliveries run concurrently: whichever came first, only one
     announced = db.execute(
         "SELECT count(*) FROM outbox WHERE payload->>'conversation_id' = %s"
-        " AND payload->>'reason' = 'ai.completed'", (event["conversation_id"],)).fetchone()[0]
+        " AND payload->>'reason' = 'ai.completed'",
+        (event["conversation_id"],),
+    ).fetchone()[0]
     assert announced == 1
 
 
@@ -131,11 +168,19 @@ def test_messaging_sends_poison_to_the_dead_letter_topic(messaging) -> None:
     reply_to_nowhere = submitted(author_role="operator", author_id="demo")
     probe.publish("messages.submitted", reply_to_nowhere)
     probe.publish("messages.submitted", {"message_id": "not-a-uuid", "body": 42})
-    dead = wait_for(lambda: (lambda d: d if len(d) >= 2 else None)(
-        probe.events("messages.submitted.dead-letter")), what="dead letters")
+    dead = wait_for(
+        lambda: (lambda d: d if len(d) >= 2 else None)(
+            probe.events("messages.submitted.dead-letter")
+        ),
+        what="dead letters",
+    )
     assert {d.get("message_id") for d in dead} >= {reply_to_nowhere["message_id"], "not-a-uuid"}
-    assert db.execute("SELECT count(*) FROM messages WHERE message_id = %s",
-                      (reply_to_nowhere["message_id"],)).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) FROM messages WHERE message_id = %s", (reply_to_nowhere["message_id"],)
+        ).fetchone()[0]
+        == 0
+    )
     # and the next good message still flows
     good = submitted()
     probe.publish("messages.submitted", good)
@@ -143,6 +188,7 @@ def test_messaging_sends_poison_to_the_dead_letter_topic(messaging) -> None:
 
 
 # ---------------------------------------------------------------------------- ai-worker
+
 
 @pytest.fixture(scope="module")
 def worker(output_dir, fake_ollama):
@@ -188,9 +234,13 @@ def test_worker_skips_operator_messages(worker) -> None:
 def worker_without_ollama(output_dir, fake_ollama):
     from devstack.procs import free_port
 
-    stack = start_stack(output_dir, "int-ai-worker-no-ollama", fake_ollama,
-                        services=("ai-worker",),
-                        env={"OLLAMA_URL": f"http://127.0.0.1:{free_port()}"})
+    stack = start_stack(
+        output_dir,
+        "int-ai-worker-no-ollama",
+        fake_ollama,
+        services=("ai-worker",),
+        env={"OLLAMA_URL": f"http://127.0.0.1:{free_port()}"},
+    )
     try:
         yield Probe(stack, "ai-worker")
     finally:
@@ -200,13 +250,15 @@ def worker_without_ollama(output_dir, fake_ollama):
 def test_unreachable_ollama_means_unavailable(worker_without_ollama) -> None:
     event = created()
     worker_without_ollama.publish("message.created", event)
-    (done,) = wait_for(lambda: completions(worker_without_ollama, event["message_id"]),
-                       what="ai.completed")
+    (done,) = wait_for(
+        lambda: completions(worker_without_ollama, event["message_id"]), what="ai.completed"
+    )
     assert done["status"] == "unavailable"
     assert "unreachable" in done["error"]
 
 
 # ---------------------------------------------------------------------------- gateway
+
 
 @pytest.fixture(scope="module")
 def gateway(output_dir, fake_ollama):
@@ -222,19 +274,34 @@ def gateway(output_dir, fake_ollama):
 def read_model(conversation_id: str, version: int) -> Conversation:
     now = datetime.now(UTC)
     summary = ConversationSummary(
-        conversation_id=conversation_id, customer_id="cust-9", last_message_preview="Hi",
-        last_author_role="customer", last_activity_at=now, message_count=1, version=version,
-        awaiting_reply=True)
-    return Conversation(conversation_id=conversation_id, customer_id="cust-9", created_at=now,
-                        last_activity_at=now, version=version, summary=summary, messages=[])
+        conversation_id=conversation_id,
+        customer_id="cust-9",
+        last_message_preview="Hi",
+        last_author_role="customer",
+        last_activity_at=now,
+        message_count=1,
+        version=version,
+        awaiting_reply=True,
+    )
+    return Conversation(
+        conversation_id=conversation_id,
+        customer_id="cust-9",
+        created_at=now,
+        last_activity_at=now,
+        version=version,
+        summary=summary,
+        messages=[],
+    )
 
 
 def test_gateway_serves_read_models_from_the_state_store(gateway) -> None:
     probe, client = gateway
     conversation_id = str(uuid.uuid4())
     model = read_model(conversation_id, 1)
-    response = probe.dapr.post("/state/inbox-state", json=[
-        {"key": conversation_key(conversation_id), "value": model.model_dump(mode="json")}])
+    response = probe.dapr.post(
+        "/state/inbox-state",
+        json=[{"key": conversation_key(conversation_id), "value": model.model_dump(mode="json")}],
+    )
     assert response.status_code == 204, response.text
     got = client.http.get(f"/api/v1/conversations/{conversation_id}", headers=client.auth)
     assert got.status_code == 200
@@ -244,9 +311,14 @@ def test_gateway_serves_read_models_from_the_state_store(gateway) -> None:
 def test_gateway_publishes_submitted_messages(gateway) -> None:
     probe, client = gateway
     accepted = client.send_customer("Where is my refund?", subject="Refund")
-    (event,) = wait_for(lambda: [e for e in probe.events("messages.submitted")
-                                 if e["message_id"] == accepted["message_id"]],
-                        what="messages.submitted")
+    (event,) = wait_for(
+        lambda: [
+            e
+            for e in probe.events("messages.submitted")
+            if e["message_id"] == accepted["message_id"]
+        ],
+        what="messages.submitted",
+    )
     assert event["author_role"] == "customer" and event["author_id"] == "cust-test"
     assert event["subject"] == "Refund" and event["body"] == "Where is my refund?"
 
@@ -254,15 +326,24 @@ def test_gateway_publishes_submitted_messages(gateway) -> None:
 def test_gateway_pushes_conversation_updates_to_sockets(gateway) -> None:
     probe, client = gateway
     conversation_id = str(uuid.uuid4())
-    probe.dapr.post("/state/inbox-state", json=[
-        {"key": conversation_key(conversation_id),
-         "value": read_model(conversation_id, 4).model_dump(mode="json")}])
+    probe.dapr.post(
+        "/state/inbox-state",
+        json=[
+            {
+                "key": conversation_key(conversation_id),
+                "value": read_model(conversation_id, 4).model_dump(mode="json"),
+            }
+        ],
+    )
 
     async def scenario() -> dict:
         async with websockets.connect(client.ws_url) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
-            await asyncio.to_thread(probe.publish, "conversation.updated", {
-                "conversation_id": conversation_id, "version": 4, "reason": "ai.completed"})
+            await asyncio.to_thread(
+                probe.publish,
+                "conversation.updated",
+                {"conversation_id": conversation_id, "version": 4, "reason": "ai.completed"},
+            )
             async with asyncio.timeout(30):
                 while True:
                     push = json.loads(await ws.recv())

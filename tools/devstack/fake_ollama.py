@@ -65,7 +65,7 @@ def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
     def content_for(chosen: str, text: str) -> str:
         body = json.dumps(insight_for(text, labels))
         return {
-            "fenced": f"Here is the analysis you asked for:\n```json\n{body}\n```\nHope this helps.",
+            "fenced": f"Here is the analysis:\n```json\n{body}\n```\nHope this helps.",
             "prose": "The customer seems to have a question about their card. Reply politely.",
             "garbage": '{"intent": "card_arrival", "summary": "unterminated',
         }.get(chosen, body)
@@ -77,8 +77,14 @@ def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
             return JSONResponse({"error": "invalid JSON body"}, status_code=400)
         if payload.get("model") != MODEL:
             return JSONResponse({"error": f"model '{payload.get('model')}' not found"}, 404)
-        user = next((m["content"] for m in reversed(payload.get("messages", []))
-                     if m.get("role") == "user"), "")
+        user = next(
+            (
+                m["content"]
+                for m in reversed(payload.get("messages", []))
+                if m.get("role") == "user"
+            ),
+            "",
+        )
         found = _CUSTOMER.search(user)
         text = found.group(1) if found else user
         marker = _MARKER.search(text)
@@ -108,20 +114,41 @@ def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
 
         async def chunks():
             for word in re.findall(r"\S+\s*", content):
-                yield json.dumps({"model": MODEL, "created_at": done["created_at"],
-                                  "message": {"role": "assistant", "content": word},
-                                  "done": False}) + "\n"
+                yield (
+                    json.dumps(
+                        {
+                            "model": MODEL,
+                            "created_at": done["created_at"],
+                            "message": {"role": "assistant", "content": word},
+                            "done": False,
+                        }
+                    )
+                    + "\n"
+                )
             yield json.dumps({**done, "message": {"role": "assistant", "content": ""}}) + "\n"
 
         return StreamingResponse(chunks(), media_type="application/x-ndjson")
 
     async def tags(_: Request) -> JSONResponse:
-        return JSONResponse({"models": [{
-            "name": MODEL, "model": MODEL, "modified_at": "2026-01-01T00:00:00Z",
-            "size": 1_000_000, "digest": "0" * 64,
-            "details": {"format": "gguf", "family": "fake", "parameter_size": "1B",
-                        "quantization_level": "Q4_0"},
-        }]})
+        return JSONResponse(
+            {
+                "models": [
+                    {
+                        "name": MODEL,
+                        "model": MODEL,
+                        "modified_at": "2026-01-01T00:00:00Z",
+                        "size": 1_000_000,
+                        "digest": "0" * 64,
+                        "details": {
+                            "format": "gguf",
+                            "family": "fake",
+                            "parameter_size": "1B",
+                            "quantization_level": "Q4_0",
+                        },
+                    }
+                ]
+            }
+        )
 
     async def version(_: Request) -> JSONResponse:
         return JSONResponse({"version": "0.12.0"})
@@ -138,13 +165,15 @@ def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
     async def get_stats(_: Request) -> JSONResponse:
         return JSONResponse({"mode": state["mode"], "calls": dict(stats)})
 
-    return Starlette(routes=[
-        Route("/api/chat", chat, methods=["POST"]),
-        Route("/api/tags", tags),
-        Route("/api/version", version),
-        Route("/__fake__/mode", set_mode, methods=["POST"]),
-        Route("/__fake__/stats", get_stats),
-    ])
+    return Starlette(
+        routes=[
+            Route("/api/chat", chat, methods=["POST"]),
+            Route("/api/tags", tags),
+            Route("/api/version", version),
+            Route("/__fake__/mode", set_mode, methods=["POST"]),
+            Route("/__fake__/stats", get_stats),
+        ]
+    )
 
 
 def main() -> None:
@@ -153,8 +182,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=MODES, default="valid")
     parser.add_argument("--slow-s", type=float, default=120.0)
     args = parser.parse_args()
-    uvicorn.run(create_app(args.mode, args.slow_s), host="127.0.0.1", port=args.port,
-                log_level="warning")
+    uvicorn.run(
+        create_app(args.mode, args.slow_s), host="127.0.0.1", port=args.port, log_level="warning"
+    )
 
 
 if __name__ == "__main__":

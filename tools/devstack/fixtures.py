@@ -27,8 +27,12 @@ E2E_TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "60"))
 OUTPUT_DIR = REPO / "test-output"
 
 
-def wait_for(probe: Callable[[], T | None], timeout_s: float = E2E_TIMEOUT_S,
-             what: str = "condition", interval_s: float = 0.2) -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout_s: float = E2E_TIMEOUT_S,
+    what: str = "condition",
+    interval_s: float = 0.2,
+) -> T:
     """Call ``probe`` until it returns something truthy; fail the test after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -59,9 +63,12 @@ def output_dir() -> Path:
 @pytest.fixture(scope="session")
 def fake_ollama(output_dir: Path) -> Iterator[FakeOllama]:
     port = free_port()
-    process = Process("fake-ollama", [sys.executable, "-m", "devstack.fake_ollama",
-                                      "--port", str(port), "--slow-s", "30"],
-                      output_dir / "fake-ollama.log", env=DEVSTACK_ENV).start()
+    process = Process(
+        "fake-ollama",
+        [sys.executable, "-m", "devstack.fake_ollama", "--port", str(port), "--slow-s", "30"],
+        output_dir / "fake-ollama.log",
+        env=DEVSTACK_ENV,
+    ).start()
     try:
         url = f"http://127.0.0.1:{port}"
         process.wait_until(lambda: http_ok(f"{url}/api/version"), 30, "readiness")
@@ -94,15 +101,19 @@ class InboxClient:
         self.stack = stack
         self.http = httpx.Client(base_url=stack.gateway_url, timeout=15)
         user, password = stack.operator
-        response = self.http.post("/api/v1/auth/login", json={"username": user, "password": password})
+        response = self.http.post(
+            "/api/v1/auth/login", json={"username": user, "password": password}
+        )
         response.raise_for_status()
         self.token = response.json()["access_token"]
         self.auth = {"Authorization": f"Bearer {self.token}"}
 
     def send_customer(self, body: str, **fields: object) -> dict:
-        response = self.http.post("/api/v1/inbound/messages", json={"customer_id": "cust-test",
-                                                                     "body": body, **fields},
-                                  headers={"X-API-Key": self.stack.channel_key})
+        response = self.http.post(
+            "/api/v1/inbound/messages",
+            json={"customer_id": "cust-test", "body": body, **fields},
+            headers={"X-API-Key": self.stack.channel_key},
+        )
         assert response.status_code == 202, response.text
         return response.json()
 
@@ -113,16 +124,22 @@ class InboxClient:
         response.raise_for_status()
         return response.json()
 
-    def wait_insight(self, conversation_id: str, message_id: str,
-                     timeout_s: float = E2E_TIMEOUT_S) -> dict:
+    def wait_insight(
+        self, conversation_id: str, message_id: str, timeout_s: float = E2E_TIMEOUT_S
+    ) -> dict:
         """The message's insight once it is no longer ``processing``."""
+
         def probe() -> dict | None:
             conversation = self.conversation(conversation_id)
             for message in (conversation or {}).get("messages", []):
                 insight = message.get("insight") or {}
-                if message["message_id"] == message_id and insight.get("status") not in (None, "processing"):
+                if message["message_id"] == message_id and insight.get("status") not in (
+                    None,
+                    "processing",
+                ):
                     return insight
             return None
+
         return wait_for(probe, timeout_s, f"insight of {message_id}")
 
     @property

@@ -12,7 +12,9 @@ from devstack.procs import Process, free_port, port_open
 
 
 def _pg_bin(tool: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"), key=lambda p: int(p.split("/")[4])
+    )
     if not found:
         raise FileNotFoundError(f"{tool} not found under /usr/lib/postgresql: run `make tools`")
     return found[-1]
@@ -25,7 +27,9 @@ class Postgres:
     (created by the Debian package) in a directory that user owns.
     """
 
-    def __init__(self, log_dir: Path, port: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, port: int | None = None, data_dir: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.user = "inbox"
         self.password = secrets.token_urlsafe(16)
@@ -48,7 +52,7 @@ class Postgres:
     def start(self) -> "Postgres":
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.base.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.base, 0o755)
+        os.chmod(self.base, 0o755)  # noqa: S103 - the postgres user must traverse it
         if self._as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
         pwfile = self.base / "pw"
@@ -56,17 +60,47 @@ class Postgres:
         if self._as_postgres:
             shutil.chown(pwfile, "postgres", "postgres")
         subprocess.run(
-            self._run_as([_pg_bin("initdb"), "-D", str(self.data_dir), "-U", self.user,
-                          "--pwfile", str(pwfile), "-A", "scram-sha-256", "-E", "UTF8",
-                          "--no-sync"]),
-            check=True, capture_output=True,
+            self._run_as(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    "--pwfile",
+                    str(pwfile),
+                    "-A",
+                    "scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         pwfile.unlink()
         self.process = Process(
             "postgres",
-            self._run_as([_pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                          "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.base}",
-                          "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"]),
+            self._run_as(
+                [
+                    _pg_bin("postgres"),
+                    "-D",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={self.base}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                ]
+            ),
             self.log_dir / "postgres.log",
         ).start()
         self.process.wait_until(lambda: port_open(self.port), 60, "listening port")
@@ -74,13 +108,15 @@ class Postgres:
         admin_url = self.url.rsplit("/", 1)[0] + "/postgres"
         subprocess.run(
             [_pg_bin("psql"), admin_url, "-qc", f"CREATE DATABASE {self.database}"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         return self
 
     def _accepts_login(self) -> bool:
-        done = subprocess.run([_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                              capture_output=True)
+        done = subprocess.run(
+            [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+        )
         return done.returncode == 0
 
     def stop(self) -> None:
@@ -107,8 +143,21 @@ class Redis:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = Process(
             "redis",
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--requirepass", self.password, "--dir", tempfile.gettempdir()],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                self.password,
+                "--dir",
+                tempfile.gettempdir(),
+            ],
             self.log_dir / "redis.log",
         ).start()
         self.process.wait_until(lambda: port_open(self.port), 30, "listening port")

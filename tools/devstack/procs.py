@@ -70,7 +70,10 @@ class Process:
             return "(no log)"
 
     def wait_until(
-        self, ready: Callable[[], bool], timeout_s: float, what: str,
+        self,
+        ready: Callable[[], bool],
+        timeout_s: float,
+        what: str,
         peers: "tuple[Process, ...]" = (),
     ) -> None:
         """Poll ``ready`` every 0.1 s for up to ``timeout_s`` seconds.

@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import urllib.request
-from pathlib import Path
 
 from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
 from devstack.seed import CustomerStream
@@ -31,10 +30,18 @@ def _ollama_has(url: str, model: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED_MESSAGES", "30")),
-                        help="customer messages posted at start")
-    parser.add_argument("--rate", type=float, default=float(os.environ.get("CUSTOMER_RATE", "4")),
-                        help="new customer messages per minute afterwards (0 stops the stream)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=int(os.environ.get("SEED_MESSAGES", "30")),
+        help="customer messages posted at start",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=float(os.environ.get("CUSTOMER_RATE", "4")),
+        help="new customer messages per minute afterwards (0 stops the stream)",
+    )
     args = parser.parse_args()
 
     run_dir = REPO / ".devstack"
@@ -46,21 +53,27 @@ def main() -> int:
     else:
         why = f"{ollama_url} does not serve {ollama_model}" if ollama_url else "OLLAMA_URL is unset"
         port = free_port()
-        fake = Process("fake-ollama", [sys.executable, "-m", "devstack.fake_ollama",
-                                       "--port", str(port)], run_dir / "logs" / "fake-ollama.log",
-                       env=DEVSTACK_ENV)
+        fake = Process(
+            "fake-ollama",
+            [sys.executable, "-m", "devstack.fake_ollama", "--port", str(port)],
+            run_dir / "logs" / "fake-ollama.log",
+            env=DEVSTACK_ENV,
+        )
         fake.start()
         fake.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/version"), 30, "readiness")
         ollama_url, ollama_model = f"http://127.0.0.1:{port}", "fake-insight:1b"
         print(f"{why}: using the stand-in model server (fake-insight:1b) at {ollama_url}")
 
-    stack = Stack(run_dir, ollama_url, ollama_model, pg_dir=run_dir / "postgres",
-                  gateway_port=args.port)
+    stack = Stack(
+        run_dir, ollama_url, ollama_model, pg_dir=run_dir / "postgres", gateway_port=args.port
+    )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stream = None
     try:
-        print("Starting PostgreSQL, Redis, and gateway/messaging/ai-worker with their daprd sidecars…")
+        print(
+            "Starting PostgreSQL, Redis, and gateway/messaging/ai-worker with their daprd sidecars…"
+        )
         stack.start()
         stream = CustomerStream(stack.gateway_url, stack.channel_key, args.seed, args.rate).start()
         user, password = stack.operator

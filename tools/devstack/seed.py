@@ -23,21 +23,26 @@ def load_messages(path: Path = DATA_FILE) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def post_customer_message(gateway_url: str, api_key: str, row: dict,
-                          message_id: uuid.UUID | None = None) -> dict:
+def post_customer_message(
+    gateway_url: str, api_key: str, row: dict, message_id: uuid.UUID | None = None
+) -> dict:
     """POST one data-set row to ``/api/v1/inbound/messages``; returns the 202 body.
 
     Raises:
         urllib.error.HTTPError: the gateway refused it.
     """
     customer = "cust-" + row["id"].rsplit("-", 1)[-1]
-    body = json.dumps({
-        "message_id": str(message_id or uuid.uuid5(uuid.NAMESPACE_URL, row["id"])),
-        "customer_id": customer,
-        "body": row["text"],
-    }).encode()
+    body = json.dumps(
+        {
+            "message_id": str(message_id or uuid.uuid5(uuid.NAMESPACE_URL, row["id"])),
+            "customer_id": customer,
+            "body": row["text"],
+        }
+    ).encode()
     request = urllib.request.Request(
-        f"{gateway_url}/api/v1/inbound/messages", data=body, method="POST",
+        f"{gateway_url}/api/v1/inbound/messages",
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/json", "X-API-Key": api_key},
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our gateway
@@ -47,8 +52,9 @@ def post_customer_message(gateway_url: str, api_key: str, row: dict,
 class CustomerStream:
     """Post ``initial`` messages now, then ``per_minute`` more each minute until stopped."""
 
-    def __init__(self, gateway_url: str, api_key: str, initial: int, per_minute: float,
-                 seed: int = 7) -> None:
+    def __init__(
+        self, gateway_url: str, api_key: str, initial: int, per_minute: float, seed: int = 7
+    ) -> None:
         self.gateway_url = gateway_url
         self.api_key = api_key
         self.initial = initial

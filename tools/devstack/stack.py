@@ -55,10 +55,16 @@ class Stack:
             The ``postgres`` user must be able to reach it when running as root.
     """
 
-    def __init__(self, run_dir: Path, ollama_url: str, ollama_model: str,
-                 env: dict[str, str] | None = None, pg_dir: Path | None = None,
-                 gateway_port: int | None = None,
-                 services: tuple[str, ...] = tuple(SERVICES)) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        ollama_url: str,
+        ollama_model: str,
+        env: dict[str, str] | None = None,
+        pg_dir: Path | None = None,
+        gateway_port: int | None = None,
+        services: tuple[str, ...] = tuple(SERVICES),
+    ) -> None:
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
         self.ollama_url = ollama_url
@@ -103,8 +109,14 @@ class Stack:
             "OLLAMA_URL": self.ollama_url,
             "OLLAMA_MODEL": self.ollama_model,
             "JWT_SECRET": self.jwt_secret,
-            "OPERATORS": json.dumps({user: {"password_hash": PasswordHasher().hash(password),
-                                            "display_name": "Demo Operator"}}),
+            "OPERATORS": json.dumps(
+                {
+                    user: {
+                        "password_hash": PasswordHasher().hash(password),
+                        "display_name": "Demo Operator",
+                    }
+                }
+            ),
             "CHANNEL_API_KEYS": json.dumps([self.channel_key]),
             "DAPR_HTTP_PORT": str(ports.http),
             "DAPR_GRPC_PORT": str(ports.grpc),
@@ -117,9 +129,12 @@ class Stack:
         }
 
     def _migrate(self) -> None:
-        migrate = Process("messaging-prestart", [sys.executable, "-m", "messaging.prestart"],
-                          self.log_dir / "messaging-prestart.log",
-                          env=self._service_env("messaging", Ports()))
+        migrate = Process(
+            "messaging-prestart",
+            [sys.executable, "-m", "messaging.prestart"],
+            self.log_dir / "messaging-prestart.log",
+            env=self._service_env("messaging", Ports()),
+        )
         migrate.start()
         if migrate.popen.wait(120) != 0:  # type: ignore[union-attr]
             raise StartError(f"migrations failed:\n{migrate.log_tail()}")
@@ -131,20 +146,61 @@ class Stack:
         if name == "gateway" and self._gateway_port:
             ports.app = self._gateway_port
         env = self._service_env(name, ports)
-        app = Process(name, [sys.executable, "-m", "uvicorn", "--factory", factory,
-                             "--host", "127.0.0.1", "--port", str(ports.app),
-                             "--no-access-log", "--ws-max-size", "65536"],
-                      self.log_dir / f"{name}.log", env=env).start()
-        sidecar = Process(f"{name}-daprd", [
-            str(DAPRD), "--app-id", name, "--app-port", str(ports.app), "--app-protocol", "http",
-            "--dapr-http-port", str(ports.http), "--dapr-grpc-port", str(ports.grpc),
-            "--dapr-internal-grpc-port", str(ports.internal), "--metrics-port", str(ports.metrics),
-            "--dapr-listen-addresses", "127.0.0.1",
-            "--resources-path", str(COMPONENTS), "--config", str(COMPONENTS / "config.yaml"),
-            "--app-max-concurrency", str(max_concurrency),
-            "--placement-host-address", "", "--scheduler-host-address", "",
-            "--log-level", "info",
-        ], self.log_dir / f"{name}-daprd.log", env=env).start()
+        app = Process(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                factory,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports.app),
+                "--no-access-log",
+                "--ws-max-size",
+                "65536",
+            ],
+            self.log_dir / f"{name}.log",
+            env=env,
+        ).start()
+        sidecar = Process(
+            f"{name}-daprd",
+            [
+                str(DAPRD),
+                "--app-id",
+                name,
+                "--app-port",
+                str(ports.app),
+                "--app-protocol",
+                "http",
+                "--dapr-http-port",
+                str(ports.http),
+                "--dapr-grpc-port",
+                str(ports.grpc),
+                "--dapr-internal-grpc-port",
+                str(ports.internal),
+                "--metrics-port",
+                str(ports.metrics),
+                "--dapr-listen-addresses",
+                "127.0.0.1",
+                "--resources-path",
+                str(COMPONENTS),
+                "--config",
+                str(COMPONENTS / "config.yaml"),
+                "--app-max-concurrency",
+                str(max_concurrency),
+                "--placement-host-address",
+                "",
+                "--scheduler-host-address",
+                "",
+                "--log-level",
+                "info",
+            ],
+            self.log_dir / f"{name}-daprd.log",
+            env=env,
+        ).start()
         service = Service(name, ports, app, sidecar)
         self.services[name] = service
         return service

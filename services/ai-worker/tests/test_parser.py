@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from ai_worker.parser import (
     INSIGHT_SCHEMA,
     MAX_OUTPUT_CHARS,
@@ -31,8 +30,16 @@ GOOD = {
         json.dumps(GOOD) + "\n" + json.dumps({"intent": "other"}),
         "{not json} then " + json.dumps(GOOD),
     ],
-    ids=["plain", "fenced-json", "fenced-bare", "fenced-with-prose", "prose-around",
-         "extra-keys", "two-objects", "broken-then-good"],
+    ids=[
+        "plain",
+        "fenced-json",
+        "fenced-bare",
+        "fenced-with-prose",
+        "prose-around",
+        "extra-keys",
+        "two-objects",
+        "broken-then-good",
+    ],
 )
 def test_well_formed_outputs_parse(text: str) -> None:
     insight = parse_insight(text)
@@ -69,9 +76,22 @@ def test_intent_is_normalised_to_snake_case() -> None:
         ("{" * 50, "no JSON object"),
         ("x" * (MAX_OUTPUT_CHARS + 1), "longer than"),
     ],
-    ids=["empty", "blank", "prose", "truncated", "truncated-fence", "array", "missing-fields",
-         "empty-summary", "wrong-type", "reply-too-long", "html-intent", "intent-too-long",
-         "unbalanced", "oversized"],
+    ids=[
+        "empty",
+        "blank",
+        "prose",
+        "truncated",
+        "truncated-fence",
+        "array",
+        "missing-fields",
+        "empty-summary",
+        "wrong-type",
+        "reply-too-long",
+        "html-intent",
+        "intent-too-long",
+        "unbalanced",
+        "oversized",
+    ],
 )
 def test_malformed_or_hostile_outputs_are_rejected(text: str, reason: str) -> None:
     with pytest.raises(InsightParseError, match=reason):

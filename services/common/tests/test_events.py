@@ -4,8 +4,6 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
-from pydantic import ValidationError
-
 from inbox_common.events import (
     MAX_BODY_CHARS,
     AiCompleted,
@@ -14,6 +12,7 @@ from inbox_common.events import (
     MessageSubmitted,
     dead_letter_topic,
 )
+from pydantic import ValidationError
 
 
 def submitted(**overrides: object) -> dict:

@@ -7,11 +7,10 @@ import pytest
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
-
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import ConversationUpdated
 from inbox_common.subscriptions import AppTokenMiddleware, subscribe
+from pydantic import SecretStr
 
 TOKEN = "app-token-for-tests"
 
@@ -35,8 +34,14 @@ def make_client(behaviour: str) -> tuple[TestClient, list]:
 
 
 def envelope(data: object) -> dict:
-    return {"id": str(uuid4()), "specversion": "1.0", "type": "com.dapr.event.sent",
-            "source": "messaging", "datacontenttype": "application/json", "data": data}
+    return {
+        "id": str(uuid4()),
+        "specversion": "1.0",
+        "type": "com.dapr.event.sent",
+        "source": "messaging",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
 
 
 GOOD = {"conversation_id": str(uuid4()), "version": 3, "reason": "ai.completed"}
@@ -56,8 +61,13 @@ def test_handler_outcome_maps_to_dapr_status(behaviour: str, status: str) -> Non
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[1,2]", json.dumps(envelope({"version": 1})).encode(),
-     json.dumps(envelope("{broken")).encode(), json.dumps(envelope(None)).encode()],
+    [
+        b"not json",
+        b"[1,2]",
+        json.dumps(envelope({"version": 1})).encode(),
+        json.dumps(envelope("{broken")).encode(),
+        json.dumps(envelope(None)).encode(),
+    ],
     ids=["not-json", "not-object", "invalid-data", "data-string-not-json", "no-data"],
 )
 def test_poison_bodies_are_dropped_not_422(body: bytes) -> None:
@@ -78,9 +88,13 @@ def test_data_as_json_string_is_accepted() -> None:
 def test_subscription_list_names_route_and_dead_letter_topic() -> None:
     client, _ = make_client("ok")
     (sub,) = client.get("/dapr/subscribe").json()
-    assert sub == {"pubsubname": "inbox-pubsub", "topic": "conversation.updated",
-                   "route": "/events/conversation.updated", "metadata": {},
-                   "deadLetterTopic": "conversation.updated.dead-letter"}
+    assert sub == {
+        "pubsubname": "inbox-pubsub",
+        "topic": "conversation.updated",
+        "route": "/events/conversation.updated",
+        "metadata": {},
+        "deadLetterTopic": "conversation.updated.dead-letter",
+    }
 
 
 @pytest.mark.parametrize("headers", [{}, {"dapr-api-token": "wrong"}])

@@ -5,8 +5,6 @@ import json
 import time
 
 import pytest
-from jose import jwt
-
 from gateway.core.config import Settings
 from gateway.core.security import (
     InvalidToken,
@@ -16,6 +14,7 @@ from gateway.core.security import (
     decode_access_token,
     hash_password,
 )
+from jose import jwt
 
 SECRET = "dev-" + "s" * 40
 
@@ -25,8 +24,9 @@ def settings() -> Settings:
     return Settings(
         environment="test",
         jwt_secret=SECRET,
-        operators={"alice": {"password_hash": hash_password("correct horse"),
-                             "display_name": "Alice"}},
+        operators={
+            "alice": {"password_hash": hash_password("correct horse"), "display_name": "Alice"}
+        },
     )
 
 
@@ -59,8 +59,14 @@ def test_expired_token_is_rejected(settings: Settings) -> None:
 
 def claims(**overrides: object) -> dict:
     now = int(time.time())
-    return {"sub": "alice", "aud": "support-inbox", "iss": "support-inbox-gateway",
-            "iat": now, "exp": now + 60, **overrides}
+    return {
+        "sub": "alice",
+        "aud": "support-inbox",
+        "iss": "support-inbox-gateway",
+        "iat": now,
+        "exp": now + 60,
+        **overrides,
+    }
 
 
 def b64(part: dict) -> str:
@@ -82,8 +88,19 @@ def b64(part: dict) -> str:
         "not.a.token",
         "",
     ],
-    ids=["forged", "wrong-aud", "wrong-iss", "no-exp", "no-aud", "no-iat", "unknown-operator",
-         "other-alg", "alg-none", "garbage", "empty"],
+    ids=[
+        "forged",
+        "wrong-aud",
+        "wrong-iss",
+        "no-exp",
+        "no-aud",
+        "no-iat",
+        "unknown-operator",
+        "other-alg",
+        "alg-none",
+        "garbage",
+        "empty",
+    ],
 )
 def test_bad_tokens_are_rejected(settings: Settings, token: str) -> None:
     with pytest.raises(InvalidToken):

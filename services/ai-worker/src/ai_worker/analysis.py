@@ -6,6 +6,7 @@ import time
 
 import httpx
 import ollama
+from inbox_common.events import AiCompleted, InsightStatus, MessageCreated
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -16,7 +17,6 @@ from tenacity import (
 from ai_worker.parser import INSIGHT_SCHEMA, InsightParseError, parse_insight
 from ai_worker.prompts import SYSTEM_PROMPT, user_prompt
 from ai_worker.settings import Settings
-from inbox_common.events import AiCompleted, InsightStatus, MessageCreated
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ class Analyser:
             ``ollama_timeout_s`` s, output that is not a valid insight). ``duration_ms`` is the
             time spent on the LLM call, queueing for a slot excluded.
         """
-        model = self._settings.ollama_model
         async with self._slots:
             started = time.monotonic()
             try:
@@ -64,7 +63,9 @@ class Analyser:
             except ollama.ResponseError as exc:
                 error = f"Ollama answered HTTP {exc.status_code}: {str(exc.error)[:200]}"
             except (ConnectionError, httpx.TransportError) as exc:
-                error = f"Ollama is unreachable at {self._settings.ollama_url}: {type(exc).__name__}"
+                error = (
+                    f"Ollama is unreachable at {self._settings.ollama_url}: {type(exc).__name__}"
+                )
             except InsightParseError as exc:
                 error = str(exc)
             else:
@@ -94,7 +95,9 @@ class Analyser:
                 )
         return response.message.content or ""
 
-    def _completed(self, message: MessageCreated, started: float, *, insight=None, error=None) -> AiCompleted:  # noqa: ANN001
+    def _completed(
+        self, message: MessageCreated, started: float, *, insight=None, error=None
+    ) -> AiCompleted:  # noqa: ANN001
         duration_ms = round((time.monotonic() - started) * 1000)
         common = {
             "message_id": message.message_id,

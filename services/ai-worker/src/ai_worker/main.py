@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
+from inbox_common.sidecar import Sidecar
+from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.telemetry import setup_telemetry
 
 from ai_worker import subscriptions
 from ai_worker.analysis import Analyser
 from ai_worker.settings import Settings, get_settings
-from inbox_common.sidecar import Sidecar
-from inbox_common.subscriptions import AppTokenMiddleware
-from inbox_common.telemetry import setup_telemetry
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

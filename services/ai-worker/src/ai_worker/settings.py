@@ -2,9 +2,8 @@
 
 from functools import lru_cache
 
-from pydantic import AnyHttpUrl, Field, model_validator
-
 from inbox_common.settings import ServiceSettings
+from pydantic import AnyHttpUrl, Field, model_validator
 
 
 class Settings(ServiceSettings):

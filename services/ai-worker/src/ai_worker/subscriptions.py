@@ -1,8 +1,6 @@
 """ai-worker's Dapr subscription: ``message.created`` -> analysis -> ``ai.completed``."""
 
 from dapr.ext.fastapi import DaprApp
-
-from ai_worker.analysis import Analyser
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
     TOPIC_MESSAGE_CREATED,
@@ -12,6 +10,8 @@ from inbox_common.events import (
 )
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
+
+from ai_worker.analysis import Analyser
 
 
 def insight_key(message_id: object) -> str:

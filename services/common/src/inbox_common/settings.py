@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 _SECRETS_DIR = Path(os.environ.get("SECRETS_DIR", "/run/secrets"))
 
 

@@ -9,9 +9,9 @@ import asyncio
 import logging
 
 from dapr.aio.clients import DaprClient
-from dapr.clients.health import DaprHealth
 from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._state import StateItem
+from dapr.clients.health import DaprHealth
 from pydantic import BaseModel
 
 from inbox_common.errors import TransientError
@@ -64,7 +64,9 @@ class Sidecar:
                 data_content_type="application/json",
             )
         except DaprGrpcError as exc:
-            raise TransientError(f"publish to {topic} failed: {exc.code()}: {exc.details()}") from exc
+            raise TransientError(
+                f"publish to {topic} failed: {exc.code()}: {exc.details()}"
+            ) from exc
 
     async def get_state(self, key: str) -> bytes | None:
         """Read ``key`` from ``inbox-state``; ``None`` when absent.
@@ -91,8 +93,7 @@ class Sidecar:
         """
         metadata = {"ttlInSeconds": str(ttl_s)} if ttl_s else {}
         states = [
-            StateItem(key=k, value=v.model_dump_json(), metadata=metadata)
-            for k, v in items.items()
+            StateItem(key=k, value=v.model_dump_json(), metadata=metadata) for k, v in items.items()
         ]
         try:
             await self.client.save_bulk_state(store_name=STATE_STORE, states=states)

@@ -51,7 +51,9 @@ class Hub:
                 connection.queue.put_nowait(payload)
                 delivered += 1
             except asyncio.QueueFull:
-                log.warning("closing slow WebSocket", extra={"operator": connection.operator.username})
+                log.warning(
+                    "closing slow WebSocket", extra={"operator": connection.operator.username}
+                )
                 self.remove(connection)
                 while not connection.queue.empty():
                     connection.queue.get_nowait()

@@ -11,16 +11,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from inbox_common.errors import TransientError
+from inbox_common.sidecar import Sidecar
+from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.telemetry import setup_telemetry
 
 from gateway import subscriptions
 from gateway.api.routes import auth, conversations, inbound, ws
 from gateway.core.config import Settings, get_settings
 from gateway.live import Hub
 from gateway.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
-from inbox_common.errors import TransientError
-from inbox_common.sidecar import Sidecar
-from inbox_common.subscriptions import AppTokenMiddleware
-from inbox_common.telemetry import setup_telemetry
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,9 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ]
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"detail": "; ".join(problems), "errors": problems}, 422)
 
     @app.exception_handler(TransientError)

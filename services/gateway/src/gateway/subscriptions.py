@@ -1,13 +1,13 @@
 """The gateway's Dapr subscription: ``conversation.updated`` -> every operator socket here."""
 
 from dapr.ext.fastapi import DaprApp
-
-from gateway.live import Hub
 from inbox_common.errors import TransientError
 from inbox_common.events import TOPIC_CONVERSATION_UPDATED, ConversationUpdated, conversation_key
 from inbox_common.read_models import Conversation
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
+
+from gateway.live import Hub
 
 
 async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated) -> int:

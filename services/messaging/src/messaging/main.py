@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool
-
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware
 from inbox_common.telemetry import setup_telemetry
+from psycopg_pool import AsyncConnectionPool
+
 from messaging import subscriptions
 from messaging.outbox import OutboxRelay
 from messaging.runtime import Runtime

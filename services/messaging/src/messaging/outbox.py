@@ -12,9 +12,6 @@ import asyncio
 import logging
 from uuid import UUID
 
-from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel
-
 from inbox_common.errors import TransientError
 from inbox_common.events import (
     INBOX_KEY,
@@ -25,6 +22,9 @@ from inbox_common.events import (
     conversation_key,
 )
 from inbox_common.sidecar import Sidecar
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
 from messaging.projections import load_conversation, load_inbox
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ class OutboxRelay:
             rows = await cur.fetchall()
             if not rows:
                 return False
-            events = [(row_id, topic, _MODELS[topic].model_validate(p)) for row_id, topic, p in rows]
+            events = [
+                (row_id, topic, _MODELS[topic].model_validate(p)) for row_id, topic, p in rows
+            ]
             conversation_ids = {
                 e.conversation_id for _, t, e in events if t == TOPIC_CONVERSATION_UPDATED
             }
@@ -117,8 +119,14 @@ class OutboxRelay:
                 *(self._sidecar.publish(topic, event) for _, topic, event in events),
                 return_exceptions=True,
             )
-            published = [row_id for (row_id, _, _), r in zip(events, results) if r is None]
-            failed = [(row_id, r) for (row_id, _, _), r in zip(events, results) if r is not None]
+            published = [
+                row_id for (row_id, _, _), r in zip(events, results, strict=True) if r is None
+            ]
+            failed = [
+                (row_id, r)
+                for (row_id, _, _), r in zip(events, results, strict=True)
+                if r is not None
+            ]
             await conn.execute(
                 "UPDATE outbox SET published_at = now(), attempts = attempts + 1"
                 " WHERE id = ANY(%s)",

@@ -9,9 +9,9 @@ import logging
 import sys
 from importlib.resources import files
 
+from inbox_common.telemetry import setup_telemetry
 from yoyo import get_backend, read_migrations
 
-from inbox_common.telemetry import setup_telemetry
 from messaging.settings import get_settings
 
 log = logging.getLogger("messaging.prestart")

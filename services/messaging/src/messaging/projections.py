@@ -2,9 +2,6 @@
 
 from uuid import UUID
 
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
-
 from inbox_common.events import INBOX_MAX_ITEMS
 from inbox_common.read_models import (
     Conversation,
@@ -13,6 +10,8 @@ from inbox_common.read_models import (
     Insight,
     Message,
 )
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 PREVIEW_CHARS = 140
 

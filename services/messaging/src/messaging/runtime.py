@@ -2,9 +2,9 @@
 
 from dataclasses import dataclass
 
+from inbox_common.sidecar import Sidecar
 from psycopg_pool import AsyncConnectionPool
 
-from inbox_common.sidecar import Sidecar
 from messaging.outbox import OutboxRelay
 from messaging.settings import Settings
 

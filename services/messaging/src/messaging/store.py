@@ -4,9 +4,6 @@ All SQL is parameterized. Functions take an open psycopg ``AsyncConnection`` in 
 and open their own transaction, so a change and the events announcing it commit together.
 """
 
-from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
-
 from inbox_common.errors import PoisonError
 from inbox_common.events import (
     TOPIC_CONVERSATION_UPDATED,
@@ -17,6 +14,8 @@ from inbox_common.events import (
     MessageCreated,
     MessageSubmitted,
 )
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 
 async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> MessageCreated | None:
@@ -130,7 +129,9 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
         return True
 
 
-async def _enqueue(conn: AsyncConnection, topic: str, event: MessageCreated | ConversationUpdated) -> None:
+async def _enqueue(
+    conn: AsyncConnection, topic: str, event: MessageCreated | ConversationUpdated
+) -> None:
     await conn.execute(
         "INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
         (topic, Jsonb(event.model_dump(mode="json"))),

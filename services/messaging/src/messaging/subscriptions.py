@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 
 import psycopg
 from dapr.ext.fastapi import DaprApp
-
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
@@ -15,6 +14,7 @@ from inbox_common.events import (
     MessageSubmitted,
 )
 from inbox_common.subscriptions import subscribe
+
 from messaging.runtime import Runtime
 from messaging.store import store_insight, store_message
 
@@ -60,7 +60,7 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
 
 def register(dapr_app: DaprApp, runtime: Runtime) -> None:
     """Subscribe messaging to ``messages.submitted`` and ``ai.completed``."""
-    subscribe(dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted,
-              lambda e: handle_submitted(runtime, e))
-    subscribe(dapr_app, TOPIC_AI_COMPLETED, AiCompleted,
-              lambda e: handle_ai_completed(runtime, e))
+    subscribe(
+        dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted, lambda e: handle_submitted(runtime, e)
+    )
+    subscribe(dapr_app, TOPIC_AI_COMPLETED, AiCompleted, lambda e: handle_ai_completed(runtime, e))

@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from inbox_common.sidecar import Sidecar
 
 from gateway.core.config import Settings
 from gateway.core.security import InvalidToken, Operator, decode_access_token
 from gateway.live import Hub
-from inbox_common.sidecar import Sidecar
 
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/login")
 
@@ -64,7 +64,9 @@ def channel_key(
     if not x_api_key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
     sent = x_api_key.encode()
-    if not any(hmac.compare_digest(sent, k.get_secret_value().encode()) for k in settings.channel_api_keys):
+    if not any(
+        hmac.compare_digest(sent, k.get_secret_value().encode()) for k in settings.channel_api_keys
+    ):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key")
 
 

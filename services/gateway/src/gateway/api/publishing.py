@@ -4,11 +4,10 @@ from typing import Literal
 from uuid import UUID
 
 from fastapi import HTTPException, status
-from pydantic import BaseModel
-
 from inbox_common.errors import TransientError
 from inbox_common.events import TOPIC_MESSAGES_SUBMITTED, MessageSubmitted
 from inbox_common.sidecar import Sidecar
+from pydantic import BaseModel
 
 
 class Accepted(BaseModel):

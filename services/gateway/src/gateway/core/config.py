@@ -3,11 +3,10 @@
 from functools import lru_cache
 from pathlib import Path
 
+from inbox_common.settings import ServiceSettings
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from inbox_common.settings import ServiceSettings
-
-DEV_JWT_SECRET_PREFIX = "dev-"
+DEV_JWT_SECRET_PREFIX = "dev-"  # noqa: S105 - a prefix to refuse, not a secret
 """Secrets starting with this are refused outside development."""
 
 

@@ -21,7 +21,7 @@ class OperatorOut(BaseModel):
 
 class Token(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - RFC 6750 token type, not a secret
     expires_in: int = Field(description="Seconds until the token expires")
     operator: OperatorOut
 

@@ -9,10 +9,6 @@ from typing import Annotated
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, Field
-
-from gateway.api.deps import CurrentOperator, SidecarDep
-from gateway.api.publishing import Accepted, publish_submitted
 from inbox_common.events import (
     INBOX_KEY,
     AuthorRole,
@@ -22,6 +18,10 @@ from inbox_common.events import (
 )
 from inbox_common.read_models import Conversation, ConversationSummary, Inbox
 from inbox_common.sidecar import Sidecar
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import CurrentOperator, SidecarDep
+from gateway.api.publishing import Accepted, publish_submitted
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 

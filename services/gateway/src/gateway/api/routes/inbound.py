@@ -4,11 +4,11 @@ from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, status
+from inbox_common.events import AuthorId, AuthorRole, MessageBody, MessageSubmitted
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import ChannelKey, SidecarDep
 from gateway.api.publishing import Accepted, publish_submitted
-from inbox_common.events import AuthorId, AuthorRole, MessageBody, MessageSubmitted
 
 router = APIRouter(prefix="/api/v1/inbound", tags=["customer channel"])
 
@@ -29,7 +29,10 @@ class InboundMessage(BaseModel):
     "/messages",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[ChannelKey],
-    responses={401: {"description": "Missing or unknown API key"}, 503: {"description": "Bus down"}},
+    responses={
+        401: {"description": "Missing or unknown API key"},
+        503: {"description": "Bus down"},
+    },
 )
 async def receive(message: InboundMessage, sidecar: SidecarDep) -> Accepted:
     """Accept a customer message for storage; it reaches operators within moments."""

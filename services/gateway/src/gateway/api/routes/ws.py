@@ -38,8 +38,10 @@ async def live_updates(websocket: WebSocket, token: str | None = None) -> None:
     connection = hub.add(websocket, operator)
     try:
         await websocket.send_json(
-            {"type": "hello", "operator": {"username": operator.username,
-                                           "display_name": operator.display_name}}
+            {
+                "type": "hello",
+                "operator": {"username": operator.username, "display_name": operator.display_name},
+            }
         )
         tasks = [
             asyncio.create_task(_write(connection)),
