@@ -90,6 +90,10 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # A Ctrl-C reaches this process twice (from the terminal and forwarded by `uv run`);
+        # the second must not interrupt the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("\nStopping…")
         if stream:
             stream.stop()

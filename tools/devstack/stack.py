@@ -3,6 +3,7 @@
 import json
 import secrets
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,6 +198,8 @@ class Stack:
                 "",
                 "--log-level",
                 "info",
+                "--dapr-graceful-shutdown-seconds",
+                "3",
             ],
             self.log_dir / f"{name}-daprd.log",
             env=env,
@@ -220,8 +223,9 @@ class Stack:
         service.app.stop()
 
     def stop(self) -> None:
-        for name in list(self.services):
-            self.stop_service(name)
+        # Sidecars and apps shut down gracefully in parallel, then the infrastructure they use.
+        with ThreadPoolExecutor(max_workers=max(1, len(self.services))) as pool:
+            list(pool.map(self.stop_service, list(self.services)))
         for infra in reversed(self._started):
             infra.stop()
         self._started.clear()
