@@ -26,11 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await sidecar.start()
-        try:
+        async with sidecar:
             yield
-        finally:
-            await sidecar.close()
 
     app = FastAPI(title="Support Inbox ai-worker", lifespan=lifespan)
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)

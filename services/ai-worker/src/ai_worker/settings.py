@@ -3,7 +3,7 @@
 from functools import lru_cache
 
 from inbox_common.settings import ServiceSettings
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field
 
 
 class Settings(ServiceSettings):
@@ -26,12 +26,6 @@ class Settings(ServiceSettings):
     insight_cache_ttl_s: int = Field(
         default=86_400, ge=60, description="How long a finished insight is kept for redeliveries"
     )
-
-    @model_validator(mode="after")
-    def _token_outside_development(self) -> "Settings":
-        if self.environment == "production" and self.app_api_token is None:
-            raise ValueError("APP_API_TOKEN must be set outside development")
-        return self
 
 
 @lru_cache

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRETS_DIR = Path(os.environ.get("SECRETS_DIR", "/run/secrets"))
@@ -41,3 +41,9 @@ class ServiceSettings(BaseSettings):
             "Required outside development; the Python SDK does not check it, so we do."
         ),
     )
+
+    @model_validator(mode="after")
+    def _app_token_outside_development(self) -> "ServiceSettings":
+        if self.environment == "production" and self.app_api_token is None:
+            raise ValueError("APP_API_TOKEN must be set outside development")
+        return self

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class Sidecar:
     """One service's connection to its own daprd.
 
-    Construct it anywhere; call :meth:`start` in the app's lifespan and :meth:`close` there.
+    Construct it anywhere; in the app's lifespan, ``async with sidecar:`` starts and closes it.
     """
 
     def __init__(self) -> None:
@@ -43,6 +43,13 @@ class Sidecar:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    async def __aenter__(self) -> "Sidecar":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @property
     def client(self) -> DaprClient:

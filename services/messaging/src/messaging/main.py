@@ -43,15 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=True, timeout=settings.db_connect_timeout_s)
-        await sidecar.start()
-        task = asyncio.create_task(relay.run(), name="outbox-relay")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await sidecar.close()
-            await pool.close()
+        async with pool, sidecar:
+            task = asyncio.create_task(relay.run(), name="outbox-relay")
+            try:
+                yield
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     app = FastAPI(title="Support Inbox messaging", lifespan=lifespan)
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)

@@ -3,7 +3,7 @@
 from functools import lru_cache
 
 from inbox_common.settings import ServiceSettings
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
 
 class Settings(ServiceSettings):
@@ -17,12 +17,6 @@ class Settings(ServiceSettings):
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="Longest wait between outbox scans when nothing wakes it"
     )
-
-    @model_validator(mode="after")
-    def _token_outside_development(self) -> "Settings":
-        if self.environment == "production" and self.app_api_token is None:
-            raise ValueError("APP_API_TOKEN must be set outside development")
-        return self
 
 
 @lru_cache

@@ -44,12 +44,10 @@ class Settings(ServiceSettings):
     )
 
     @model_validator(mode="after")
-    def _refuse_unsafe_values(self) -> "Settings":
+    def _refuse_development_secret(self) -> "Settings":
         if self.environment == "production":
             if self.jwt_secret.get_secret_value().startswith(DEV_JWT_SECRET_PREFIX):
                 raise ValueError("JWT_SECRET is a development secret; set a random one")
-            if self.app_api_token is None:
-                raise ValueError("APP_API_TOKEN must be set outside development")
         return self
 
 
