@@ -1,0 +1,183 @@
+"""kopf handlers for ``SupportInbox`` (``supportinbox.io/v1alpha1``).
+
+Run with ``kopf run --standalone --all-namespaces -m inbox_operator.handlers``. Creating,
+changing or resuming a SupportInbox reconciles it: validate everything first (spec, one per
+namespace, referenced Secrets), then server-side apply every rendered object, prune what is no
+longer rendered, and report conditions. A periodic timer refreshes the conditions.
+"""
+
+import asyncio
+import os
+from typing import Any
+
+import kopf
+from lightkube import AsyncClient
+from pydantic import ValidationError
+
+from inbox_operator import cluster
+from inbox_operator.conditions import Condition, merge
+from inbox_operator.render import SERVICES, Owner, render
+from inbox_operator.spec import GROUP, PLURAL, VERSION, SupportInboxSpec
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+REFRESH_INTERVAL_S = float(os.environ.get("STATUS_REFRESH_INTERVAL_S", "30"))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = 20  # INFO: reconcile outcomes become Kubernetes Events
+    settings.watching.server_timeout = 60
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    if os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs)
+
+
+def parse_spec(spec: dict[str, Any]) -> SupportInboxSpec:
+    """The typed spec; ``kopf.PermanentError`` naming each bad field otherwise."""
+    try:
+        return SupportInboxSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        problems = "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise kopf.PermanentError(f"invalid spec: {problems}") from None
+
+
+def secret_refs(spec: SupportInboxSpec) -> list[tuple[str, str, str]]:
+    """Every Secret the spec names, as ``(field, name, key)`` with each key's default."""
+    auth = spec.auth
+    refs = [
+        ("database.secretRef", spec.database.secret_ref, "url"),
+        ("auth.jwtSecretRef", auth.jwt_secret_ref, "secret"),
+        ("auth.operatorsSecretRef", auth.operators_secret_ref, "operators.json"),
+        ("auth.channelApiKeysSecretRef", auth.channel_api_keys_secret_ref, "keys.json"),
+        ("auth.daprApiTokenSecretRef", auth.dapr_api_token_secret_ref, "token"),
+        ("auth.appApiTokenSecretRef", auth.app_api_token_secret_ref, "token"),
+    ]
+    if spec.broker.secret_ref:
+        key = "connectionString" if spec.broker.type == "rabbitmq" else "password"
+        refs.append(("broker.secretRef", spec.broker.secret_ref, key))
+    if spec.state_store.secret_ref:
+        key = "connectionString" if spec.state_store.type == "postgresql" else "password"
+        refs.append(("stateStore.secretRef", spec.state_store.secret_ref, key))
+    return [(field, ref.name, ref.key_or(default)) for field, ref, default in refs]
+
+
+def _invalid(patch: kopf.Patch, status: dict, generation: int, reason: str, message: str) -> None:
+    conditions = [Condition(t, "False", reason, message) for t in
+                  ("Ready", "BrokerReady", "DatabaseReady", "ModelReady")]
+    patch.status["conditions"] = merge(status.get("conditions"), conditions, generation)
+    patch.status["observedGeneration"] = generation
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+async def reconcile(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, uid: str,
+                    meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
+                    old: Any, logger: kopf.Logger, **_: Any) -> None:
+    """Bring the cluster in line with the SupportInbox, or change nothing and say why.
+
+    Raises:
+        kopf.PermanentError: the spec is invalid or another SupportInbox owns the namespace.
+        kopf.TemporaryError: a referenced Secret is missing (retried every 30 s).
+    """
+    generation = meta.get("generation", 0)
+    try:
+        typed = parse_spec(spec)
+    except kopf.PermanentError as exc:
+        _invalid(patch, dict(status), generation, "InvalidSpec", str(exc))
+        raise
+    async with AsyncClient(field_manager="support-inbox-operator") as client:
+        others = [o async for o in client.list(cluster.SupportInbox, namespace=namespace)
+                  if o.metadata.name != name and o.metadata.creationTimestamp
+                  <= meta.get("creationTimestamp")]
+        if others:
+            message = (f"SupportInbox {others[0].metadata.name} already owns namespace "
+                       f"{namespace}; Dapr component names are per namespace, so only one fits")
+            _invalid(patch, dict(status), generation, "DuplicateInNamespace", message)
+            raise kopf.PermanentError(message)
+        missing = await cluster.missing_secrets(client, namespace, secret_refs(typed))
+        if missing:
+            message = "waiting for Secrets: " + "; ".join(missing)
+            _invalid(patch, dict(status), generation, "SecretMissing", message)
+            raise kopf.TemporaryError(message, delay=30)
+
+        objects = render(Owner(name, namespace, uid), typed)
+        await cluster.apply(client, objects)
+        pruned = await cluster.prune(client, namespace, name, objects)
+        conditions = await observe(client, typed, namespace)
+    patch.status["conditions"] = merge(status.get("conditions"), conditions, generation)
+    patch.status["observedGeneration"] = generation
+    kopf.info(body, reason="Reconciled", message=_summary(typed, old, len(objects), pruned))
+    logger.info("reconciled %s/%s: %d objects applied, %d pruned", namespace, name,
+                len(objects), len(pruned))
+
+
+def _summary(spec: SupportInboxSpec, old: Any, applied: int, pruned: list[str]) -> str:
+    changes = []
+    before = old  # with field="spec", kopf passes the old spec itself
+    if isinstance(before, dict):
+        old_broker = (before.get("broker") or {}).get("type", "redis")
+        if old_broker != spec.broker.type:
+            changes.append(f"broker {old_broker} -> {spec.broker.type}: inbox-pubsub swapped, "
+                           "gateway, messaging and ai-worker roll")
+        old_model = (before.get("ollama") or {}).get("model")
+        if old_model and old_model != spec.ollama.model:
+            changes.append(f"model {old_model} -> {spec.ollama.model}: ai-worker rolls")
+    text = f"applied {applied} objects (broker {spec.broker.type}, model {spec.ollama.model})"
+    if pruned:
+        text += f", pruned {', '.join(pruned)}"
+    return "; ".join([text, *changes])
+
+
+async def observe(client: AsyncClient, spec: SupportInboxSpec, namespace: str) -> list[Condition]:
+    """Conditions from what the cluster shows now (Deployments, Ollama)."""
+    availability = await cluster.deployment_availability(client, namespace, SERVICES)
+    waiting = [f"{n} {a}/{d or '?'} available" for n, (a, d) in availability.items()
+               if a == 0 or (d and a < d)]
+    component = f"inbox-pubsub is pubsub.{spec.broker.type}"
+    if any(availability[n][0] == 0 for n in SERVICES):
+        broker = Condition("BrokerReady", "False", "WaitingForSidecars",
+                           f"{component}; no sidecar has reported it ready yet")
+    else:
+        broker = Condition("BrokerReady", "True", "SidecarsReady",
+                           f"{component}; every app's sidecar initialised it")
+    if availability["messaging"][0] == 0:
+        database = Condition("DatabaseReady", "False", "MessagingNotAvailable",
+                             "messaging (whose readiness checks PostgreSQL) has no available pod")
+    else:
+        database = Condition("DatabaseReady", "True", "MessagingAvailable",
+                             "messaging reaches PostgreSQL")
+    served, model_message = await asyncio.to_thread(cluster.model_served, spec.ollama.url,
+                                                    spec.ollama.model)
+    model = Condition("ModelReady", "True" if served else "False",
+                      "ModelAvailable" if served else "ModelUnavailable", model_message)
+    if waiting:
+        ready = Condition("Ready", "False", "DeploymentsProgressing", "; ".join(waiting))
+    elif not all(c.status == "True" for c in (broker, database, model)):
+        ready = Condition("Ready", "False", "DependenciesNotReady",
+                          "; ".join(c.message for c in (broker, database, model)
+                                    if c.status != "True"))
+    else:
+        ready = Condition("Ready", "True", "AllAvailable", "every Deployment is available")
+    return [ready, broker, database, model]
+
+
+@kopf.timer(*RESOURCE, interval=REFRESH_INTERVAL_S, initial_delay=REFRESH_INTERVAL_S)
+async def refresh_status(spec: kopf.Spec, namespace: str, meta: kopf.Meta, status: kopf.Status,
+                         patch: kopf.Patch, **_: Any) -> None:
+    """Refresh conditions between reconciles; leaves invalid resources' conditions alone."""
+    try:
+        typed = SupportInboxSpec.model_validate(dict(spec))
+    except ValidationError:
+        return
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if ready.get("reason") in {"InvalidSpec", "DuplicateInNamespace", "SecretMissing"}:
+        return
+    async with AsyncClient() as client:
+        conditions = await observe(client, typed, namespace)
+    patch.status["conditions"] = merge(status.get("conditions"), conditions,
+                                       meta.get("generation", 0))

@@ -1,0 +1,112 @@
+"""Typed view of a ``SupportInbox`` spec (``supportinbox.io/v1alpha1``).
+
+The CRD in ``k8s/crds/`` is the contract: the API server validates and fills defaults, and
+these models read the result. Field names follow the CRD (camelCase aliases).
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "supportinbox.io"
+VERSION = "v1alpha1"
+PLURAL = "supportinboxes"
+KIND = "SupportInbox"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
+                              extra="forbid")
+
+
+class SecretRef(_Model):
+    name: str
+    key: str | None = None
+
+    def key_or(self, default: str) -> str:
+        return self.key or default
+
+
+class Resources(_Model):
+    requests: dict[str, str | int] = Field(default_factory=dict)
+    limits: dict[str, str | int] = Field(default_factory=dict)
+
+
+class Images(_Model):
+    gateway: str = "ghcr.io/support-inbox/gateway:0.1.0"
+    messaging: str = "ghcr.io/support-inbox/messaging:0.1.0"
+    ai_worker: str = "ghcr.io/support-inbox/ai-worker:0.1.0"
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+
+
+class Scaled(_Model):
+    replicas: int = Field(default=2, ge=1)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class AiWorker(_Model):
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=4, ge=1)
+    target_cpu_utilization_percentage: int = Field(default=70, alias="targetCPUUtilizationPercentage")
+    max_concurrency: int = 2
+    resources: Resources = Field(default_factory=Resources)
+
+
+class Sidecar(_Model):
+    cpu_request: str = "50m"
+    memory_request: str = "64Mi"
+    cpu_limit: str = "500m"
+    memory_limit: str = "256Mi"
+
+
+class Broker(_Model):
+    type: Literal["redis", "rabbitmq", "kafka", "jetstream"] = "redis"
+    host: str | None = None
+    secret_ref: SecretRef | None = None
+
+
+class StateStore(_Model):
+    type: Literal["redis", "postgresql"] = "redis"
+    host: str | None = None
+    secret_ref: SecretRef | None = None
+
+
+class Database(_Model):
+    secret_ref: SecretRef
+
+
+class Ollama(_Model):
+    url: str = "http://ollama:11434"
+    model: str = "llama3.2:3b"
+    timeout_seconds: int = 60
+
+
+class Tracing(_Model):
+    enabled: bool = False
+    endpoint: str = "otel-collector:4317"
+    sampling_rate: str = "1"
+
+
+class Auth(_Model):
+    jwt_secret_ref: SecretRef
+    operators_secret_ref: SecretRef
+    channel_api_keys_secret_ref: SecretRef
+    dapr_api_token_secret_ref: SecretRef
+    app_api_token_secret_ref: SecretRef
+
+
+class SupportInboxSpec(_Model):
+    """``.spec`` of a SupportInbox, defaults applied."""
+
+    images: Images = Field(default_factory=Images)
+    gateway: Scaled = Field(default_factory=Scaled)
+    messaging: Scaled = Field(default_factory=Scaled)
+    ai_worker: AiWorker = Field(default_factory=AiWorker)
+    sidecar: Sidecar = Field(default_factory=Sidecar)
+    broker: Broker = Field(default_factory=Broker)
+    state_store: StateStore = Field(default_factory=StateStore)
+    database: Database
+    ollama: Ollama = Field(default_factory=Ollama)
+    tracing: Tracing = Field(default_factory=Tracing)
+    auth: Auth

@@ -1,0 +1,171 @@
+"""The rendering function alone: shapes, Dapr annotations, day-2 differences, and offline
+validation against pinned Kubernetes JSON schemas and Dapr's own CRD schemas."""
+
+import copy
+import os
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from inbox_operator.handlers import parse_spec
+from inbox_operator.render import COMPONENTS_HASH, SERVICES, Owner, render
+from inbox_operator.spec import SupportInboxSpec
+
+REPO = Path(__file__).resolve().parents[3]
+KUBERNETES_SCHEMA_VERSION = "1.34.0"
+"""Kubernetes JSON schemas the rendered objects must satisfy (kubernetes-validate, strict)."""
+DAPR_CRDS = Path(os.environ.get("INBOX_TOOLS_DIR", Path.home() / ".cache" / "support-inbox")) / "src" / "dapr-v1.18.2" / "charts" / "dapr" / "crds"
+OWNER = Owner("inbox", "support", "0b6f0a44-7d55-4b43-9a56-1f7f1e6b52a8")
+
+
+def spec_with(**overrides: object) -> SupportInboxSpec:
+    base = {
+        "database": {"secretRef": {"name": "db"}},
+        "broker": {"type": "redis", "host": "redis:6379", "secretRef": {"name": "redis"}},
+        "stateStore": {"type": "redis", "host": "redis:6379"},
+        "auth": {k: {"name": k.removesuffix("SecretRef").lower()} for k in (
+            "jwtSecretRef", "operatorsSecretRef", "channelApiKeysSecretRef",
+            "daprApiTokenSecretRef", "appApiTokenSecretRef")},
+    }
+    base.update(overrides)
+    return parse_spec(base)
+
+
+def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def test_every_object_is_owned_and_labelled() -> None:
+    objects = render(OWNER, spec_with())
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+    assert kinds == sorted([
+        ("Component", "inbox-pubsub"), ("Component", "inbox-state"),
+        ("Configuration", "inbox-config"), ("Resiliency", "inbox-resiliency"),
+        *[("Deployment", s) for s in SERVICES], ("Service", "gateway"),
+        *[("PodDisruptionBudget", s) for s in SERVICES],
+        ("HorizontalPodAutoscaler", "ai-worker"),
+    ])
+    for obj in objects:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "support"
+        (owner,) = meta["ownerReferences"]
+        assert owner == {"apiVersion": "supportinbox.io/v1alpha1", "kind": "SupportInbox",
+                         "name": "inbox", "uid": OWNER.uid, "controller": True,
+                         "blockOwnerDeletion": True}
+        assert meta["labels"]["app.kubernetes.io/part-of"] == "support-inbox"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "inbox"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "support-inbox-operator"
+
+
+def test_deployments_carry_dapr_annotations() -> None:
+    deployments = by_kind(render(OWNER, spec_with()), "Deployment")
+    for service, deployment in deployments.items():
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["dapr.io/enabled"] == "true"
+        assert annotations["dapr.io/app-id"] == service
+        assert annotations["dapr.io/app-port"] == "8000"
+        assert annotations["dapr.io/config"] == "inbox-config"
+        assert annotations["dapr.io/api-token-secret"] == "daprapitoken"
+        assert annotations["dapr.io/app-token-secret"] == "appapitoken"
+        assert annotations["dapr.io/log-as-json"] == "true"
+        assert annotations["dapr.io/enable-metrics"] == "true"
+        assert annotations["dapr.io/sidecar-memory-limit"] == "256Mi"
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert deployments["ai-worker"]["spec"]["template"]["metadata"]["annotations"][
+        "dapr.io/app-max-concurrency"] == "2"
+    assert "replicas" not in deployments["ai-worker"]["spec"]  # the HPA owns it
+    assert deployments["messaging"]["spec"]["template"]["spec"]["initContainers"][0]["args"] == [
+        "python", "-m", "messaging.prestart"]
+
+
+@pytest.mark.parametrize(
+    ("broker", "component_type", "expected"),
+    [
+        ({"type": "redis", "host": "r:6379"}, "pubsub.redis", {"redisHost": "r:6379"}),
+        ({"type": "rabbitmq", "secretRef": {"name": "amqp"}}, "pubsub.rabbitmq",
+         {"durable": "true", "deliveryMode": "2", "publisherConfirm": "true",
+          "requeueInFailure": "true"}),
+        ({"type": "kafka", "host": "k1:9092,k2:9092"}, "pubsub.kafka",
+         {"brokers": "k1:9092,k2:9092", "initialOffset": "oldest"}),
+        ({"type": "jetstream", "host": "nats://n:4222"}, "pubsub.jetstream",
+         {"natsURL": "nats://n:4222"}),
+    ],
+)
+def test_each_broker_renders_its_component(broker, component_type, expected) -> None:
+    pubsub = by_kind(render(OWNER, spec_with(broker=broker)), "Component")["inbox-pubsub"]
+    assert pubsub["spec"]["type"] == component_type
+    values = {m["name"]: m.get("value") for m in pubsub["spec"]["metadata"]}
+    assert expected.items() <= values.items()
+    assert pubsub["scopes"] == list(SERVICES)
+
+
+def test_broker_switch_rolls_every_deployment() -> None:
+    before = by_kind(render(OWNER, spec_with()), "Deployment")
+    after = by_kind(render(OWNER, spec_with(broker={"type": "kafka", "host": "k:9092"})),
+                    "Deployment")
+    for service in SERVICES:
+        old = before[service]["spec"]["template"]["metadata"]["annotations"][COMPONENTS_HASH]
+        new = after[service]["spec"]["template"]["metadata"]["annotations"][COMPONENTS_HASH]
+        assert old != new
+
+
+def test_model_change_rolls_only_the_ai_worker() -> None:
+    before = by_kind(render(OWNER, spec_with()), "Deployment")
+    after = by_kind(render(OWNER, spec_with(ollama={"model": "qwen2.5:7b"})), "Deployment")
+    changed = {s for s in SERVICES if before[s]["spec"]["template"] != after[s]["spec"]["template"]}
+    assert changed == {"ai-worker"}
+    env = {e["name"]: e.get("value") for e in
+           after["ai-worker"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OLLAMA_MODEL"] == "qwen2.5:7b"
+
+
+def test_rendering_is_pure() -> None:
+    spec = spec_with()
+    assert render(OWNER, spec) == render(OWNER, copy.deepcopy(spec))
+
+
+def test_invalid_spec_names_the_field() -> None:
+    with pytest.raises(Exception, match=r"spec\.broker\.type"):
+        spec_with(broker={"type": "mqtt"})
+
+
+@pytest.mark.parametrize("broker", [{"type": "redis", "host": "r:6379"},
+                                    {"type": "rabbitmq", "secretRef": {"name": "amqp"}},
+                                    {"type": "kafka", "host": "k:9092"},
+                                    {"type": "jetstream", "host": "nats://n:4222"}])
+@pytest.mark.parametrize("tracing", [True, False])
+def test_rendered_objects_pass_offline_schemas(broker, tracing) -> None:
+    dapr_schemas = {}
+    for path in DAPR_CRDS.glob("*.yaml"):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if crd and crd.get("kind") == "CustomResourceDefinition":
+                version = crd["spec"]["versions"][0]
+                dapr_schemas[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
+    assert {"Component", "Configuration", "Resiliency"} <= dapr_schemas.keys()
+    for obj in render(OWNER, spec_with(broker=broker, tracing={"enabled": tracing})):
+        if obj["apiVersion"].startswith("dapr.io/"):
+            jsonschema.validate(obj, dapr_schemas[obj["kind"]])
+        else:
+            kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
+
+
+def test_crd_and_typed_spec_agree() -> None:
+    crd = yaml.safe_load((REPO / "k8s/crds/supportinboxes.supportinbox.io.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+    def walk(model: type, props: dict, path: str) -> None:
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        assert set(fields) == set(props), path
+        for alias, field in fields.items():
+            sub = props[alias]
+            annotation = field.annotation
+            inner = getattr(annotation, "__args__", (annotation,))[0]
+            if isinstance(inner, type) and hasattr(inner, "model_fields") and "properties" in sub:
+                walk(inner, sub["properties"], f"{path}.{alias}")
+
+    walk(SupportInboxSpec, schema["properties"], "spec")
