@@ -35,6 +35,20 @@ test-unit:
 lint:
 	@uv run --frozen ruff check services tools tests
 
+IMAGE_REGISTRY ?= ghcr.io/support-inbox
+IMAGE_TAG ?= 0.1.0
+IMAGE_SERVICES := gateway messaging ai-worker operator
+
+## images: build the four service images with Docker (IMAGE_REGISTRY, IMAGE_TAG)
+.PHONY: images
+images:
+	@command -v docker >/dev/null || { echo "make images needs Docker (https://docs.docker.com/engine/install/)"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make images: the Docker engine is not running"; exit 1; }
+	@for s in $(IMAGE_SERVICES); do \
+	  echo "building $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG)"; \
+	  docker build -f services/$$s/Dockerfile -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) . || exit 1; \
+	done
+
 ## clean: remove local run data and caches inside the repository (not the tool cache)
 .PHONY: clean
 clean:

@@ -9,15 +9,21 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
 from inbox_operator.handlers import parse_spec
 from inbox_operator.render import COMPONENTS_HASH, SERVICES, Owner, render
 from inbox_operator.spec import SupportInboxSpec
 
 REPO = Path(__file__).resolve().parents[3]
-KUBERNETES_SCHEMA_VERSION = "1.34.0"
+KUBERNETES_SCHEMA_VERSION = "1.37.0"
 """Kubernetes JSON schemas the rendered objects must satisfy (kubernetes-validate, strict)."""
-DAPR_CRDS = Path(os.environ.get("INBOX_TOOLS_DIR", Path.home() / ".cache" / "support-inbox")) / "src" / "dapr-v1.18.2" / "charts" / "dapr" / "crds"
+DAPR_CRDS = (
+    Path(os.environ.get("INBOX_TOOLS_DIR", Path.home() / ".cache" / "support-inbox"))
+    / "src"
+    / "dapr-v1.18.2"
+    / "charts"
+    / "dapr"
+    / "crds"
+)
 OWNER = Owner("inbox", "support", "0b6f0a44-7d55-4b43-9a56-1f7f1e6b52a8")
 
 
@@ -26,9 +32,16 @@ def spec_with(**overrides: object) -> SupportInboxSpec:
         "database": {"secretRef": {"name": "db"}},
         "broker": {"type": "redis", "host": "redis:6379", "secretRef": {"name": "redis"}},
         "stateStore": {"type": "redis", "host": "redis:6379"},
-        "auth": {k: {"name": k.removesuffix("SecretRef").lower()} for k in (
-            "jwtSecretRef", "operatorsSecretRef", "channelApiKeysSecretRef",
-            "daprApiTokenSecretRef", "appApiTokenSecretRef")},
+        "auth": {
+            k: {"name": k.removesuffix("SecretRef").lower()}
+            for k in (
+                "jwtSecretRef",
+                "operatorsSecretRef",
+                "channelApiKeysSecretRef",
+                "daprApiTokenSecretRef",
+                "appApiTokenSecretRef",
+            )
+        },
     }
     base.update(overrides)
     return parse_spec(base)
@@ -41,20 +54,30 @@ def by_kind(objects: list[dict], kind: str) -> dict[str, dict]:
 def test_every_object_is_owned_and_labelled() -> None:
     objects = render(OWNER, spec_with())
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
-    assert kinds == sorted([
-        ("Component", "inbox-pubsub"), ("Component", "inbox-state"),
-        ("Configuration", "inbox-config"), ("Resiliency", "inbox-resiliency"),
-        *[("Deployment", s) for s in SERVICES], ("Service", "gateway"),
-        *[("PodDisruptionBudget", s) for s in SERVICES],
-        ("HorizontalPodAutoscaler", "ai-worker"),
-    ])
+    assert kinds == sorted(
+        [
+            ("Component", "inbox-pubsub"),
+            ("Component", "inbox-state"),
+            ("Configuration", "inbox-config"),
+            ("Resiliency", "inbox-resiliency"),
+            *[("Deployment", s) for s in SERVICES],
+            ("Service", "gateway"),
+            *[("PodDisruptionBudget", s) for s in SERVICES],
+            ("HorizontalPodAutoscaler", "ai-worker"),
+        ]
+    )
     for obj in objects:
         meta = obj["metadata"]
         assert meta["namespace"] == "support"
         (owner,) = meta["ownerReferences"]
-        assert owner == {"apiVersion": "supportinbox.io/v1alpha1", "kind": "SupportInbox",
-                         "name": "inbox", "uid": OWNER.uid, "controller": True,
-                         "blockOwnerDeletion": True}
+        assert owner == {
+            "apiVersion": "supportinbox.io/v1alpha1",
+            "kind": "SupportInbox",
+            "name": "inbox",
+            "uid": OWNER.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
         assert meta["labels"]["app.kubernetes.io/part-of"] == "support-inbox"
         assert meta["labels"]["app.kubernetes.io/instance"] == "inbox"
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "support-inbox-operator"
@@ -76,24 +99,44 @@ def test_deployments_carry_dapr_annotations() -> None:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
-    assert deployments["ai-worker"]["spec"]["template"]["metadata"]["annotations"][
-        "dapr.io/app-max-concurrency"] == "2"
+    assert (
+        deployments["ai-worker"]["spec"]["template"]["metadata"]["annotations"][
+            "dapr.io/app-max-concurrency"
+        ]
+        == "2"
+    )
     assert "replicas" not in deployments["ai-worker"]["spec"]  # the HPA owns it
     assert deployments["messaging"]["spec"]["template"]["spec"]["initContainers"][0]["args"] == [
-        "python", "-m", "messaging.prestart"]
+        "python",
+        "-m",
+        "messaging.prestart",
+    ]
 
 
 @pytest.mark.parametrize(
     ("broker", "component_type", "expected"),
     [
         ({"type": "redis", "host": "r:6379"}, "pubsub.redis", {"redisHost": "r:6379"}),
-        ({"type": "rabbitmq", "secretRef": {"name": "amqp"}}, "pubsub.rabbitmq",
-         {"durable": "true", "deliveryMode": "2", "publisherConfirm": "true",
-          "requeueInFailure": "true"}),
-        ({"type": "kafka", "host": "k1:9092,k2:9092"}, "pubsub.kafka",
-         {"brokers": "k1:9092,k2:9092", "initialOffset": "oldest"}),
-        ({"type": "jetstream", "host": "nats://n:4222"}, "pubsub.jetstream",
-         {"natsURL": "nats://n:4222"}),
+        (
+            {"type": "rabbitmq", "secretRef": {"name": "amqp"}},
+            "pubsub.rabbitmq",
+            {
+                "durable": "true",
+                "deliveryMode": "2",
+                "publisherConfirm": "true",
+                "requeueInFailure": "true",
+            },
+        ),
+        (
+            {"type": "kafka", "host": "k1:9092,k2:9092"},
+            "pubsub.kafka",
+            {"brokers": "k1:9092,k2:9092", "initialOffset": "oldest"},
+        ),
+        (
+            {"type": "jetstream", "host": "nats://n:4222"},
+            "pubsub.jetstream",
+            {"natsURL": "nats://n:4222"},
+        ),
     ],
 )
 def test_each_broker_renders_its_component(broker, component_type, expected) -> None:
@@ -106,8 +149,9 @@ def test_each_broker_renders_its_component(broker, component_type, expected) -> 
 
 def test_broker_switch_rolls_every_deployment() -> None:
     before = by_kind(render(OWNER, spec_with()), "Deployment")
-    after = by_kind(render(OWNER, spec_with(broker={"type": "kafka", "host": "k:9092"})),
-                    "Deployment")
+    after = by_kind(
+        render(OWNER, spec_with(broker={"type": "kafka", "host": "k:9092"})), "Deployment"
+    )
     for service in SERVICES:
         old = before[service]["spec"]["template"]["metadata"]["annotations"][COMPONENTS_HASH]
         new = after[service]["spec"]["template"]["metadata"]["annotations"][COMPONENTS_HASH]
@@ -119,8 +163,10 @@ def test_model_change_rolls_only_the_ai_worker() -> None:
     after = by_kind(render(OWNER, spec_with(ollama={"model": "qwen2.5:7b"})), "Deployment")
     changed = {s for s in SERVICES if before[s]["spec"]["template"] != after[s]["spec"]["template"]}
     assert changed == {"ai-worker"}
-    env = {e["name"]: e.get("value") for e in
-           after["ai-worker"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in after["ai-worker"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["OLLAMA_MODEL"] == "qwen2.5:7b"
 
 
@@ -134,10 +180,37 @@ def test_invalid_spec_names_the_field() -> None:
         spec_with(broker={"type": "mqtt"})
 
 
-@pytest.mark.parametrize("broker", [{"type": "redis", "host": "r:6379"},
-                                    {"type": "rabbitmq", "secretRef": {"name": "amqp"}},
-                                    {"type": "kafka", "host": "k:9092"},
-                                    {"type": "jetstream", "host": "nats://n:4222"}])
+def strict(schema: object) -> object:
+    """Refuse fields a structural schema does not declare, as server-side apply does."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    found = {k: strict(v) for k, v in schema.items()}
+    if (
+        "properties" in found
+        and "additionalProperties" not in found
+        and not found.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        found["additionalProperties"] = False
+    return found
+
+
+def test_strict_dapr_schema_refuses_unknown_fields() -> None:
+    schema = strict({"type": "object", "properties": {"a": {"type": "string"}}})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"a": "x", "typo": 1}, schema)
+
+
+@pytest.mark.parametrize(
+    "broker",
+    [
+        {"type": "redis", "host": "r:6379"},
+        {"type": "rabbitmq", "secretRef": {"name": "amqp"}},
+        {"type": "kafka", "host": "k:9092"},
+        {"type": "jetstream", "host": "nats://n:4222"},
+    ],
+)
 @pytest.mark.parametrize("tracing", [True, False])
 def test_rendered_objects_pass_offline_schemas(broker, tracing) -> None:
     dapr_schemas = {}
@@ -145,7 +218,9 @@ def test_rendered_objects_pass_offline_schemas(broker, tracing) -> None:
         for crd in yaml.safe_load_all(path.read_text()):
             if crd and crd.get("kind") == "CustomResourceDefinition":
                 version = crd["spec"]["versions"][0]
-                dapr_schemas[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]
+                dapr_schemas[crd["spec"]["names"]["kind"]] = strict(
+                    version["schema"]["openAPIV3Schema"]
+                )
     assert {"Component", "Configuration", "Resiliency"} <= dapr_schemas.keys()
     for obj in render(OWNER, spec_with(broker=broker, tracing={"enabled": tracing})):
         if obj["apiVersion"].startswith("dapr.io/"):

@@ -16,11 +16,17 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from inbox_operator.render import MANAGER, Obj
 
 Component = create_namespaced_resource("dapr.io", "v1alpha1", "Component", "components")
-Configuration = create_namespaced_resource("dapr.io", "v1alpha1", "Configuration",
-                                           "configurations")
+Configuration = create_namespaced_resource("dapr.io", "v1alpha1", "Configuration", "configurations")
 Resiliency = create_namespaced_resource("dapr.io", "v1alpha1", "Resiliency", "resiliencies")
-OWNED_KINDS = (Component, Configuration, Resiliency, Deployment, Service, PodDisruptionBudget,
-               HorizontalPodAutoscaler)
+OWNED_KINDS = (
+    Component,
+    Configuration,
+    Resiliency,
+    Deployment,
+    Service,
+    PodDisruptionBudget,
+    HorizontalPodAutoscaler,
+)
 
 
 async def apply(client: AsyncClient, objects: list[Obj]) -> None:
@@ -47,8 +53,9 @@ async def prune(client: AsyncClient, namespace: str, instance: str, keep: list[O
     return deleted
 
 
-async def missing_secrets(client: AsyncClient, namespace: str,
-                          refs: list[tuple[str, str, str]]) -> list[str]:
+async def missing_secrets(
+    client: AsyncClient, namespace: str, refs: list[tuple[str, str, str]]
+) -> list[str]:
     """Which of ``(field, secret name, key)`` are absent; each as ``"field: secret/key"``."""
     missing = []
     for field, name, key in refs:
@@ -64,8 +71,9 @@ async def missing_secrets(client: AsyncClient, namespace: str,
     return missing
 
 
-async def deployment_availability(client: AsyncClient, namespace: str,
-                                  names: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+async def deployment_availability(
+    client: AsyncClient, namespace: str, names: tuple[str, ...]
+) -> dict[str, tuple[int, int]]:
     """``name -> (available replicas, desired replicas)`` for each Deployment."""
     found: dict[str, tuple[int, int]] = {}
     for name in names:
@@ -75,8 +83,10 @@ async def deployment_availability(client: AsyncClient, namespace: str,
             found[name] = (0, 0)
             continue
         status = deployment.status
-        found[name] = ((status.availableReplicas or 0) if status else 0,
-                       deployment.spec.replicas or 0)
+        found[name] = (
+            (status.availableReplicas or 0) if status else 0,
+            deployment.spec.replicas or 0,
+        )
     return found
 
 
@@ -91,5 +101,7 @@ def model_served(url: str, model: str, timeout_s: float = 3.0) -> tuple[bool, st
         return True, f"{model} is available at {url}"
     return False, f"{model} is not pulled on {url} (has: {', '.join(sorted(names)) or 'none'})"
 
-SupportInbox = create_namespaced_resource("supportinbox.io", "v1alpha1", "SupportInbox",
-                                          "supportinboxes")
+
+SupportInbox = create_namespaced_resource(
+    "supportinbox.io", "v1alpha1", "SupportInbox", "supportinboxes"
+)

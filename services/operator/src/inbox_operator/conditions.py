@@ -15,8 +15,12 @@ class Condition:
     message: str
 
 
-def merge(previous: list[dict] | None, current: list[Condition], generation: int,
-          now: datetime | None = None) -> list[dict]:
+def merge(
+    previous: list[dict] | None,
+    current: list[Condition],
+    generation: int,
+    now: datetime | None = None,
+) -> list[dict]:
     """The new ``status.conditions``: ``lastTransitionTime`` moves only when ``status`` does.
 
     Args:
@@ -30,12 +34,14 @@ def merge(previous: list[dict] | None, current: list[Condition], generation: int
     for condition in current:
         old = before.get(condition.type, {})
         changed = old.get("status") != condition.status
-        merged.append({
-            "type": condition.type,
-            "status": condition.status,
-            "reason": condition.reason,
-            "message": condition.message,
-            "lastTransitionTime": stamp if changed else old.get("lastTransitionTime", stamp),
-            "observedGeneration": generation,
-        })
+        merged.append(
+            {
+                "type": condition.type,
+                "status": condition.status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "lastTransitionTime": stamp if changed else old.get("lastTransitionTime", stamp),
+                "observedGeneration": generation,
+            }
+        )
     return merged

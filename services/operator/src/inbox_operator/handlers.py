@@ -41,7 +41,9 @@ def parse_spec(spec: dict[str, Any]) -> SupportInboxSpec:
     try:
         return SupportInboxSpec.model_validate(dict(spec))
     except ValidationError as exc:
-        problems = "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
         raise kopf.PermanentError(f"invalid spec: {problems}") from None
 
 
@@ -66,8 +68,10 @@ def secret_refs(spec: SupportInboxSpec) -> list[tuple[str, str, str]]:
 
 
 def _invalid(patch: kopf.Patch, status: dict, generation: int, reason: str, message: str) -> None:
-    conditions = [Condition(t, "False", reason, message) for t in
-                  ("Ready", "BrokerReady", "DatabaseReady", "ModelReady")]
+    conditions = [
+        Condition(t, "False", reason, message)
+        for t in ("Ready", "BrokerReady", "DatabaseReady", "ModelReady")
+    ]
     patch.status["conditions"] = merge(status.get("conditions"), conditions, generation)
     patch.status["observedGeneration"] = generation
 
@@ -75,14 +79,26 @@ def _invalid(patch: kopf.Patch, status: dict, generation: int, reason: str, mess
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-async def reconcile(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str, uid: str,
-                    meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
-                    old: Any, logger: kopf.Logger, **_: Any) -> None:
+async def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    name: str,
+    namespace: str,
+    uid: str,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    old: Any,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
     """Bring the cluster in line with the SupportInbox, or change nothing and say why.
 
     Raises:
-        kopf.PermanentError: the spec is invalid or another SupportInbox owns the namespace.
-        kopf.TemporaryError: a referenced Secret is missing (retried every 30 s).
+        kopf.PermanentError: the spec is invalid.
+        kopf.TemporaryError: another SupportInbox owns the namespace (checked again every
+            60 s, so this one takes over when that one goes) or a referenced Secret is
+            missing (retried every 30 s).
     """
     generation = meta.get("generation", 0)
     try:
@@ -91,14 +107,19 @@ async def reconcile(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str,
         _invalid(patch, dict(status), generation, "InvalidSpec", str(exc))
         raise
     async with AsyncClient(field_manager="support-inbox-operator") as client:
-        others = [o async for o in client.list(cluster.SupportInbox, namespace=namespace)
-                  if o.metadata.name != name and o.metadata.creationTimestamp
-                  <= meta.get("creationTimestamp")]
-        if others:
-            message = (f"SupportInbox {others[0].metadata.name} already owns namespace "
-                       f"{namespace}; Dapr component names are per namespace, so only one fits")
+        inboxes = sorted(
+            [
+                (o.metadata.creationTimestamp, o.metadata.name)
+                async for o in client.list(cluster.SupportInbox, namespace=namespace)
+            ]
+        )
+        if inboxes and inboxes[0][1] != name:
+            message = (
+                f"SupportInbox {inboxes[0][1]} already owns namespace {namespace}; "
+                "Dapr component names are per namespace, so only one fits"
+            )
             _invalid(patch, dict(status), generation, "DuplicateInNamespace", message)
-            raise kopf.PermanentError(message)
+            raise kopf.TemporaryError(message, delay=60)
         missing = await cluster.missing_secrets(client, namespace, secret_refs(typed))
         if missing:
             message = "waiting for Secrets: " + "; ".join(missing)
@@ -112,8 +133,13 @@ async def reconcile(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str,
     patch.status["conditions"] = merge(status.get("conditions"), conditions, generation)
     patch.status["observedGeneration"] = generation
     kopf.info(body, reason="Reconciled", message=_summary(typed, old, len(objects), pruned))
-    logger.info("reconciled %s/%s: %d objects applied, %d pruned", namespace, name,
-                len(objects), len(pruned))
+    logger.info(
+        "reconciled %s/%s: %d objects applied, %d pruned",
+        namespace,
+        name,
+        len(objects),
+        len(pruned),
+    )
 
 
 def _summary(spec: SupportInboxSpec, old: Any, applied: int, pruned: list[str]) -> str:
@@ -122,8 +148,10 @@ def _summary(spec: SupportInboxSpec, old: Any, applied: int, pruned: list[str]) 
     if isinstance(before, dict):
         old_broker = (before.get("broker") or {}).get("type", "redis")
         if old_broker != spec.broker.type:
-            changes.append(f"broker {old_broker} -> {spec.broker.type}: inbox-pubsub swapped, "
-                           "gateway, messaging and ai-worker roll")
+            changes.append(
+                f"broker {old_broker} -> {spec.broker.type}: inbox-pubsub swapped, "
+                "gateway, messaging and ai-worker roll"
+            )
         old_model = (before.get("ollama") or {}).get("model")
         if old_model and old_model != spec.ollama.model:
             changes.append(f"model {old_model} -> {spec.ollama.model}: ai-worker rolls")
@@ -136,39 +164,69 @@ def _summary(spec: SupportInboxSpec, old: Any, applied: int, pruned: list[str]) 
 async def observe(client: AsyncClient, spec: SupportInboxSpec, namespace: str) -> list[Condition]:
     """Conditions from what the cluster shows now (Deployments, Ollama)."""
     availability = await cluster.deployment_availability(client, namespace, SERVICES)
-    waiting = [f"{n} {a}/{d or '?'} available" for n, (a, d) in availability.items()
-               if a == 0 or (d and a < d)]
+    waiting = [
+        f"{n} {a}/{d or '?'} available"
+        for n, (a, d) in availability.items()
+        if a == 0 or (d and a < d)
+    ]
     component = f"inbox-pubsub is pubsub.{spec.broker.type}"
     if any(availability[n][0] == 0 for n in SERVICES):
-        broker = Condition("BrokerReady", "False", "WaitingForSidecars",
-                           f"{component}; no sidecar has reported it ready yet")
+        broker = Condition(
+            "BrokerReady",
+            "False",
+            "WaitingForSidecars",
+            f"{component}; no sidecar has reported it ready yet",
+        )
     else:
-        broker = Condition("BrokerReady", "True", "SidecarsReady",
-                           f"{component}; every app's sidecar initialised it")
+        broker = Condition(
+            "BrokerReady",
+            "True",
+            "SidecarsReady",
+            f"{component}; every app's sidecar initialised it",
+        )
     if availability["messaging"][0] == 0:
-        database = Condition("DatabaseReady", "False", "MessagingNotAvailable",
-                             "messaging (whose readiness checks PostgreSQL) has no available pod")
+        database = Condition(
+            "DatabaseReady",
+            "False",
+            "MessagingNotAvailable",
+            "messaging (whose readiness checks PostgreSQL) has no available pod",
+        )
     else:
-        database = Condition("DatabaseReady", "True", "MessagingAvailable",
-                             "messaging reaches PostgreSQL")
-    served, model_message = await asyncio.to_thread(cluster.model_served, spec.ollama.url,
-                                                    spec.ollama.model)
-    model = Condition("ModelReady", "True" if served else "False",
-                      "ModelAvailable" if served else "ModelUnavailable", model_message)
+        database = Condition(
+            "DatabaseReady", "True", "MessagingAvailable", "messaging reaches PostgreSQL"
+        )
+    served, model_message = await asyncio.to_thread(
+        cluster.model_served, spec.ollama.url, spec.ollama.model
+    )
+    model = Condition(
+        "ModelReady",
+        "True" if served else "False",
+        "ModelAvailable" if served else "ModelUnavailable",
+        model_message,
+    )
     if waiting:
         ready = Condition("Ready", "False", "DeploymentsProgressing", "; ".join(waiting))
     elif not all(c.status == "True" for c in (broker, database, model)):
-        ready = Condition("Ready", "False", "DependenciesNotReady",
-                          "; ".join(c.message for c in (broker, database, model)
-                                    if c.status != "True"))
+        ready = Condition(
+            "Ready",
+            "False",
+            "DependenciesNotReady",
+            "; ".join(c.message for c in (broker, database, model) if c.status != "True"),
+        )
     else:
         ready = Condition("Ready", "True", "AllAvailable", "every Deployment is available")
     return [ready, broker, database, model]
 
 
 @kopf.timer(*RESOURCE, interval=REFRESH_INTERVAL_S, initial_delay=REFRESH_INTERVAL_S)
-async def refresh_status(spec: kopf.Spec, namespace: str, meta: kopf.Meta, status: kopf.Status,
-                         patch: kopf.Patch, **_: Any) -> None:
+async def refresh_status(
+    spec: kopf.Spec,
+    namespace: str,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
     """Refresh conditions between reconciles; leaves invalid resources' conditions alone."""
     try:
         typed = SupportInboxSpec.model_validate(dict(spec))
@@ -179,5 +237,6 @@ async def refresh_status(spec: kopf.Spec, namespace: str, meta: kopf.Meta, statu
         return
     async with AsyncClient() as client:
         conditions = await observe(client, typed, namespace)
-    patch.status["conditions"] = merge(status.get("conditions"), conditions,
-                                       meta.get("generation", 0))
+    patch.status["conditions"] = merge(
+        status.get("conditions"), conditions, meta.get("generation", 0)
+    )

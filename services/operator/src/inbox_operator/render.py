@@ -59,21 +59,32 @@ def _meta(owner: Owner, name: str, component: str | None = None) -> Obj:
         "name": name,
         "namespace": owner.namespace,
         "labels": labels(owner, component),
-        "ownerReferences": [{
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name,
-            "uid": owner.uid, "controller": True, "blockOwnerDeletion": True,
-        }],
+        "ownerReferences": [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
     }
 
 
 def _secret_env(name: str, ref: SecretRef, default_key: str) -> Obj:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name,
-                                                          "key": ref.key_or(default_key)}}}
+    return {
+        "name": name,
+        "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key_or(default_key)}},
+    }
 
 
 def _resources(resources: Resources) -> Obj:
-    return {k: {n: str(v) for n, v in q.items()} for k, q in
-            (("requests", resources.requests), ("limits", resources.limits)) if q}
+    return {
+        k: {n: str(v) for n, v in q.items()}
+        for k, q in (("requests", resources.requests), ("limits", resources.limits))
+        if q
+    }
 
 
 def render(owner: Owner, spec: SupportInboxSpec) -> list[Obj]:
@@ -85,10 +96,15 @@ def render(owner: Owner, spec: SupportInboxSpec) -> list[Obj]:
         ``PodDisruptionBudget`` and the ai-worker ``HorizontalPodAutoscaler``. Each is owned by
         the SupportInbox (``ownerReferences``, controller) and carries the recommended labels.
     """
-    dapr = [pubsub_component(owner, spec), state_component(owner, spec),
-            configuration(owner, spec), resiliency(owner)]
+    dapr = [
+        pubsub_component(owner, spec),
+        state_component(owner, spec),
+        configuration(owner, spec),
+        resiliency(owner),
+    ]
     components_hash = hashlib.sha256(
-        json.dumps([o["spec"] for o in dapr], sort_keys=True).encode()).hexdigest()[:16]
+        json.dumps([o["spec"] for o in dapr], sort_keys=True).encode()
+    ).hexdigest()[:16]
     objects = list(dapr)
     for service in SERVICES:
         objects.append(deployment(owner, spec, service, components_hash))
@@ -100,7 +116,8 @@ def render(owner: Owner, spec: SupportInboxSpec) -> list[Obj]:
 
 def _component(owner: Owner, name: str, type_: str, metadata: list[Obj]) -> Obj:
     return {
-        "apiVersion": "dapr.io/v1alpha1", "kind": "Component",
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Component",
         "metadata": _meta(owner, name),
         "spec": {"type": type_, "version": "v1", "metadata": metadata},
         "scopes": list(SERVICES),
@@ -119,31 +136,56 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
     """``inbox-pubsub`` for the chosen broker, with durable, at-least-once settings."""
     broker = spec.broker
     if broker.type == "redis":
-        metadata = [_value("redisHost", broker.host or ""),
-                    # above the slowest LLM call, or deliveries are handed out twice
-                    _value("processingTimeout", f"{spec.ollama.timeout_seconds * 3}s"),
-                    _value("redeliverInterval", "10s"), _value("maxLenApprox", "100000")]
+        metadata = [
+            _value("redisHost", broker.host or ""),
+            # above the slowest LLM call, or deliveries are handed out twice
+            _value("processingTimeout", f"{spec.ollama.timeout_seconds * 3}s"),
+            _value("redeliverInterval", "10s"),
+            _value("maxLenApprox", "100000"),
+        ]
         if broker.secret_ref:
             metadata.append(_secret("redisPassword", broker.secret_ref, "password"))
         return _component(owner, PUBSUB, "pubsub.redis", metadata)
     if broker.type == "rabbitmq":
         assert broker.secret_ref is not None  # enforced by the CRD's validation rule
-        return _component(owner, PUBSUB, "pubsub.rabbitmq", [
-            _secret("connectionString", broker.secret_ref, "connectionString"),
-            # the defaults lose messages: set durability explicitly
-            _value("durable", "true"), _value("deliveryMode", "2"),
-            _value("publisherConfirm", "true"), _value("requeueInFailure", "true"),
-            _value("prefetchCount", "20"), _value("deletedWhenUnused", "false"),
-        ])
+        return _component(
+            owner,
+            PUBSUB,
+            "pubsub.rabbitmq",
+            [
+                _secret("connectionString", broker.secret_ref, "connectionString"),
+                # the defaults lose messages: set durability explicitly
+                _value("durable", "true"),
+                _value("deliveryMode", "2"),
+                _value("publisherConfirm", "true"),
+                _value("requeueInFailure", "true"),
+                _value("prefetchCount", "20"),
+                _value("deletedWhenUnused", "false"),
+            ],
+        )
     if broker.type == "kafka":
-        return _component(owner, PUBSUB, "pubsub.kafka", [
-            _value("brokers", broker.host or ""), _value("authType", "none"),
-            _value("initialOffset", "oldest"), _value("maxMessageBytes", "4194304"),
-        ])
-    return _component(owner, PUBSUB, "pubsub.jetstream", [
-        _value("natsURL", broker.host or ""), _value("deliverPolicy", "all"),
-        _value("ackPolicy", "explicit"), _value("ackWait", f"{spec.ollama.timeout_seconds * 3}s"),
-    ])
+        return _component(
+            owner,
+            PUBSUB,
+            "pubsub.kafka",
+            [
+                _value("brokers", broker.host or ""),
+                _value("authType", "none"),
+                _value("initialOffset", "oldest"),
+                _value("maxMessageBytes", "4194304"),
+            ],
+        )
+    return _component(
+        owner,
+        PUBSUB,
+        "pubsub.jetstream",
+        [
+            _value("natsURL", broker.host or ""),
+            _value("deliverPolicy", "all"),
+            _value("ackPolicy", "explicit"),
+            _value("ackWait", f"{spec.ollama.timeout_seconds * 3}s"),
+        ],
+    )
 
 
 def state_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
@@ -151,10 +193,16 @@ def state_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
     store = spec.state_store
     if store.type == "postgresql":
         assert store.secret_ref is not None  # enforced by the CRD's validation rule
-        return _component(owner, STATE_STORE, "state.postgresql", [
-            _secret("connectionString", store.secret_ref, "connectionString"),
-            _value("keyPrefix", "name"), _value("tableName", "dapr_state"),
-        ])
+        return _component(
+            owner,
+            STATE_STORE,
+            "state.postgresql",
+            [
+                _secret("connectionString", store.secret_ref, "connectionString"),
+                _value("keyPrefix", "name"),
+                _value("tableName", "dapr_state"),
+            ],
+        )
     metadata = [_value("redisHost", store.host or ""), _value("keyPrefix", "name")]
     if store.secret_ref:
         metadata.append(_secret("redisPassword", store.secret_ref, "password"))
@@ -164,33 +212,43 @@ def state_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
 def configuration(owner: Owner, spec: SupportInboxSpec) -> Obj:
     tracing: Obj = {"samplingRate": spec.tracing.sampling_rate if spec.tracing.enabled else "0"}
     if spec.tracing.enabled:
-        tracing["otel"] = {"endpointAddress": spec.tracing.endpoint, "isSecure": False,
-                           "protocol": "grpc"}
-    return {"apiVersion": "dapr.io/v1alpha1", "kind": "Configuration",
-            "metadata": _meta(owner, CONFIGURATION),
-            "spec": {"tracing": tracing, "metric": {"enabled": True}}}
+        tracing["otel"] = {
+            "endpointAddress": spec.tracing.endpoint,
+            "isSecure": False,
+            "protocol": "grpc",
+        }
+    return {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Configuration",
+        "metadata": _meta(owner, CONFIGURATION),
+        "spec": {"tracing": tracing, "metric": {"enabled": True}},
+    }
 
 
 def resiliency(owner: Owner) -> Obj:
     return {
-        "apiVersion": "dapr.io/v1alpha1", "kind": "Resiliency",
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Resiliency",
         "metadata": _meta(owner, RESILIENCY),
         "scopes": list(SERVICES),
         "spec": {
             "policies": {
                 "timeouts": {"delivery": "120s", "sidecar": "10s"},
                 "retries": {
-                    "delivery": {"policy": "exponential", "initialInterval": "500ms",
-                                 "maxInterval": "15s", "maxRetries": 20},
-                    "publish": {"policy": "exponential", "initialInterval": "200ms",
-                                "maxInterval": "5s", "maxRetries": 10},
+                    # Dapr's exponential policy starts at 500 ms; only the cap is configurable.
+                    "delivery": {"policy": "exponential", "maxInterval": "15s", "maxRetries": 20},
+                    "publish": {"policy": "exponential", "maxInterval": "5s", "maxRetries": 10},
                 },
             },
-            "targets": {"components": {
-                PUBSUB: {"inbound": {"timeout": "delivery", "retry": "delivery"},
-                         "outbound": {"timeout": "sidecar", "retry": "publish"}},
-                STATE_STORE: {"outbound": {"timeout": "sidecar", "retry": "publish"}},
-            }},
+            "targets": {
+                "components": {
+                    PUBSUB: {
+                        "inbound": {"timeout": "delivery", "retry": "delivery"},
+                        "outbound": {"timeout": "sidecar", "retry": "publish"},
+                    },
+                    STATE_STORE: {"outbound": {"timeout": "sidecar", "retry": "publish"}},
+                }
+            },
         },
     }
 
@@ -204,34 +262,48 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
         _secret_env("DAPR_API_TOKEN", auth.dapr_api_token_secret_ref, "token"),
     ]
     if spec.tracing.enabled:
-        env.append({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"http://{spec.tracing.endpoint}"})
+        env.append(
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"http://{spec.tracing.endpoint}"}
+        )
     if service == "gateway":
-        env += [_secret_env("JWT_SECRET", auth.jwt_secret_ref, "secret"),
-                _secret_env("OPERATORS", auth.operators_secret_ref, "operators.json"),
-                _secret_env("CHANNEL_API_KEYS", auth.channel_api_keys_secret_ref, "keys.json")]
+        env += [
+            _secret_env("JWT_SECRET", auth.jwt_secret_ref, "secret"),
+            _secret_env("OPERATORS", auth.operators_secret_ref, "operators.json"),
+            _secret_env("CHANNEL_API_KEYS", auth.channel_api_keys_secret_ref, "keys.json"),
+        ]
     elif service == "messaging":
         env.append(_secret_env("DATABASE_URL", spec.database.secret_ref, "url"))
     else:
-        env += [{"name": "OLLAMA_URL", "value": spec.ollama.url},
-                {"name": "OLLAMA_MODEL", "value": spec.ollama.model},
-                {"name": "OLLAMA_TIMEOUT_S", "value": str(spec.ollama.timeout_seconds)},
-                {"name": "AI_MAX_CONCURRENCY", "value": str(spec.ai_worker.max_concurrency)}]
+        env += [
+            {"name": "OLLAMA_URL", "value": spec.ollama.url},
+            {"name": "OLLAMA_MODEL", "value": spec.ollama.model},
+            {"name": "OLLAMA_TIMEOUT_S", "value": str(spec.ollama.timeout_seconds)},
+            {"name": "AI_MAX_CONCURRENCY", "value": str(spec.ai_worker.max_concurrency)},
+        ]
     return env
 
 
 _SECURE_CONTAINER = {
-    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
 }
 
 
 def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_hash: str) -> Obj:
     """One app Deployment with its Dapr sidecar annotations."""
     module = service.replace("-", "_")
-    image = {"gateway": spec.images.gateway, "messaging": spec.images.messaging,
-             "ai-worker": spec.images.ai_worker}[service]
-    resources = {"gateway": spec.gateway.resources, "messaging": spec.messaging.resources,
-                 "ai-worker": spec.ai_worker.resources}[service]
+    image = {
+        "gateway": spec.images.gateway,
+        "messaging": spec.images.messaging,
+        "ai-worker": spec.images.ai_worker,
+    }[service]
+    resources = {
+        "gateway": spec.gateway.resources,
+        "messaging": spec.messaging.resources,
+        "ai-worker": spec.ai_worker.resources,
+    }[service]
     annotations = {
         "dapr.io/enabled": "true",
         "dapr.io/app-id": service,
@@ -255,67 +327,116 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
         "name": service,
         "image": image,
         "imagePullPolicy": spec.images.pull_policy,
-        "args": ["uvicorn", "--factory", f"{module}.main:create_app", "--host", "0.0.0.0",
-                 "--port", str(APP_PORT), "--no-access-log"],
+        "args": [
+            "uvicorn",
+            "--factory",
+            f"{module}.main:create_app",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(APP_PORT),
+            "--no-access-log",
+        ],
         "ports": [{"name": "http", "containerPort": APP_PORT, "protocol": "TCP"}],
         "env": _container_env(spec, service),
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
-                          "periodSeconds": 10, "failureThreshold": 6},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
         "securityContext": _SECURE_CONTAINER,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir mount, not a shared /tmp
     }
     if res := _resources(resources):
         container["resources"] = res
     pod: Obj = {
         "serviceAccountName": "default",
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                            "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
     if service == "messaging":
-        pod["initContainers"] = [{
-            "name": "migrate", "image": image, "imagePullPolicy": spec.images.pull_policy,
-            "args": ["python", "-m", "messaging.prestart"],
-            "env": [_secret_env("DATABASE_URL", spec.database.secret_ref, "url"),
+        pod["initContainers"] = [
+            {
+                "name": "migrate",
+                "image": image,
+                "imagePullPolicy": spec.images.pull_policy,
+                "args": ["python", "-m", "messaging.prestart"],
+                "env": [
+                    _secret_env("DATABASE_URL", spec.database.secret_ref, "url"),
                     {"name": "ENVIRONMENT", "value": "production"},
-                    _secret_env("APP_API_TOKEN", spec.auth.app_api_token_secret_ref, "token")],
-            "securityContext": _SECURE_CONTAINER,
-        }]
+                    _secret_env("APP_API_TOKEN", spec.auth.app_api_token_secret_ref, "token"),
+                ],
+                "securityContext": _SECURE_CONTAINER,
+            }
+        ]
     body: Obj = {
         "selector": {"matchLabels": selector(owner, service)},
-        "template": {"metadata": {"labels": labels(owner, service), "annotations": annotations},
-                     "spec": pod},
+        "template": {
+            "metadata": {"labels": labels(owner, service), "annotations": annotations},
+            "spec": pod,
+        },
     }
     if service != "ai-worker":  # the HPA owns ai-worker's replica count
         body["replicas"] = (spec.gateway if service == "gateway" else spec.messaging).replicas
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": _meta(owner, service, service), "spec": body}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, service, service),
+        "spec": body,
+    }
 
 
 def gateway_service(owner: Owner) -> Obj:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, "gateway", "gateway"),
-            "spec": {"selector": selector(owner, "gateway"),
-                     "ports": [{"name": "http", "port": 80, "targetPort": "http",
-                                "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, "gateway", "gateway"),
+        "spec": {
+            "selector": selector(owner, "gateway"),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
 
 
 def pdb(owner: Owner, service: str) -> Obj:
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": _meta(owner, service, service),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner, service)}}}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, service, service),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner, service)}},
+    }
 
 
 def hpa(owner: Owner, spec: SupportInboxSpec) -> Obj:
     worker = spec.ai_worker
-    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": _meta(owner, "ai-worker", "ai-worker"),
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                        "name": "ai-worker"},
-                     "minReplicas": worker.min_replicas, "maxReplicas": worker.max_replicas,
-                     "metrics": [{"type": "Resource", "resource": {
-                         "name": "cpu", "target": {"type": "Utilization",
-                                                   "averageUtilization":
-                                                       worker.target_cpu_utilization_percentage}}}]}}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(owner, "ai-worker", "ai-worker"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ai-worker"},
+            "minReplicas": worker.min_replicas,
+            "maxReplicas": worker.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": worker.target_cpu_utilization_percentage,
+                        },
+                    },
+                }
+            ],
+        },
+    }

@@ -16,8 +16,9 @@ KIND = "SupportInbox"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
-                              extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
 
 
 class SecretRef(_Model):
@@ -48,7 +49,9 @@ class Scaled(_Model):
 class AiWorker(_Model):
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=4, ge=1)
-    target_cpu_utilization_percentage: int = Field(default=70, alias="targetCPUUtilizationPercentage")
+    target_cpu_utilization_percentage: int = Field(
+        default=70, alias="targetCPUUtilizationPercentage"
+    )
     max_concurrency: int = 2
     resources: Resources = Field(default_factory=Resources)
 
@@ -104,8 +107,8 @@ class SupportInboxSpec(_Model):
     messaging: Scaled = Field(default_factory=Scaled)
     ai_worker: AiWorker = Field(default_factory=AiWorker)
     sidecar: Sidecar = Field(default_factory=Sidecar)
-    broker: Broker = Field(default_factory=Broker)
-    state_store: StateStore = Field(default_factory=StateStore)
+    broker: Broker
+    state_store: StateStore
     database: Database
     ollama: Ollama = Field(default_factory=Ollama)
     tracing: Tracing = Field(default_factory=Tracing)

@@ -1,0 +1,392 @@
+"""The operator against a real kube-apiserver: objects, annotations, owners, day-2, deletion.
+
+The API server admits or rejects everything (CRD schema, CEL rules, RBAC); the operator runs
+as its own ServiceAccount identity under the RBAC of ``k8s/operator/rbac.yaml``, so a missing
+permission fails these tests. With no kubelet, pods never start: Deployments stay unavailable.
+"""
+
+import base64
+import copy
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from devstack.fixtures import wait_for
+from devstack.kube import KubeAPI
+from devstack.procs import DEVSTACK_ENV, Process
+from devstack.stack import REPO
+from lightkube import Client, KubeConfig, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+from lightkube.resources.core_v1 import Event, Namespace, Secret, Service
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import PatchType
+
+pytestmark = pytest.mark.integration
+
+SupportInbox = create_namespaced_resource(
+    "supportinbox.io", "v1alpha1", "SupportInbox", "supportinboxes"
+)
+Component = create_namespaced_resource("dapr.io", "v1alpha1", "Component", "components")
+Configuration = create_namespaced_resource("dapr.io", "v1alpha1", "Configuration", "configurations")
+Resiliency = create_namespaced_resource("dapr.io", "v1alpha1", "Resiliency", "resiliencies")
+OWNED = [
+    (Component, "inbox-pubsub"),
+    (Component, "inbox-state"),
+    (Configuration, "inbox-config"),
+    (Resiliency, "inbox-resiliency"),
+    (Deployment, "gateway"),
+    (Deployment, "messaging"),
+    (Deployment, "ai-worker"),
+    (Service, "gateway"),
+    (PodDisruptionBudget, "gateway"),
+    (PodDisruptionBudget, "messaging"),
+    (PodDisruptionBudget, "ai-worker"),
+    (HorizontalPodAutoscaler, "ai-worker"),
+]
+DAPR_CRDS = ("components.yaml", "configuration.yaml", "resiliency.yaml", "subscription.yaml")
+
+
+@pytest.fixture(scope="module")
+def kube(output_dir) -> Iterator[KubeAPI]:
+    api = KubeAPI(output_dir / "kube", with_gc=False).start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(kube) -> Client:
+    client = Client(config=KubeConfig.from_file(kube.admin_kubeconfig), field_manager="tests")
+    from devstack.procs import CACHE_DIR
+
+    crd_files = [REPO / "k8s/crds/supportinboxes.supportinbox.io.yaml"] + [
+        CACHE_DIR / "src/dapr-v1.18.2/charts/dapr/crds" / name for name in DAPR_CRDS
+    ]
+    for path in crd_files:
+        for obj in codecs.load_all_yaml(path.read_text()):
+            client.apply(obj, force=True)
+    for path in sorted((REPO / "k8s/operator").glob("*.yaml")):
+        for obj in codecs.load_all_yaml(path.read_text()):
+            client.apply(obj, force=True)
+
+    def established() -> bool:
+        try:
+            client.list(SupportInbox, namespace="default")
+            client.list(Component, namespace="default")
+            return True
+        except ApiError:
+            return False
+
+    wait_for(established, 60, "CRDs established")
+    return client
+
+
+@pytest.fixture(scope="module")
+def operator(kube, admin, output_dir) -> Iterator[Process]:
+    process = start_operator(kube, output_dir)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def start_operator(kube: KubeAPI, output_dir: Path) -> Process:
+    process = Process(
+        "operator",
+        [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            "--all-namespaces",
+            "--verbose",
+            "-m",
+            "inbox_operator.handlers",
+        ],
+        output_dir / "kube" / "operator.log",
+        env={
+            **DEVSTACK_ENV,
+            "KUBECONFIG": str(kube.operator_kubeconfig),
+            "STATUS_REFRESH_INTERVAL_S": "3",
+        },
+    ).start()
+    return process
+
+
+def make_namespace(admin: Client, name: str, secrets_too: bool = True) -> None:
+    admin.apply(
+        codecs.from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        force=True,
+    )
+    if not secrets_too:
+        return
+    for secret_name, data in {
+        "db": {"url": "postgresql://inbox:pw@postgres:5432/inbox"},
+        "redis": {"password": "redis-pw"},
+        "auth": {"secret": "s" * 40, "operators.json": "{}", "keys.json": "[]"},
+        "tokens": {"token": "t" * 32},
+    }.items():
+        admin.apply(
+            codecs.from_dict(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": secret_name, "namespace": name},
+                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+                }
+            ),
+            force=True,
+        )
+
+
+def inbox_manifest(namespace: str, name: str = "inbox", **spec: object) -> dict:
+    body = {
+        "broker": {"type": "redis", "host": "redis:6379", "secretRef": {"name": "redis"}},
+        "stateStore": {"type": "redis", "host": "redis:6379", "secretRef": {"name": "redis"}},
+        "database": {"secretRef": {"name": "db"}},
+        "ollama": {"url": "http://127.0.0.1:9", "model": "llama3.2:3b"},
+        "auth": {
+            "jwtSecretRef": {"name": "auth"},
+            "operatorsSecretRef": {"name": "auth"},
+            "channelApiKeysSecretRef": {"name": "auth"},
+            "daprApiTokenSecretRef": {"name": "tokens"},
+            "appApiTokenSecretRef": {"name": "tokens"},
+        },
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "supportinbox.io/v1alpha1",
+        "kind": "SupportInbox",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def create(admin: Client, manifest: dict):
+    return admin.create(codecs.from_dict(copy.deepcopy(manifest)))
+
+
+def conditions(admin: Client, namespace: str, name: str = "inbox") -> dict[str, dict]:
+    found = admin.get(SupportInbox, name, namespace=namespace)
+    return {c["type"]: c for c in (found.get("status") or {}).get("conditions") or []}
+
+
+def owned(admin: Client, namespace: str) -> dict[tuple[str, str], object]:
+    found = {}
+    for kind, name in OWNED:
+        try:
+            found[(kind.__name__, name)] = admin.get(kind, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+    return found
+
+
+def all_owned(admin: Client, namespace: str) -> dict | None:
+    found = owned(admin, namespace)
+    return found if len(found) == len(OWNED) else None
+
+
+def test_create_renders_every_object(admin, operator) -> None:
+    make_namespace(admin, "support")
+    inbox = create(admin, inbox_manifest("support"))
+    objects = wait_for(lambda: all_owned(admin, "support"), 60, "owned objects")
+    for key, obj in objects.items():
+        (ref,) = obj.metadata.ownerReferences
+        assert (ref.kind, ref.uid, ref.controller) == ("SupportInbox", inbox.metadata.uid, True), (
+            key
+        )
+        assert obj.metadata.labels["app.kubernetes.io/managed-by"] == "support-inbox-operator"
+        assert obj.metadata.labels["app.kubernetes.io/instance"] == "inbox"
+    gateway = objects[("Deployment", "gateway")]
+    annotations = gateway.spec.template.metadata.annotations
+    assert annotations["dapr.io/enabled"] == "true"
+    assert annotations["dapr.io/app-id"] == "gateway"
+    assert annotations["dapr.io/api-token-secret"] == "tokens"
+    assert annotations["dapr.io/config"] == "inbox-config"
+    pubsub = objects[("Component", "inbox-pubsub")]
+    assert pubsub["spec"]["type"] == "pubsub.redis"
+    assert pubsub["scopes"] == ["gateway", "messaging", "ai-worker"]
+
+    status = wait_for(
+        lambda: (lambda c: c if "Ready" in c else None)(conditions(admin, "support")),
+        60,
+        "conditions",
+    )
+    assert status["Ready"]["status"] == "False"
+    assert status["Ready"]["reason"] == "DeploymentsProgressing"  # no kubelet here
+    assert status["ModelReady"]["reason"] == "ModelUnavailable"
+    assert "unreachable" in status["ModelReady"]["message"]
+    found = admin.get(SupportInbox, "inbox", namespace="support")
+    assert found["status"]["observedGeneration"] == found.metadata.generation
+    events = wait_for(
+        lambda: [e for e in admin.list(Event, namespace="support") if e.reason == "Reconciled"],
+        30,
+        "Reconciled event",
+    )
+    assert "applied 12 objects" in events[0].message
+
+
+def test_reconciling_again_changes_nothing(kube, admin, operator, output_dir) -> None:
+    wait_for(lambda: all_owned(admin, "support"), 60, "owned objects")
+    before = {key: obj.metadata.resourceVersion for key, obj in owned(admin, "support").items()}
+    operator.stop()
+    log = output_dir / "kube" / "operator.log"
+    resumed_at = log.read_text().count("reconciled support/inbox")
+    restarted = start_operator(kube, output_dir)
+    try:
+        wait_for(
+            lambda: log.read_text().count("reconciled support/inbox") > resumed_at,
+            60,
+            "reconcile on resume",
+        )
+        after = {key: obj.metadata.resourceVersion for key, obj in owned(admin, "support").items()}
+    finally:
+        restarted.stop()
+    operator.start()
+    assert after == before
+
+
+def test_broker_switch_swaps_components_and_rolls(admin, operator) -> None:
+    before = {
+        n: admin.get(Deployment, n, namespace="support")
+        for n in ("gateway", "messaging", "ai-worker")
+    }
+    admin.patch(
+        SupportInbox,
+        "inbox",
+        namespace="support",
+        patch_type=PatchType.MERGE,
+        obj={"spec": {"broker": {"type": "kafka", "host": "kafka:9092", "secretRef": None}}},
+    )
+    pubsub = wait_for(
+        lambda: (lambda c: c if c["spec"]["type"] == "pubsub.kafka" else None)(
+            admin.get(Component, "inbox-pubsub", namespace="support")
+        ),
+        60,
+        "kafka component",
+    )
+    values = {m["name"]: m.get("value") for m in pubsub["spec"]["metadata"]}
+    assert values["brokers"] == "kafka:9092"
+    assert "redisHost" not in values
+    for name, old in before.items():
+        new = admin.get(Deployment, name, namespace="support")
+        assert new.metadata.generation > old.metadata.generation, name
+        key = "supportinbox.io/components-hash"
+        assert (
+            new.spec.template.metadata.annotations[key]
+            != old.spec.template.metadata.annotations[key]
+        )
+    events = wait_for(
+        lambda: [
+            e
+            for e in admin.list(Event, namespace="support")
+            if "broker redis -> kafka" in (e.message or "")
+        ],
+        30,
+        "event",
+    )
+    assert "roll" in events[0].message
+
+
+def test_model_change_rolls_only_the_ai_worker(admin, operator) -> None:
+    before = {
+        n: admin.get(Deployment, n, namespace="support").metadata.generation
+        for n in ("gateway", "messaging", "ai-worker")
+    }
+    admin.patch(
+        SupportInbox,
+        "inbox",
+        namespace="support",
+        patch_type=PatchType.MERGE,
+        obj={"spec": {"ollama": {"model": "qwen2.5:7b"}}},
+    )
+
+    def rolled() -> bool:
+        worker = admin.get(Deployment, "ai-worker", namespace="support")
+        env = {e.name: e.value for e in worker.spec.template.spec.containers[0].env}
+        return env.get("OLLAMA_MODEL") == "qwen2.5:7b"
+
+    wait_for(rolled, 60, "ai-worker with the new model")
+    after = {
+        n: admin.get(Deployment, n, namespace="support").metadata.generation
+        for n in ("gateway", "messaging", "ai-worker")
+    }
+    assert after["ai-worker"] == before["ai-worker"] + 1
+    assert after["gateway"] == before["gateway"] and after["messaging"] == before["messaging"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"broker": {"type": "mqtt", "host": "x"}}, 'Unsupported value: "mqtt"'),
+        ({"broker": {"type": "rabbitmq"}}, "broker.secretRef is required for rabbitmq"),
+        ({"broker": {"type": "kafka"}}, "broker.host is required"),
+        (
+            {"aiWorker": {"minReplicas": 5, "maxReplicas": 2}},
+            "aiWorker.minReplicas must not exceed aiWorker.maxReplicas",
+        ),
+        ({"ollama": {"url": "ftp://x"}}, "spec.ollama.url"),
+        ({"database": {}}, "spec.database.secretRef: Required value"),
+    ],
+    ids=[
+        "unknown-broker",
+        "rabbitmq-without-secret",
+        "kafka-without-host",
+        "replicas",
+        "ollama-url",
+        "database",
+    ],
+)
+def test_invalid_specs_are_rejected_by_the_api_server(admin, spec, message) -> None:
+    make_namespace(admin, "invalid", secrets_too=False)
+    with pytest.raises(ApiError) as rejected:
+        create(admin, inbox_manifest("invalid", **spec))
+    assert rejected.value.status.code == 422
+    assert message in rejected.value.status.message
+
+
+def test_missing_secret_applies_nothing_until_it_exists(admin, operator) -> None:
+    make_namespace(admin, "waiting", secrets_too=False)
+    create(admin, inbox_manifest("waiting"))
+    status = wait_for(
+        lambda: (lambda c: c if c.get("Ready", {}).get("reason") == "SecretMissing" else None)(
+            conditions(admin, "waiting")
+        ),
+        60,
+        "SecretMissing",
+    )
+    assert "database.secretRef: Secret db not found" in status["Ready"]["message"]
+    assert owned(admin, "waiting") == {}  # never half-applied
+
+
+def test_second_inbox_in_a_namespace_is_refused(admin, operator) -> None:
+    create(admin, inbox_manifest("support", name="second"))
+    status = wait_for(
+        lambda: (lambda c: c if "Ready" in c else None)(conditions(admin, "support", "second")),
+        60,
+        "conditions",
+    )
+    assert status["Ready"]["reason"] == "DuplicateInNamespace"
+    admin.delete(SupportInbox, "second", namespace="support")
+
+
+def test_operator_identity_is_least_privilege(kube) -> None:
+    operator_client = Client(config=KubeConfig.from_file(kube.operator_kubeconfig))
+    with pytest.raises(ApiError) as denied:
+        list(operator_client.list(Secret, namespace="support"))
+    assert denied.value.status.code == 403
+    with pytest.raises(ApiError):
+        operator_client.delete(Namespace, "support")
+
+
+def test_deleting_the_inbox_collects_its_objects(admin, operator) -> None:
+    wait_for(lambda: all_owned(admin, "support"), 60, "owned objects")
+    admin.delete(SupportInbox, "inbox", namespace="support")
+    wait_for(lambda: owned(admin, "support") == {}, 90, "garbage collection")
