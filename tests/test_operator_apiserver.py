@@ -52,7 +52,7 @@ DAPR_CRDS = ("components.yaml", "configuration.yaml", "resiliency.yaml", "subscr
 
 @pytest.fixture(scope="module")
 def kube(output_dir) -> Iterator[KubeAPI]:
-    api = KubeAPI(output_dir / "kube", with_gc=False).start()
+    api = KubeAPI(output_dir / "kube").start()
     try:
         yield api
     finally:

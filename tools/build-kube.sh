@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, etcd and etcdctl from the Go module proxy, pinned, into DEST_BIN_DIR.
+# Build kube-apiserver, kube-controller-manager, etcd and etcdctl from the Go module proxy,
+# pinned, into DEST_BIN_DIR; a binary already there at the right version is not rebuilt.
 #
 # Neither project can be built with `go install pkg@version`: k8s.io/kubernetes replaces every
 # staging module (k8s.io/api, k8s.io/apiserver, ...) with ./staging/src/..., and the etcd server
@@ -11,17 +12,22 @@
 #
 # Usage: build-kube.sh DEST_BIN_DIR   (e.g. ~/.cache/support-inbox/bin)
 # Env:   KUBE_VERSION (default below), ETCD_VERSION (default: the one that Kubernetes release
-#        pins in build/dependencies.yaml), GOPROXY_URL (default https://proxy.golang.org).
-# Build logs: DEST_BIN_DIR/../logs/{kube-apiserver,etcd}-build.log
+#        pins in build/dependencies.yaml), KUBE_COMMANDS (which cmd/ of k8s.io/kubernetes to
+#        build; kube-controller-manager only runs the garbage collector in the tests and adds
+#        ~2 min to a cold build), GOPROXY_URL (default https://proxy.golang.org).
+# Build logs: DEST_BIN_DIR/../logs/{kube,etcd}-build.log
 set -euo pipefail
 : "${KUBE_VERSION:=v1.37.1}"   # newest stable release whose zip the proxy serves (v1.37.2: 403)
 : "${ETCD_VERSION:=v3.7.0}"    # kubeadm DefaultEtcdVersion / build/dependencies.yaml of v1.37.1
+: "${KUBE_COMMANDS:=kube-apiserver kube-controller-manager}"
 : "${GOPROXY_URL:=https://proxy.golang.org}"
 
 [ $# -eq 1 ] || { echo "usage: $0 DEST_BIN_DIR" >&2; exit 2; }
 [[ $KUBE_VERSION =~ ^v1\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]] || { echo "build-kube: KUBE_VERSION=$KUBE_VERSION is not v1.Y.Z" >&2; exit 2; }
 [[ $ETCD_VERSION =~ ^v3\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]] || { echo "build-kube: ETCD_VERSION=$ETCD_VERSION is not v3.Y.Z" >&2; exit 2; }
-command -v go >/dev/null || { echo "build-kube: no go on PATH" >&2; exit 1; }
+for c in go curl unzip python3 flock; do
+  command -v "$c" >/dev/null || { echo "build-kube: $c not found on PATH" >&2; exit 1; }
+done
 mkdir -p "$1"
 bin=$(cd "$1" && pwd)
 root=$(dirname "$bin")
@@ -34,11 +40,24 @@ die() { say "ERROR: $*" >&2; exit 1; }
 exec 9>"$bin/.build-kube.lock"
 flock 9
 
-kube_ok() { [ -x "$bin/kube-apiserver" ] && [ "$("$bin/kube-apiserver" --version 2>/dev/null)" = "Kubernetes $KUBE_VERSION" ]; }
-etcd_ok() {
-  [ -x "$bin/etcd" ] && "$bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}" &&
-    [ -x "$bin/etcdctl" ] && "$bin/etcdctl" version 2>/dev/null | grep -qx "etcdctl version: ${ETCD_VERSION#v}"
+# version_of BINARY: the version it reports (Kubernetes v1.Y.Z, etcd 3.Y.Z), empty if none.
+version_of() {
+  local out
+  [ -x "$1" ] || return 0
+  local name=${1##*/}
+  case ${name%.tmp} in
+    etcd) out=$("$1" --version 2>/dev/null) || true; sed -n 's/^etcd Version: /etcd /p' <<<"$out" ;;
+    etcdctl) out=$("$1" version 2>/dev/null) || true; sed -n 's/^etcdctl version: /etcd /p' <<<"$out" ;;
+    *) "$1" --version 2>/dev/null || true ;;
+  esac
 }
+kube_missing=() etcd_missing=()
+for c in $KUBE_COMMANDS; do
+  [ "$(version_of "$bin/$c")" = "Kubernetes $KUBE_VERSION" ] || kube_missing+=("$c")
+done
+for c in etcd etcdctl; do
+  [ "$(version_of "$bin/$c")" = "etcd ${ETCD_VERSION#v}" ] || etcd_missing+=("$c")
+done
 
 # fetch MODULE VERSION DIR: unpack the module zip from the proxy into DIR (atomically).
 fetch() {
@@ -77,58 +96,69 @@ build_kube() {
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=(-X "$pkg.gitVersion=$KUBE_VERSION" -X "$pkg.gitMajor=1" -X "$pkg.gitMinor=$minor" -X "$pkg.gitTreeState=clean")
   done
+  rm -rf "$bin/.kube.tmp"
   GOWORK=off CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w ${ld[*]}" \
-    -o "$bin/kube-apiserver.tmp" ./cmd/kube-apiserver
-  [ "$("$bin/kube-apiserver.tmp" --version)" = "Kubernetes $KUBE_VERSION" ] ||
-    { echo "build-kube: built kube-apiserver reports '$("$bin/kube-apiserver.tmp" --version)'" >&2; return 1; }
-  mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver"
+    -o "$bin/.kube.tmp/" "${kube_missing[@]/#/./cmd/}"
+  for c in "${kube_missing[@]}"; do
+    [ "$(version_of "$bin/.kube.tmp/$c")" = "Kubernetes $KUBE_VERSION" ] ||
+      { echo "build-kube: built $c reports '$(version_of "$bin/.kube.tmp/$c")'" >&2; return 1; }
+  done
+  for c in "${kube_missing[@]}"; do mv "$bin/.kube.tmp/$c" "$bin/$c"; done
+  rm -rf "$bin/.kube.tmp"
 }
 
 build_etcd() {
   local mod name dir args m
-  for mod in server etcdctl; do
-    name=etcd; [ "$mod" = etcdctl ] && name=etcdctl
+  for name in "${etcd_missing[@]}"; do
+    mod=server; [ "$name" = etcdctl ] && mod=etcdctl
     dir="$src/etcd-$mod-$ETCD_VERSION"
     fetch "go.etcd.io/etcd/$mod/v3" "$ETCD_VERSION" "$dir"
     args=()
     for m in $(cd "$dir" && local_replaces); do args+=(-dropreplace "$m"); done
     if [ ${#args[@]} -gt 0 ]; then (cd "$dir" && go mod edit "${args[@]}"); fi
     (cd "$dir" && GOWORK=off CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" -o "$bin/$name.tmp" .)
+    [ "$(version_of "$bin/$name.tmp")" = "etcd ${ETCD_VERSION#v}" ] ||
+      { echo "build-kube: built $name reports '$(version_of "$bin/$name.tmp")'" >&2; return 1; }
+    mv "$bin/$name.tmp" "$bin/$name"
   done
-  "$bin/etcd.tmp" --version | grep -qx "etcd Version: ${ETCD_VERSION#v}" ||
-    { echo "build-kube: built etcd reports '$("$bin/etcd.tmp" --version | head -1)'" >&2; return 1; }
-  mv "$bin/etcd.tmp" "$bin/etcd"
-  mv "$bin/etcdctl.tmp" "$bin/etcdctl"
 }
 
-pids=() names=()
-if kube_ok; then
-  say "kube-apiserver $KUBE_VERSION: already built at $bin/kube-apiserver"
+pids=() names=() labels=()
+if [ ${#kube_missing[@]} -eq 0 ]; then
+  say "Kubernetes $KUBE_VERSION: already built: $KUBE_COMMANDS"
 else
-  say "kube-apiserver $KUBE_VERSION: fetching k8s.io/kubernetes and compiling (~7 min cold on 2 cores; log: $logs/kube-apiserver-build.log)"
-  ( set -x; build_kube ) >"$logs/kube-apiserver-build.log" 2>&1 &
-  pids+=($!) names+=(kube-apiserver)
+  say "Kubernetes $KUBE_VERSION: fetching k8s.io/kubernetes, compiling ${kube_missing[*]} (~9-11 min on an empty Go cache, ~15 s warm; log: $logs/kube-build.log)"
+  ( set -x; build_kube ) >"$logs/kube-build.log" 2>&1 &
+  pids+=($!) names+=(kube) labels+=("Kubernetes $KUBE_VERSION: built ${kube_missing[*]}")
 fi
-if etcd_ok; then
-  say "etcd $ETCD_VERSION: already built at $bin/etcd, $bin/etcdctl"
+if [ ${#etcd_missing[@]} -eq 0 ]; then
+  say "etcd $ETCD_VERSION: already built: etcd etcdctl"
 else
-  say "etcd $ETCD_VERSION: fetching go.etcd.io/etcd/{server,etcdctl}/v3 and compiling (~1-2 min cold; log: $logs/etcd-build.log)"
+  say "etcd $ETCD_VERSION: fetching go.etcd.io/etcd/{server,etcdctl}/v3, compiling ${etcd_missing[*]} (~3 min on an empty Go cache, ~5 s warm; log: $logs/etcd-build.log)"
   ( set -x; build_etcd ) >"$logs/etcd-build.log" 2>&1 &
-  pids+=($!) names+=(etcd)
+  pids+=($!) names+=(etcd) labels+=("etcd $ETCD_VERSION: built ${etcd_missing[*]}")
 fi
 
 fail=0
-for i in "${!pids[@]}"; do
-  if wait "${pids[$i]}"; then
-    say "${names[$i]}: built"
+declare -A name_of=() label_of=()
+for i in "${!pids[@]}"; do name_of[${pids[$i]}]=${names[$i]} label_of[${pids[$i]}]=${labels[$i]}; done
+while [ ${#name_of[@]} -gt 0 ]; do   # report each build as it finishes
+  rc=0; wait -n -p done_pid "${!name_of[@]}" || rc=$?
+  n=${name_of[$done_pid]}; unset "name_of[$done_pid]"
+  if [ "$rc" -eq 0 ]; then
+    say "${label_of[$done_pid]}"
   else
-    say "${names[$i]} build FAILED; last lines of $logs/${names[$i]}-build.log:" >&2
-    grep -v '^go: downloading' "$logs/${names[$i]}-build.log" | tail -20 | sed 's/^/    /' >&2
+    say "$n build FAILED (exit $rc); last lines of $logs/$n-build.log:" >&2
+    grep -v -e '^go: downloading' -e '^+' "$logs/$n-build.log" | tail -20 | sed 's/^/    /' >&2
     fail=1
   fi
 done
-rm -f "$bin"/kube-apiserver.tmp "$bin"/etcd.tmp "$bin"/etcdctl.tmp
+rm -rf "$bin/.kube.tmp" "$bin/etcd.tmp" "$bin/etcdctl.tmp"
 [ "$fail" -eq 0 ] || die "build failed (KUBE_VERSION=$KUBE_VERSION ETCD_VERSION=$ETCD_VERSION)"
-kube_ok || die "$bin/kube-apiserver does not report $KUBE_VERSION"
-etcd_ok || die "$bin/etcd does not report ${ETCD_VERSION#v}"
-say "done: $("$bin/kube-apiserver" --version), etcd $("$bin/etcd" --version | sed -n 's/^etcd Version: //p'), etcdctl $("$bin/etcdctl" version | sed -n 's/^etcdctl version: //p') in $bin"
+summary=()
+for c in $KUBE_COMMANDS etcd etcdctl; do
+  v=$(version_of "$bin/$c")
+  case $v in "Kubernetes $KUBE_VERSION" | "etcd ${ETCD_VERSION#v}") summary+=("$c ${v#* }") ;;
+    *) die "$bin/$c reports '${v:-nothing}'" ;; esac
+done
+say "done in $bin: $(IFS=,; echo "${summary[*]}" | sed 's/,/, /g')"

@@ -31,6 +31,9 @@ fi
 say "daprd $DAPR_VERSION (log: $logs/daprd.log)"
 "$here/build-daprd.sh" "$DAPR_VERSION" "$INBOX_TOOLS_DIR/bin/daprd" >"$logs/daprd.log" 2>&1 &
 daprd_pid=$!
+say "kube-apiserver, kube-controller-manager and etcd (log: $logs/kube.log)"
+"$here/build-kube.sh" "$INBOX_TOOLS_DIR/bin" >"$logs/kube.log" 2>&1 &
+kube_pid=$!
 
 if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
   say "installing uv $UV_VERSION from PyPI"
@@ -42,6 +45,8 @@ uv sync --frozen --quiet
 fail=0
 if ! wait "$daprd_pid"; then say "daprd build FAILED:"; tail -20 "$logs/daprd.log"; fail=1; fi
 say "$(tail -1 "$logs/daprd.log")"
+if ! wait "$kube_pid"; then say "kube build FAILED:"; tail -20 "$logs/kube.log"; fail=1; fi
+say "$(tail -1 "$logs/kube.log")"
 if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then say "apt-get FAILED:"; tail -20 "$logs/apt.log"; fail=1; fi
 [ "$fail" -eq 0 ] || exit 1
 say "done: daprd $("$INBOX_TOOLS_DIR/bin/daprd" --version), $(redis-server --version | cut -d' ' -f3), PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1), $(chromium --version 2>/dev/null | head -1)"
