@@ -7,15 +7,9 @@ permission fails these tests. With no kubelet, pods never start: Deployments sta
 
 import base64
 import copy
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from devstack.fixtures import wait_for
-from devstack.kube import KubeAPI
-from devstack.procs import DEVSTACK_ENV, Process
-from devstack.stack import REPO
+from devstack.fixtures import start_operator, wait_for
 from lightkube import Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
@@ -31,6 +25,7 @@ SupportInbox = create_namespaced_resource(
     "supportinbox.io", "v1alpha1", "SupportInbox", "supportinboxes"
 )
 Component = create_namespaced_resource("dapr.io", "v1alpha1", "Component", "components")
+OPERATOR_LOG = "kube/operator.log"
 Configuration = create_namespaced_resource("dapr.io", "v1alpha1", "Configuration", "configurations")
 Resiliency = create_namespaced_resource("dapr.io", "v1alpha1", "Resiliency", "resiliencies")
 OWNED = [
@@ -47,76 +42,6 @@ OWNED = [
     (PodDisruptionBudget, "ai-worker"),
     (HorizontalPodAutoscaler, "ai-worker"),
 ]
-DAPR_CRDS = ("components.yaml", "configuration.yaml", "resiliency.yaml", "subscription.yaml")
-
-
-@pytest.fixture(scope="module")
-def kube(output_dir) -> Iterator[KubeAPI]:
-    api = KubeAPI(output_dir / "kube").start()
-    try:
-        yield api
-    finally:
-        api.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(kube) -> Client:
-    client = Client(config=KubeConfig.from_file(kube.admin_kubeconfig), field_manager="tests")
-    from devstack.procs import CACHE_DIR
-
-    crd_files = [REPO / "k8s/crds/supportinboxes.supportinbox.io.yaml"] + [
-        CACHE_DIR / "src/dapr-v1.18.2/charts/dapr/crds" / name for name in DAPR_CRDS
-    ]
-    for path in crd_files:
-        for obj in codecs.load_all_yaml(path.read_text()):
-            client.apply(obj, force=True)
-    for path in sorted((REPO / "k8s/operator").glob("*.yaml")):
-        for obj in codecs.load_all_yaml(path.read_text()):
-            client.apply(obj, force=True)
-
-    def established() -> bool:
-        try:
-            client.list(SupportInbox, namespace="default")
-            client.list(Component, namespace="default")
-            return True
-        except ApiError:
-            return False
-
-    wait_for(established, 60, "CRDs established")
-    return client
-
-
-@pytest.fixture(scope="module")
-def operator(kube, admin, output_dir) -> Iterator[Process]:
-    process = start_operator(kube, output_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-def start_operator(kube: KubeAPI, output_dir: Path) -> Process:
-    process = Process(
-        "operator",
-        [
-            sys.executable,
-            "-m",
-            "kopf",
-            "run",
-            "--standalone",
-            "--all-namespaces",
-            "--verbose",
-            "-m",
-            "inbox_operator.handlers",
-        ],
-        output_dir / "kube" / "operator.log",
-        env={
-            **DEVSTACK_ENV,
-            "KUBECONFIG": str(kube.operator_kubeconfig),
-            "STATUS_REFRESH_INTERVAL_S": "3",
-        },
-    ).start()
-    return process
 
 
 def make_namespace(admin: Client, name: str, secrets_too: bool = True) -> None:

@@ -6,6 +6,7 @@ set -euo pipefail
 : "${INBOX_TOOLS_DIR:=$HOME/.cache/support-inbox}"
 : "${DAPR_VERSION:=v1.18.2}"
 : "${UV_VERSION:=0.13.9}"
+: "${HELM_VERSION:=v3.22.0}"
 here=$(cd "$(dirname "$0")" && pwd)
 logs="$INBOX_TOOLS_DIR/logs"
 mkdir -p "$INBOX_TOOLS_DIR/bin" "$logs"
@@ -34,6 +35,9 @@ daprd_pid=$!
 say "kube-apiserver, kube-controller-manager and etcd (log: $logs/kube.log)"
 "$here/build-kube.sh" "$INBOX_TOOLS_DIR/bin" >"$logs/kube.log" 2>&1 &
 kube_pid=$!
+say "helm $HELM_VERSION (log: $logs/helm.log)"
+"$here/build-helm.sh" "$HELM_VERSION" "$INBOX_TOOLS_DIR/bin/helm" >"$logs/helm.log" 2>&1 &
+helm_pid=$!
 
 if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
   say "installing uv $UV_VERSION from PyPI"
@@ -47,6 +51,8 @@ if ! wait "$daprd_pid"; then say "daprd build FAILED:"; tail -20 "$logs/daprd.lo
 say "$(tail -1 "$logs/daprd.log")"
 if ! wait "$kube_pid"; then say "kube build FAILED:"; tail -20 "$logs/kube.log"; fail=1; fi
 say "$(tail -1 "$logs/kube.log")"
+if ! wait "$helm_pid"; then say "helm build FAILED:"; tail -20 "$logs/helm.log"; fail=1; fi
+say "$(tail -1 "$logs/helm.log")"
 if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then say "apt-get FAILED:"; tail -20 "$logs/apt.log"; fail=1; fi
 [ "$fail" -eq 0 ] || exit 1
 say "done: daprd $("$INBOX_TOOLS_DIR/bin/daprd" --version), $(redis-server --version | cut -d' ' -f3), PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1), $(chromium --version 2>/dev/null | head -1)"

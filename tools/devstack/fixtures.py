@@ -159,3 +159,141 @@ def db(stack: Stack) -> Iterator[psycopg.Connection]:
     """A read-only look at the system of record."""
     with psycopg.connect(stack.postgres.url, autocommit=True) as conn:
         yield conn
+
+
+# ------------------------------------------------------------------ Kubernetes API server
+
+DAPR_CRDS = ("components.yaml", "configuration.yaml", "resiliency.yaml", "subscription.yaml")
+OPERATOR_NAMESPACE = "support-inbox-system"
+OPERATOR_RELEASE = "support-inbox"
+"""Release and namespace whose chart-made ServiceAccount is the operator's static identity."""
+
+
+def helm(*args: str, kubeconfig: Path | None = None, check: bool = True):
+    """Run the pinned helm; returns the CompletedProcess (text)."""
+    import subprocess
+
+    from devstack.procs import CACHE_DIR
+
+    env = {**os.environ, **({"KUBECONFIG": str(kubeconfig)} if kubeconfig else {})}
+    done = subprocess.run(
+        [str(CACHE_DIR / "bin" / "helm"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if check and done.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="session")
+def kube(output_dir: Path):
+    """etcd + kube-apiserver + the garbage collector, with our CRD and Dapr's installed and
+    the operator's RBAC from the chart applied."""
+    from lightkube import Client, KubeConfig, codecs
+    from lightkube.core.exceptions import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+
+    from devstack.kube import KubeAPI
+    from devstack.procs import CACHE_DIR
+
+    api = KubeAPI(output_dir / "kube").start()
+    try:
+        admin = Client(config=KubeConfig.from_file(api.admin_kubeconfig), field_manager="tests")
+        crds = [REPO / "charts/support-inbox/crds/supportinboxes.supportinbox.io.yaml"] + [
+            CACHE_DIR / "src/dapr-v1.18.2/charts/dapr/crds" / name for name in DAPR_CRDS
+        ]
+        for path in crds:
+            for obj in codecs.load_all_yaml(path.read_text()):
+                admin.apply(obj, force=True)
+        admin.apply(
+            codecs.from_dict(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
+            ),
+            force=True,
+        )
+        apply_operator_rbac(admin)
+        inbox = create_namespaced_resource(
+            "supportinbox.io", "v1alpha1", "SupportInbox", "supportinboxes"
+        )
+        component = create_namespaced_resource("dapr.io", "v1alpha1", "Component", "components")
+
+        def established() -> bool:
+            try:
+                admin.list(inbox, namespace="default")
+                admin.list(component, namespace="default")
+                return True
+            except ApiError:
+                return False
+
+        wait_for(established, 60, "CRDs established")
+        api.admin = admin
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(kube):
+    return kube.admin
+
+
+def apply_operator_rbac(admin) -> None:
+    """The chart's operator ServiceAccount and RBAC, marked as the chart release's so that
+    ``helm install`` of that release adopts them."""
+    from lightkube import codecs
+
+    rbac = helm(
+        "template",
+        OPERATOR_RELEASE,
+        str(REPO / "charts/support-inbox"),
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--api-versions",
+        "dapr.io/v1alpha1/Component",
+        "--show-only",
+        "templates/operator.yaml",
+    ).stdout
+    for obj in codecs.load_all_yaml(rbac):
+        if obj.kind == "Deployment":
+            continue
+        obj.metadata.annotations = {
+            "meta.helm.sh/release-name": OPERATOR_RELEASE,
+            "meta.helm.sh/release-namespace": OPERATOR_NAMESPACE,
+        }
+        admin.apply(obj, force=True)
+
+
+def start_operator(kube, output_dir: Path) -> Process:
+    """The operator, as its ServiceAccount identity, against ``kube``."""
+    return Process(
+        "operator",
+        [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            "--all-namespaces",
+            "--verbose",
+            "-m",
+            "inbox_operator.handlers",
+        ],
+        output_dir / "kube" / "operator.log",
+        env={
+            **DEVSTACK_ENV,
+            "KUBECONFIG": str(kube.operator_kubeconfig),
+            "STATUS_REFRESH_INTERVAL_S": "3",
+        },
+    ).start()
+
+
+@pytest.fixture(scope="session")
+def operator(kube, output_dir: Path) -> Iterator[Process]:
+    process = start_operator(kube, output_dir)
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -1,9 +1,9 @@
 """A real Kubernetes API server (and etcd) on loopback, without nodes.
 
 Every object is admitted or rejected by the real kube-apiserver: schema, CEL rules, RBAC and
-defaults. With no kubelet, pods never start; with the garbage collector of
-kube-controller-manager running (``--controllers=garbagecollector``), owned objects are
-deleted with their owner as on a cluster.
+defaults. With no kubelet, pods never start; with kube-controller-manager's garbage-collector
+and PVC-protection controllers running, owned objects are deleted with their owner as on a
+cluster.
 """
 
 import secrets
@@ -151,7 +151,8 @@ class KubeAPI:
                     "--authorization-kubeconfig",
                     str(self.admin_kubeconfig),
                     "--controllers",
-                    "garbagecollector",
+                    # owned objects follow their owner; a deleted PVC loses its finalizer
+                    "garbage-collector-controller,persistentvolumeclaim-protection-controller",
                     "--leader-elect=false",
                     "--bind-address",
                     "127.0.0.1",

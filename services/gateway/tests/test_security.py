@@ -115,3 +115,11 @@ def test_production_refuses_development_secret() -> None:
 def test_short_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 32"):
         Settings(environment="test", jwt_secret="short")
+
+
+def test_admin_password_adds_an_admin_account() -> None:
+    settings = Settings(environment="test", jwt_secret=SECRET, admin_password="a-long-admin-pw")
+    assert authenticate(settings, "admin", "a-long-admin-pw") == Operator("admin", "Administrator")
+    assert authenticate(settings, "admin", "wrong") is None
+    token = create_access_token(settings, Operator("admin", "Administrator"))
+    assert decode_access_token(settings, token)[0].username == "admin"

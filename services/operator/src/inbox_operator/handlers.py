@@ -3,7 +3,7 @@
 Run with ``kopf run --standalone --all-namespaces -m inbox_operator.handlers``. Creating,
 changing or resuming a SupportInbox reconciles it: validate everything first (spec, one per
 namespace, referenced Secrets), then server-side apply every rendered object, prune what is no
-longer rendered, and report conditions. A periodic timer refreshes the conditions.
+longer rendered, and report conditions. A background task refreshes the conditions.
 """
 
 import asyncio
@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 from lightkube import AsyncClient
+from lightkube.types import PatchType
 from pydantic import ValidationError
 
 from inbox_operator import cluster
@@ -58,6 +59,8 @@ def secret_refs(spec: SupportInboxSpec) -> list[tuple[str, str, str]]:
         ("auth.daprApiTokenSecretRef", auth.dapr_api_token_secret_ref, "token"),
         ("auth.appApiTokenSecretRef", auth.app_api_token_secret_ref, "token"),
     ]
+    if auth.admin_password_secret_ref:
+        refs.append(("auth.adminPasswordSecretRef", auth.admin_password_secret_ref, "password"))
     if spec.broker.secret_ref:
         key = "connectionString" if spec.broker.type == "rabbitmq" else "password"
         refs.append(("broker.secretRef", spec.broker.secret_ref, key))
@@ -218,25 +221,64 @@ async def observe(client: AsyncClient, spec: SupportInboxSpec, namespace: str) -
     return [ready, broker, database, model]
 
 
-@kopf.timer(*RESOURCE, interval=REFRESH_INTERVAL_S, initial_delay=REFRESH_INTERVAL_S)
-async def refresh_status(
-    spec: kopf.Spec,
-    namespace: str,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    **_: Any,
-) -> None:
-    """Refresh conditions between reconciles; leaves invalid resources' conditions alone."""
-    try:
-        typed = SupportInboxSpec.model_validate(dict(spec))
-    except ValidationError:
-        return
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    if ready.get("reason") in {"InvalidSpec", "DuplicateInNamespace", "SecretMissing"}:
-        return
-    async with AsyncClient() as client:
-        conditions = await observe(client, typed, namespace)
-    patch.status["conditions"] = merge(
-        status.get("conditions"), conditions, meta.get("generation", 0)
-    )
+async def refresh_all(client: AsyncClient) -> int:
+    """Refresh the conditions of every SupportInbox; returns how many were patched.
+
+    Resources whose last reconcile refused them (invalid, duplicate, missing Secret) keep
+    those conditions until a reconcile changes them.
+    """
+    patched = 0
+    async for inbox in client.list(cluster.SupportInbox, namespace="*"):
+        status = inbox.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        if not ready or ready.get("reason") in {
+            "InvalidSpec",
+            "DuplicateInNamespace",
+            "SecretMissing",
+        }:
+            continue
+        try:
+            typed = SupportInboxSpec.model_validate(dict(inbox["spec"]))
+        except ValidationError:
+            continue
+        conditions = await observe(client, typed, inbox.metadata.namespace)
+        merged = merge(status.get("conditions"), conditions, inbox.metadata.generation or 0)
+        if merged != status.get("conditions"):
+            await client.patch(
+                cluster.SupportInbox.Status,
+                inbox.metadata.name,
+                {"status": {"conditions": merged}},
+                namespace=inbox.metadata.namespace,
+                patch_type=PatchType.MERGE,
+            )
+            patched += 1
+    return patched
+
+
+@kopf.on.startup()
+async def start_status_refresh(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Refresh conditions every ``STATUS_REFRESH_INTERVAL_S`` seconds.
+
+    A plain background task, not a kopf timer: timers make kopf put a finalizer on each
+    resource, and a `helm uninstall` that removes the operator's RBAC together with the
+    SupportInbox would then leave the resource stuck in deletion.
+    """
+
+    async def loop() -> None:
+        async with AsyncClient() as client:
+            while True:
+                await asyncio.sleep(REFRESH_INTERVAL_S)
+                try:
+                    await refresh_all(client)
+                except Exception as exc:  # noqa: BLE001 - keep refreshing after API errors
+                    logger.warning("status refresh failed: %s", exc)
+
+    memo.status_refresh = asyncio.create_task(loop(), name="status-refresh")
+
+
+@kopf.on.cleanup()
+async def stop_status_refresh(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("status_refresh")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

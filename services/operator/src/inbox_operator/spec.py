@@ -97,6 +97,7 @@ class Auth(_Model):
     channel_api_keys_secret_ref: SecretRef
     dapr_api_token_secret_ref: SecretRef
     app_api_token_secret_ref: SecretRef
+    admin_password_secret_ref: SecretRef | None = None
 
 
 class SupportInboxSpec(_Model):

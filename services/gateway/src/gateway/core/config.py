@@ -3,8 +3,9 @@
 from functools import lru_cache
 from pathlib import Path
 
+from argon2 import PasswordHasher
 from inbox_common.settings import ServiceSettings
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
 
 DEV_JWT_SECRET_PREFIX = "dev-"  # noqa: S105 - a prefix to refuse, not a secret
 """Secrets starting with this are refused outside development."""
@@ -28,6 +29,14 @@ class Settings(ServiceSettings):
         default_factory=dict,
         description='OPERATORS: JSON {"username": {"password_hash": ..., "display_name": ...}}',
     )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        min_length=12,
+        description=(
+            "ADMIN_PASSWORD: adds operator `admin` with this password, hashed at start-up "
+            "(for installs that cannot pre-compute argon2 hashes, such as the Helm chart)"
+        ),
+    )
     channel_api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="CHANNEL_API_KEYS: JSON list of keys accepted on the customer channel API",
@@ -42,6 +51,23 @@ class Settings(ServiceSettings):
         default=Path(__file__).resolve().parents[5] / "frontend",
         description="FRONTEND_DIR: the static files served at /",
     )
+
+    _accounts: dict[str, OperatorAccount] = PrivateAttr(default_factory=dict)
+
+    @property
+    def accounts(self) -> dict[str, OperatorAccount]:
+        """``operators`` plus ``admin`` when ``ADMIN_PASSWORD`` is set."""
+        return self._accounts
+
+    @model_validator(mode="after")
+    def _build_accounts(self) -> "Settings":
+        self._accounts = dict(self.operators)
+        if self.admin_password is not None and "admin" not in self._accounts:
+            self._accounts["admin"] = OperatorAccount(
+                password_hash=PasswordHasher().hash(self.admin_password.get_secret_value()),
+                display_name="Administrator",
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> "Settings":

@@ -38,7 +38,7 @@ def hash_password(password: str) -> str:
 
 def authenticate(settings: Settings, username: str, password: str) -> Operator | None:
     """The operator for these credentials, or ``None``. Takes the same time for unknown users."""
-    account = settings.operators.get(username)
+    account = settings.accounts.get(username)
     try:
         _hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
@@ -86,7 +86,7 @@ def decode_access_token(settings: Settings, token: str) -> tuple[Operator, int]:
     except JWTError as exc:
         raise InvalidToken(str(exc) or "invalid token") from None
     username = claims["sub"]
-    account = settings.operators.get(username)
+    account = settings.accounts.get(username)
     if account is None:
         raise InvalidToken("operator no longer exists")
     return Operator(username, account.display_name), int(claims["exp"])

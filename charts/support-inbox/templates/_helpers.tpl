@@ -1,0 +1,102 @@
+{{/* Kubernetes recommended labels; `component` names the part. */}}
+{{- define "inbox.labels" -}}
+app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: support-inbox
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end }}
+
+{{- define "inbox.selector" -}}
+app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end }}
+
+{{- define "inbox.fullname" -}}
+{{- printf "%s-%s" .root.Release.Name .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "inbox.image" -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry .service (.root.Values.image.tag | default .root.Chart.AppVersion) }}
+{{- end }}
+
+{{/* Restricted pod security for every workload of the chart. */}}
+{{- define "inbox.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid | default 10001 }}
+runAsGroup: {{ .uid | default 10001 }}
+fsGroup: {{ .uid | default 10001 }}
+seccompProfile: { type: RuntimeDefault }
+{{- end }}
+
+{{- define "inbox.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: {{ .readOnly | default false }}
+capabilities: { drop: [ALL] }
+{{- end }}
+
+{{/* A generated secret value that survives upgrades: reuse what the cluster holds. */}}
+{{- define "inbox.keep" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- if and $existing (hasKey $existing.data .key) -}}
+{{- index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (.length | default 32) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "inbox.authSecret" -}}
+{{- .Values.inbox.existingAuthSecret | default (printf "%s-auth" .Release.Name) }}
+{{- end }}
+
+{{- define "inbox.redisHost" -}}
+{{- .Values.broker.host | default (printf "%s:6379" (include "inbox.fullname" (dict "root" . "component" "redis"))) }}
+{{- end }}
+
+{{- define "inbox.ollamaUrl" -}}
+{{- if .Values.ollama.enabled -}}
+{{- printf "http://%s:11434" (include "inbox.fullname" (dict "root" . "component" "ollama")) -}}
+{{- else -}}
+{{- .Values.ollama.externalUrl -}}
+{{- end -}}
+{{- end }}
+
+{{/* Every problem in the values at once, before anything renders. */}}
+{{- define "inbox.validateValues" -}}
+{{- $errors := list -}}
+{{- if not (.Capabilities.APIVersions.Has "dapr.io/v1alpha1/Component") -}}
+{{- $errors = append $errors "the Dapr CRDs are not installed: install the Dapr control plane first (`dapr init -k`, or helm install dapr dapr/dapr -n dapr-system --create-namespace); for `helm template`, pass --api-versions dapr.io/v1alpha1/Component" -}}
+{{- end -}}
+{{- if and (ne .Values.broker.type "redis") (ne .Values.broker.type "rabbitmq") (not .Values.broker.host) -}}
+{{- $errors = append $errors (printf "broker.host is required for broker.type=%s" .Values.broker.type) -}}
+{{- end -}}
+{{- if and (eq .Values.broker.type "rabbitmq") (not .Values.broker.existingSecret) -}}
+{{- $errors = append $errors "broker.existingSecret is required for rabbitmq: a Secret with key connectionString" -}}
+{{- end -}}
+{{- if and (eq .Values.broker.type "redis") (not .Values.redis.enabled) (not .Values.broker.host) -}}
+{{- $errors = append $errors "redis.enabled=false needs broker.host of an external Redis" -}}
+{{- end -}}
+{{- if and (not .Values.postgresql.enabled) (not .Values.postgresql.external.existingSecret) -}}
+{{- $errors = append $errors "postgresql.enabled=false needs postgresql.external.existingSecret" -}}
+{{- end -}}
+{{- if and (not .Values.ollama.enabled) (not .Values.ollama.externalUrl) -}}
+{{- $errors = append $errors "ollama.enabled=false needs ollama.externalUrl" -}}
+{{- end -}}
+{{- if gt (int .Values.inbox.aiWorker.minReplicas) (int .Values.inbox.aiWorker.maxReplicas) -}}
+{{- $errors = append $errors "inbox.aiWorker.minReplicas must not exceed inbox.aiWorker.maxReplicas" -}}
+{{- end -}}
+{{- if $errors -}}
+{{- fail (printf "\n\nsupport-inbox: invalid values:\n  - %s\n" (join "\n  - " $errors)) -}}
+{{- end -}}
+{{- end }}
+
+{{/* OPERATORS JSON for the gateway, from inbox.operators (argon2 hashes only). */}}
+{{- define "inbox.operatorsJson" -}}
+{{- $accounts := dict -}}
+{{- range $user, $account := .Values.inbox.operators -}}
+{{- $_ := set $accounts $user (dict "display_name" $account.displayName "password_hash" $account.passwordHash) -}}
+{{- end -}}
+{{- toJson $accounts -}}
+{{- end }}

@@ -1,0 +1,309 @@
+"""The Helm chart: lint and render a matrix of profiles offline, validate every object, then
+install, upgrade and uninstall it on a real kube-apiserver with the operator reconciling."""
+
+import base64
+import json
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from devstack.fixtures import (
+    OPERATOR_NAMESPACE,
+    OPERATOR_RELEASE,
+    apply_operator_rbac,
+    helm,
+    wait_for,
+)
+from devstack.stack import REPO
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Secret
+
+CHART = REPO / "charts/support-inbox"
+PROFILES = sorted(p.stem.removesuffix("-values") for p in (CHART / "ci").glob("*-values.yaml"))
+KUBERNETES_SCHEMA_VERSION = "1.37.0"
+DAPR = ("--api-versions", "dapr.io/v1alpha1/Component")
+SupportInbox = create_namespaced_resource(
+    "supportinbox.io", "v1alpha1", "SupportInbox", "supportinboxes"
+)
+
+
+def render(profile: str, *extra: str) -> list[dict]:
+    out = helm(
+        "template",
+        "inbox",
+        str(CHART),
+        "-n",
+        "support",
+        "-f",
+        str(CHART / "ci" / f"{profile}-values.yaml"),
+        *DAPR,
+        *extra,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def crd_schema() -> dict:
+    crd = yaml.safe_load((CHART / "crds/supportinboxes.supportinbox.io.yaml").read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_profiles_cover_the_matrix() -> None:
+    assert set(PROFILES) == {
+        "default",
+        "gpu",
+        "external-db",
+        "broker-rabbitmq",
+        "broker-kafka",
+        "broker-jetstream",
+        "ingress",
+        "tracing-off",
+    }
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_lint(profile: str) -> None:
+    helm("lint", "--strict", str(CHART), "-f", str(CHART / "ci" / f"{profile}-values.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_rendered_object_is_valid_and_hardened(profile: str) -> None:
+    objects = render(profile)
+    assert objects
+    for obj in objects:
+        if obj["kind"] == "SupportInbox":
+            jsonschema.validate(obj, crd_schema())
+            continue
+        kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "support-inbox"
+        pod = (obj.get("spec", {}).get("template") or {}).get("spec")
+        if pod:
+            assert pod["securityContext"]["runAsNonRoot"] is True, obj["metadata"]["name"]
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            for container in pod["containers"]:
+                security = container["securityContext"]
+                assert security["capabilities"] == {"drop": ["ALL"]}
+                assert security["allowPrivilegeEscalation"] is False
+    secrets = [o for o in objects if o["kind"] == "Secret"]
+    for secret in secrets:  # generated, never plaintext defaults from values
+        assert all(
+            len(v) >= 20
+            for k, v in secret["stringData"].items()
+            if k in {"password", "token", "jwt-secret", "admin-password"}
+        )
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def inbox_spec(objects: list[dict]) -> dict:
+    (inbox,) = by_kind(objects, "SupportInbox")
+    return inbox["spec"]
+
+
+def test_gpu_profile_schedules_ollama_on_a_gpu_node() -> None:
+    (ollama,) = [
+        d for d in by_kind(render("gpu"), "Deployment") if d["metadata"]["name"].endswith("-ollama")
+    ]
+    pod = ollama["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["runtimeClassName"] == "nvidia"
+    (cpu,) = [
+        d
+        for d in by_kind(render("default"), "Deployment")
+        if d["metadata"]["name"].endswith("-ollama")
+    ]
+    assert "nvidia.com/gpu" not in cpu["spec"]["template"]["spec"]["containers"][0][
+        "resources"
+    ].get("limits", {})
+    assert "nodeSelector" not in cpu["spec"]["template"]["spec"]
+
+
+def test_external_database_profile() -> None:
+    objects = render("external-db")
+    assert not [o for o in objects if o["metadata"]["name"].endswith("-postgresql")]
+    assert inbox_spec(objects)["database"]["secretRef"] == {"name": "my-database", "key": "url"}
+
+
+@pytest.mark.parametrize(
+    ("profile", "broker"),
+    [
+        ("default", "redis"),
+        ("broker-rabbitmq", "rabbitmq"),
+        ("broker-kafka", "kafka"),
+        ("broker-jetstream", "jetstream"),
+    ],
+)
+def test_broker_profiles(profile: str, broker: str) -> None:
+    spec = inbox_spec(render(profile))
+    assert spec["broker"]["type"] == broker
+
+
+def test_ingress_and_tracing_profiles() -> None:
+    (ingress,) = by_kind(render("ingress"), "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] == "inbox.example.com"
+    assert ingress["spec"]["tls"][0]["secretName"] == "inbox-tls"
+    off = render("tracing-off")
+    assert inbox_spec(off)["tracing"]["enabled"] is False
+    assert not [o for o in off if "otel-collector" in o["metadata"]["name"]]
+    assert not by_kind(off, "NetworkPolicy")
+    on = render("default")
+    config = next(
+        o for o in on if o["kind"] == "ConfigMap" and "otel-collector" in o["metadata"]["name"]
+    )
+    assert "cors" in config["data"]["config.yaml"]
+
+
+def test_network_policies_fence_database_and_model() -> None:
+    policies = {p["metadata"]["name"]: p for p in by_kind(render("default"), "NetworkPolicy")}
+    database = policies["inbox-postgresql"]["spec"]["ingress"][0]["from"]
+    assert [f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for f in database] == [
+        "messaging"
+    ]
+    model = policies["inbox-ollama"]["spec"]["ingress"][0]["from"]
+    assert {f["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for f in model} == {
+        "ai-worker",
+        "ollama-pull",
+        "operator",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "brokr.type=redis"], "additional properties 'brokr' not allowed"),
+        (["--set", "broker.type=mqtt"], "at '/broker/type': value must be one of"),
+        (["--set", "ollama.externalUrl=ftp://x"], "at '/ollama/externalUrl'"),
+        (
+            ["--set", "inbox.aiWorker.minReplicas=9"],
+            "inbox.aiWorker.minReplicas must not exceed inbox.aiWorker.maxReplicas",
+        ),
+        (["--set", "broker.type=kafka"], "broker.host is required for broker.type=kafka"),
+        (["--set", "postgresql.enabled=false"], "postgresql.enabled=false needs"),
+    ],
+)
+def test_bad_values_fail_with_a_clear_message(args: list[str], message: str) -> None:
+    done = helm("template", "inbox", str(CHART), *DAPR, *args, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_missing_dapr_is_reported() -> None:
+    done = helm("template", "inbox", str(CHART), check=False)
+    assert done.returncode != 0
+    assert "the Dapr CRDs are not installed" in done.stderr
+
+
+# ------------------------------------------------------------------ on a real API server
+
+
+@pytest.mark.integration
+def test_install_upgrade_uninstall_on_a_real_api_server(
+    kube, admin, operator, output_dir: Path
+) -> None:
+    namespace, release = OPERATOR_NAMESPACE, OPERATOR_RELEASE
+    cfg = kube.admin_kubeconfig
+    helm(
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(cfg),
+        "--wait=false",
+        "--set",
+        "ollama.model=llama3.2:1b",
+    )
+    manifest = helm("get", "manifest", release, "-n", namespace, "--kubeconfig", str(cfg)).stdout
+    kinds = sorted({d["kind"] for d in yaml.safe_load_all(manifest) if d})
+    assert {
+        "Deployment",
+        "StatefulSet",
+        "Secret",
+        "Service",
+        "SupportInbox",
+        "NetworkPolicy",
+        "Job",
+        "ClusterRole",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+    } <= set(kinds)
+    status = helm("status", release, "-n", namespace, "--kubeconfig", str(cfg)).stdout
+    assert "port-forward svc/gateway" in status and "admin-password" in status
+
+    # the operator, running as the chart's ServiceAccount, reconciles the chart's SupportInbox
+    deployments = wait_for(
+        lambda: (lambda d: d if len(d) == 3 else None)(
+            {d.metadata.name for d in admin.list(Deployment, namespace=namespace)}
+            & {"gateway", "messaging", "ai-worker"}
+        ),
+        90,
+        "operator-made Deployments",
+    )
+    assert deployments == {"gateway", "messaging", "ai-worker"}
+    worker = admin.get(Deployment, "ai-worker", namespace=namespace)
+    env = {e.name: e for e in worker.spec.template.spec.containers[0].env}
+    assert env["OLLAMA_MODEL"].value == "llama3.2:1b"
+    assert env["OLLAMA_URL"].value == f"http://{release}-ollama:11434"
+
+    auth = admin.get(Secret, f"{release}-auth", namespace=namespace)
+    helm(
+        "upgrade",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(cfg),
+        "--wait=false",
+        "--set",
+        "ollama.model=qwen2.5:3b",
+    )
+    assert admin.get(Secret, f"{release}-auth", namespace=namespace).data == auth.data  # kept
+
+    def upgraded() -> bool:
+        worker = admin.get(Deployment, "ai-worker", namespace=namespace)
+        env = {e.name: e.value for e in worker.spec.template.spec.containers[0].env}
+        return env.get("OLLAMA_MODEL") == "qwen2.5:3b"
+
+    wait_for(upgraded, 90, "ai-worker rolled to the new model")
+    admin_password = base64.b64decode(auth.data["admin-password"]).decode()
+    assert len(admin_password) == 20
+
+    helm("uninstall", release, "-n", namespace, "--kubeconfig", str(cfg))
+
+    def nothing_left() -> bool:
+        labelled = {"app.kubernetes.io/instance": release}
+        from lightkube.resources.apps_v1 import StatefulSet
+        from lightkube.resources.core_v1 import ConfigMap, PersistentVolumeClaim, Service
+
+        leftovers = []
+        for kind in (Deployment, StatefulSet, Secret, Service, ConfigMap, PersistentVolumeClaim):
+            leftovers += [
+                f"{kind.__name__}/{o.metadata.name}"
+                for o in admin.list(kind, namespace=namespace, labels=labelled)
+            ]
+        leftovers += [
+            f"Deployment/{o.metadata.name}" for o in admin.list(Deployment, namespace=namespace)
+        ]
+        try:
+            admin.get(SupportInbox, release, namespace=namespace)
+            leftovers.append("SupportInbox")
+        except ApiError:
+            pass
+        return not leftovers or print(leftovers)
+
+    try:
+        wait_for(nothing_left, 90, "nothing left after uninstall")
+    finally:
+        apply_operator_rbac(admin)  # the uninstall took the operator's RBAC with it
+    (output_dir / "helm-manifest.json").write_text(json.dumps(kinds))
