@@ -8,9 +8,9 @@ PYTEST_ARGS ?=
 ## help: list the targets
 .PHONY: help
 help:
-	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /' | column -t -s ':'
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //' | awk -F': ' '{ n = $$1; sub(/^[^:]*: /, ""); printf "  %-10s %s\n", n, $$0 }'
 
-## tools: install daprd (built from the Go module proxy), PostgreSQL, Redis, Chromium and the Python env; skips what is there
+## tools: install daprd, kube-apiserver, etcd, helm (built from the Go module proxy), PostgreSQL, Redis, Chromium and the Python env; skips what is there
 .PHONY: tools
 tools:
 	@tools/install.sh
@@ -35,6 +35,7 @@ test-unit:
 lint:
 	@uv run --frozen ruff check services tools tests
 
+need = @command -v $(1) >/dev/null || { echo "make $@ needs $(1): $(2)"; exit 1; }
 IMAGE_REGISTRY ?= ghcr.io/support-inbox
 IMAGE_TAG ?= 0.1.0
 IMAGE_SERVICES := gateway messaging ai-worker operator
@@ -42,12 +43,46 @@ IMAGE_SERVICES := gateway messaging ai-worker operator
 ## images: build the four service images with Docker (IMAGE_REGISTRY, IMAGE_TAG)
 .PHONY: images
 images:
-	@command -v docker >/dev/null || { echo "make images needs Docker (https://docs.docker.com/engine/install/)"; exit 1; }
+	$(call need,docker,https://docs.docker.com/engine/install/)
 	@docker info >/dev/null 2>&1 || { echo "make images: the Docker engine is not running"; exit 1; }
 	@for s in $(IMAGE_SERVICES); do \
 	  echo "building $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG)"; \
 	  docker build -f services/$$s/Dockerfile -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) . || exit 1; \
 	done
+
+KIND_CLUSTER ?= support-inbox
+NAMESPACE ?= support-inbox
+HELM := $(INBOX_TOOLS_DIR)/bin/helm
+
+## cluster: create the kind cluster (k8s/kind-config.yaml) and install Dapr into it
+.PHONY: cluster
+cluster: tools
+	$(call need,docker,https://docs.docker.com/engine/install/)
+	$(call need,kind,https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
+	$(call need,dapr,https://docs.dapr.io/getting-started/install-dapr-cli/)
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --config k8s/kind-config.yaml
+	dapr init -k --wait
+
+## deploy: build the images, load them into kind and helm install the chart
+.PHONY: deploy
+deploy: images
+	$(call need,kind,https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
+	@for s in $(IMAGE_SERVICES); do kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG); done
+	$(HELM) upgrade --install support-inbox charts/support-inbox -n $(NAMESPACE) --create-namespace \
+	  --set image.registry=$(IMAGE_REGISTRY) --set image.tag=$(IMAGE_TAG) $(HELM_ARGS)
+	kubectl apply -f k8s/kind-expose.yaml
+
+## dev: skaffold dev: rebuild and redeploy on every change (profiles: kind, minikube, gpu)
+.PHONY: dev
+dev: tools
+	$(call need,skaffold,https://skaffold.dev/docs/install/)
+	$(call need,docker,https://docs.docker.com/engine/install/)
+	skaffold dev $(SKAFFOLD_ARGS)
+
+## undeploy: helm uninstall the release (the CRD stays: Helm never deletes CRDs)
+.PHONY: undeploy
+undeploy:
+	$(HELM) uninstall support-inbox -n $(NAMESPACE)
 
 ## clean: remove local run data and caches inside the repository (not the tool cache)
 .PHONY: clean
