@@ -200,14 +200,18 @@ def test_broker_switch_swaps_components_and_rolls(admin, operator) -> None:
     values = {m["name"]: m.get("value") for m in pubsub["spec"]["metadata"]}
     assert values["brokers"] == "kafka:9092"
     assert "redisHost" not in values
+    key = "supportinbox.io/components-hash"
+
+    def rolled() -> dict | None:
+        # Components are applied before Deployments: wait for the whole apply.
+        now = {n: admin.get(Deployment, n, namespace="support") for n in before}
+        done = all(now[n].metadata.generation > before[n].metadata.generation for n in before)
+        return now if done else None
+
+    after = wait_for(rolled, 60, "every Deployment rolled")
     for name, old in before.items():
-        new = admin.get(Deployment, name, namespace="support")
-        assert new.metadata.generation > old.metadata.generation, name
-        key = "supportinbox.io/components-hash"
-        assert (
-            new.spec.template.metadata.annotations[key]
-            != old.spec.template.metadata.annotations[key]
-        )
+        new_hash = after[name].spec.template.metadata.annotations[key]
+        assert new_hash != old.spec.template.metadata.annotations[key], name
     events = wait_for(
         lambda: [
             e
