@@ -17,10 +17,9 @@ from devstack.fixtures import (
     wait_for,
 )
 from devstack.stack import REPO
-from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Secret
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, PersistentVolumeClaim, Secret, Service
 
 CHART = REPO / "charts/support-inbox"
 PROFILES = sorted(p.stem.removesuffix("-values") for p in (CHART / "ci").glob("*-values.yaml"))
@@ -281,29 +280,25 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
 
     helm("uninstall", release, "-n", namespace, "--kubeconfig", str(cfg))
 
-    def nothing_left() -> bool:
+    def leftovers() -> list[str]:
+        """Objects of the release (chart-made, labelled) or of its SupportInbox (all of the
+        namespace's Deployments are operator-made) still present."""
+        found = [
+            f"Deployment/{o.metadata.name}" for o in admin.list(Deployment, namespace=namespace)
+        ]
         labelled = {"app.kubernetes.io/instance": release}
-        from lightkube.resources.apps_v1 import StatefulSet
-        from lightkube.resources.core_v1 import ConfigMap, PersistentVolumeClaim, Service
-
-        leftovers = []
-        for kind in (Deployment, StatefulSet, Secret, Service, ConfigMap, PersistentVolumeClaim):
-            leftovers += [
+        for kind in (StatefulSet, Secret, Service, ConfigMap, PersistentVolumeClaim):
+            found += [
                 f"{kind.__name__}/{o.metadata.name}"
                 for o in admin.list(kind, namespace=namespace, labels=labelled)
             ]
-        leftovers += [
-            f"Deployment/{o.metadata.name}" for o in admin.list(Deployment, namespace=namespace)
+        found += [
+            f"SupportInbox/{o.metadata.name}" for o in admin.list(SupportInbox, namespace=namespace)
         ]
-        try:
-            admin.get(SupportInbox, release, namespace=namespace)
-            leftovers.append("SupportInbox")
-        except ApiError:
-            pass
-        return not leftovers or print(leftovers)
+        return found
 
     try:
-        wait_for(nothing_left, 90, "nothing left after uninstall")
+        wait_for(lambda: not leftovers(), 90, "nothing left after uninstall")
     finally:
         apply_operator_rbac(admin)  # the uninstall took the operator's RBAC with it
     (output_dir / "helm-manifest.json").write_text(json.dumps(kinds))
