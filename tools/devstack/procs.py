@@ -1,6 +1,7 @@
 """Child processes with bounded readiness waits and guaranteed clean-up."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,11 +17,22 @@ DEVSTACK_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 """Environment that lets a child ``python -m devstack.…`` import this package."""
 
 
+_PORT_RANGE = (20000, 32767)
+"""Below Linux's ephemeral range (32768-60999), so no outgoing connection takes a port between
+the moment it is picked and the moment its server binds it."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 class StartError(RuntimeError):

@@ -93,7 +93,7 @@ class Stack:
             for name in self._names:
                 self.start_service(name)
             for name in self._names:
-                self.wait_ready(name)
+                self._wait_or_restart(name)
         except BaseException:
             self.stop()
             raise
@@ -207,6 +207,18 @@ class Stack:
         service = Service(name, ports, app, sidecar)
         self.services[name] = service
         return service
+
+    def _wait_or_restart(self, name: str, attempts: int = 3) -> None:
+        """Wait for ``name``; if a port it was given got taken meanwhile, retry on new ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.wait_ready(name)
+                return
+            except StartError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts:
+                    raise
+                self.stop_service(name)
+                self.start_service(name)
 
     def wait_ready(self, name: str, timeout_s: float = 90) -> None:
         """Wait until the sidecar reports healthy (app connected, subscriptions loaded)."""
