@@ -244,3 +244,16 @@ def test_crd_and_typed_spec_agree() -> None:
                 walk(inner, sub["properties"], f"{path}.{alias}")
 
     walk(SupportInboxSpec, schema["properties"], "spec")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"broker": {"type": "rabbitmq"}}, "broker.secretRef is required for rabbitmq"),
+        ({"broker": {"type": "kafka"}}, "broker.host is required for kafka"),
+        ({"stateStore": {"type": "postgresql"}}, "stateStore.secretRef is required"),
+    ],
+)
+def test_connection_rules_hold_without_the_api_server(override, message) -> None:
+    with pytest.raises(Exception, match=message):
+        spec_with(**override)

@@ -147,7 +147,7 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
             metadata.append(_secret("redisPassword", broker.secret_ref, "password"))
         return _component(owner, PUBSUB, "pubsub.redis", metadata)
     if broker.type == "rabbitmq":
-        assert broker.secret_ref is not None  # enforced by the CRD's validation rule
+        assert broker.secret_ref is not None  # checked by Broker's validator and the CRD
         return _component(
             owner,
             PUBSUB,
@@ -192,7 +192,7 @@ def state_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
     """``inbox-state``; keys are shared by all apps (``keyPrefix: name``)."""
     store = spec.state_store
     if store.type == "postgresql":
-        assert store.secret_ref is not None  # enforced by the CRD's validation rule
+        assert store.secret_ref is not None  # checked by StateStore's validator and the CRD
         return _component(
             owner,
             STATE_STORE,

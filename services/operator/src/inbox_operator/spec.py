@@ -6,7 +6,7 @@ these models read the result. Field names follow the CRD (camelCase aliases).
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "supportinbox.io"
@@ -68,11 +68,28 @@ class Broker(_Model):
     host: str | None = None
     secret_ref: SecretRef | None = None
 
+    @model_validator(mode="after")
+    def _connection(self) -> "Broker":
+        # The CRD's CEL rules say the same; repeated for API servers without CEL.
+        if self.type == "rabbitmq" and self.secret_ref is None:
+            raise ValueError("broker.secretRef is required for rabbitmq")
+        if self.type != "rabbitmq" and not self.host:
+            raise ValueError(f"broker.host is required for {self.type}")
+        return self
+
 
 class StateStore(_Model):
     type: Literal["redis", "postgresql"] = "redis"
     host: str | None = None
     secret_ref: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _connection(self) -> "StateStore":
+        if self.type == "postgresql" and self.secret_ref is None:
+            raise ValueError("stateStore.secretRef is required for postgresql")
+        if self.type == "redis" and not self.host:
+            raise ValueError("stateStore.host is required for redis")
+        return self
 
 
 class Database(_Model):
