@@ -49,25 +49,20 @@ def parse_spec(spec: dict[str, Any]) -> SupportInboxSpec:
 
 
 def secret_refs(spec: SupportInboxSpec) -> list[tuple[str, str, str]]:
-    """Every Secret the spec names, as ``(field, name, key)`` with each key's default."""
+    """Every Secret the spec names, as ``(field, name, key)``."""
     auth = spec.auth
     refs = [
-        ("database.secretRef", spec.database.secret_ref, "url"),
-        ("auth.jwtSecretRef", auth.jwt_secret_ref, "secret"),
-        ("auth.operatorsSecretRef", auth.operators_secret_ref, "operators.json"),
-        ("auth.channelApiKeysSecretRef", auth.channel_api_keys_secret_ref, "keys.json"),
-        ("auth.daprApiTokenSecretRef", auth.dapr_api_token_secret_ref, "token"),
-        ("auth.appApiTokenSecretRef", auth.app_api_token_secret_ref, "token"),
+        ("database.secretRef", spec.database.secret_ref),
+        ("auth.jwtSecretRef", auth.jwt_secret_ref),
+        ("auth.operatorsSecretRef", auth.operators_secret_ref),
+        ("auth.channelApiKeysSecretRef", auth.channel_api_keys_secret_ref),
+        ("auth.daprApiTokenSecretRef", auth.dapr_api_token_secret_ref),
+        ("auth.appApiTokenSecretRef", auth.app_api_token_secret_ref),
+        ("auth.adminPasswordSecretRef", auth.admin_password_secret_ref),
+        ("broker.secretRef", spec.broker.secret_ref),
+        ("stateStore.secretRef", spec.state_store.secret_ref),
     ]
-    if auth.admin_password_secret_ref:
-        refs.append(("auth.adminPasswordSecretRef", auth.admin_password_secret_ref, "password"))
-    if spec.broker.secret_ref:
-        key = "connectionString" if spec.broker.type == "rabbitmq" else "password"
-        refs.append(("broker.secretRef", spec.broker.secret_ref, key))
-    if spec.state_store.secret_ref:
-        key = "connectionString" if spec.state_store.type == "postgresql" else "password"
-        refs.append(("stateStore.secretRef", spec.state_store.secret_ref, key))
-    return [(field, ref.name, ref.key_or(default)) for field, ref, default in refs]
+    return [(field, ref.name, ref.key or "") for field, ref in refs if ref is not None]
 
 
 def _invalid(patch: kopf.Patch, status: dict, generation: int, reason: str, message: str) -> None:

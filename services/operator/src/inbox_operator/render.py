@@ -72,10 +72,10 @@ def _meta(owner: Owner, name: str, component: str | None = None) -> Obj:
     }
 
 
-def _secret_env(name: str, ref: SecretRef, default_key: str) -> Obj:
+def _secret_env(name: str, ref: SecretRef) -> Obj:
     return {
         "name": name,
-        "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key_or(default_key)}},
+        "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
     }
 
 
@@ -128,8 +128,8 @@ def _value(name: str, value: str) -> Obj:
     return {"name": name, "value": value}
 
 
-def _secret(name: str, ref: SecretRef, default_key: str) -> Obj:
-    return {"name": name, "secretKeyRef": {"name": ref.name, "key": ref.key_or(default_key)}}
+def _secret(name: str, ref: SecretRef) -> Obj:
+    return {"name": name, "secretKeyRef": {"name": ref.name, "key": ref.key}}
 
 
 def pubsub_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
@@ -144,7 +144,7 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
             _value("maxLenApprox", "100000"),
         ]
         if broker.secret_ref:
-            metadata.append(_secret("redisPassword", broker.secret_ref, "password"))
+            metadata.append(_secret("redisPassword", broker.secret_ref))
         return _component(owner, PUBSUB, "pubsub.redis", metadata)
     if broker.type == "rabbitmq":
         assert broker.secret_ref is not None  # checked by Broker's validator and the CRD
@@ -153,7 +153,7 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
             PUBSUB,
             "pubsub.rabbitmq",
             [
-                _secret("connectionString", broker.secret_ref, "connectionString"),
+                _secret("connectionString", broker.secret_ref),
                 # the defaults lose messages: set durability explicitly
                 _value("durable", "true"),
                 _value("deliveryMode", "2"),
@@ -198,14 +198,14 @@ def state_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
             STATE_STORE,
             "state.postgresql",
             [
-                _secret("connectionString", store.secret_ref, "connectionString"),
+                _secret("connectionString", store.secret_ref),
                 _value("keyPrefix", "name"),
                 _value("tableName", "dapr_state"),
             ],
         )
     metadata = [_value("redisHost", store.host or ""), _value("keyPrefix", "name")]
     if store.secret_ref:
-        metadata.append(_secret("redisPassword", store.secret_ref, "password"))
+        metadata.append(_secret("redisPassword", store.secret_ref))
     return _component(owner, STATE_STORE, "state.redis", metadata)
 
 
@@ -258,8 +258,8 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
     env: list[Obj] = [
         {"name": "ENVIRONMENT", "value": "production"},
         {"name": "OTEL_SERVICE_NAME", "value": service},
-        _secret_env("APP_API_TOKEN", auth.app_api_token_secret_ref, "token"),
-        _secret_env("DAPR_API_TOKEN", auth.dapr_api_token_secret_ref, "token"),
+        _secret_env("APP_API_TOKEN", auth.app_api_token_secret_ref),
+        _secret_env("DAPR_API_TOKEN", auth.dapr_api_token_secret_ref),
     ]
     if spec.tracing.enabled:
         env.append(
@@ -267,12 +267,12 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
         )
     if service == "gateway":
         env += [
-            _secret_env("JWT_SECRET", auth.jwt_secret_ref, "secret"),
-            _secret_env("OPERATORS", auth.operators_secret_ref, "operators.json"),
-            _secret_env("CHANNEL_API_KEYS", auth.channel_api_keys_secret_ref, "keys.json"),
+            _secret_env("JWT_SECRET", auth.jwt_secret_ref),
+            _secret_env("OPERATORS", auth.operators_secret_ref),
+            _secret_env("CHANNEL_API_KEYS", auth.channel_api_keys_secret_ref),
         ]
     elif service == "messaging":
-        env.append(_secret_env("DATABASE_URL", spec.database.secret_ref, "url"))
+        env.append(_secret_env("DATABASE_URL", spec.database.secret_ref))
     else:
         env += [
             {"name": "OLLAMA_URL", "value": spec.ollama.url},
@@ -371,9 +371,9 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
                 "imagePullPolicy": spec.images.pull_policy,
                 "args": ["python", "-m", "messaging.prestart"],
                 "env": [
-                    _secret_env("DATABASE_URL", spec.database.secret_ref, "url"),
+                    _secret_env("DATABASE_URL", spec.database.secret_ref),
                     {"name": "ENVIRONMENT", "value": "production"},
-                    _secret_env("APP_API_TOKEN", spec.auth.app_api_token_secret_ref, "token"),
+                    _secret_env("APP_API_TOKEN", spec.auth.app_api_token_secret_ref),
                 ],
                 "securityContext": _SECURE_CONTAINER,
             }

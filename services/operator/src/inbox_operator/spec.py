@@ -22,11 +22,15 @@ class _Model(BaseModel):
 
 
 class SecretRef(_Model):
+    """A key of a Secret; an omitted key is filled with its use's default when the spec is
+    parsed, so every later reader sees ``key`` set."""
+
     name: str
     key: str | None = None
 
-    def key_or(self, default: str) -> str:
-        return self.key or default
+
+def _keyed(ref: SecretRef | None, default: str) -> SecretRef | None:
+    return ref if ref is None or ref.key else ref.model_copy(update={"key": default})
 
 
 class Resources(_Model):
@@ -75,7 +79,8 @@ class Broker(_Model):
             raise ValueError("broker.secretRef is required for rabbitmq")
         if self.type != "rabbitmq" and not self.host:
             raise ValueError(f"broker.host is required for {self.type}")
-        return self
+        default = "connectionString" if self.type == "rabbitmq" else "password"
+        return self.model_copy(update={"secret_ref": _keyed(self.secret_ref, default)})
 
 
 class StateStore(_Model):
@@ -89,11 +94,16 @@ class StateStore(_Model):
             raise ValueError("stateStore.secretRef is required for postgresql")
         if self.type == "redis" and not self.host:
             raise ValueError("stateStore.host is required for redis")
-        return self
+        default = "connectionString" if self.type == "postgresql" else "password"
+        return self.model_copy(update={"secret_ref": _keyed(self.secret_ref, default)})
 
 
 class Database(_Model):
     secret_ref: SecretRef
+
+    @model_validator(mode="after")
+    def _default_key(self) -> "Database":
+        return self.model_copy(update={"secret_ref": _keyed(self.secret_ref, "url")})
 
 
 class Ollama(_Model):
@@ -115,6 +125,20 @@ class Auth(_Model):
     dapr_api_token_secret_ref: SecretRef
     app_api_token_secret_ref: SecretRef
     admin_password_secret_ref: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _default_keys(self) -> "Auth":
+        defaults = {
+            "jwt_secret_ref": "secret",
+            "operators_secret_ref": "operators.json",
+            "channel_api_keys_secret_ref": "keys.json",
+            "dapr_api_token_secret_ref": "token",  # the key Dapr's api-token-secret reads
+            "app_api_token_secret_ref": "token",
+            "admin_password_secret_ref": "password",
+        }
+        return self.model_copy(
+            update={f: _keyed(getattr(self, f), key) for f, key in defaults.items()}
+        )
 
 
 class SupportInboxSpec(_Model):
