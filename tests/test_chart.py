@@ -253,6 +253,10 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
     env = {e.name: e for e in worker.spec.template.spec.containers[0].env}
     assert env["OLLAMA_MODEL"].value == "llama3.2:1b"
     assert env["OLLAMA_URL"].value == f"http://{release}-ollama:11434"
+    gateway = admin.get(Deployment, "gateway", namespace=namespace)
+    gateway_env = {e.name: e for e in gateway.spec.template.spec.containers[0].env}
+    password_ref = gateway_env["ADMIN_PASSWORD"].valueFrom.secretKeyRef
+    assert (password_ref.name, password_ref.key) == (f"{release}-auth", "admin-password")
 
     auth = admin.get(Secret, f"{release}-auth", namespace=namespace)
     helm(

@@ -257,3 +257,20 @@ def test_crd_and_typed_spec_agree() -> None:
 def test_connection_rules_hold_without_the_api_server(override, message) -> None:
     with pytest.raises(Exception, match=message):
         spec_with(**override)
+
+
+def test_admin_password_reaches_only_the_gateway() -> None:
+    auth = spec_with().auth.model_dump(by_alias=True, exclude_none=True)
+    spec = spec_with(auth={**auth, "adminPasswordSecretRef": {"name": "inbox-auth"}})
+    deployments = by_kind(render(OWNER, spec), "Deployment")
+    for service, deployment in deployments.items():
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert ("ADMIN_PASSWORD" in env) == (service == "gateway"), service
+    admin = {
+        e["name"]: e
+        for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert admin["ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "inbox-auth",
+        "key": "password",
+    }

@@ -271,6 +271,8 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
             _secret_env("OPERATORS", auth.operators_secret_ref),
             _secret_env("CHANNEL_API_KEYS", auth.channel_api_keys_secret_ref),
         ]
+        if auth.admin_password_secret_ref:
+            env.append(_secret_env("ADMIN_PASSWORD", auth.admin_password_secret_ref))
     elif service == "messaging":
         env.append(_secret_env("DATABASE_URL", spec.database.secret_ref))
     else:
