@@ -13,6 +13,8 @@ import sys
 import threading
 import urllib.request
 
+from ai_worker.settings import Settings
+
 from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
 from devstack.seed import CustomerStream
 from devstack.stack import REPO, Stack
@@ -46,7 +48,7 @@ def main() -> int:
 
     run_dir = REPO / ".devstack"
     ollama_url = os.environ.get("OLLAMA_URL", "")
-    ollama_model = os.environ.get("OLLAMA_MODEL", "llama3.2:3b")
+    ollama_model = os.environ.get("OLLAMA_MODEL", Settings.model_fields["ollama_model"].default)
     fake = None
     if ollama_url and _ollama_has(ollama_url, ollama_model):
         print(f"Using Ollama at {ollama_url} with model {ollama_model}")

@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from argon2 import PasswordHasher
+
 from devstack.infra import Postgres, Redis
 from devstack.procs import CACHE_DIR, Process, StartError, free_port, http_ok
 
@@ -78,6 +80,15 @@ class Stack:
         self.dapr_api_token = secrets.token_urlsafe(24)
         self.app_api_token = secrets.token_urlsafe(24)
         self.operator = ("demo", "demo-password")
+        user, password = self.operator
+        self._operators_json = json.dumps(  # hashed once; argon2 is slow on purpose
+            {
+                user: {
+                    "password_hash": PasswordHasher().hash(password),
+                    "display_name": "Demo Operator",
+                }
+            }
+        )
         self.services: dict[str, Service] = {}
         self._gateway_port = gateway_port
         self._names = services
@@ -100,9 +111,6 @@ class Stack:
         return self
 
     def _service_env(self, name: str, ports: Ports) -> dict[str, str]:
-        from argon2 import PasswordHasher
-
-        user, password = self.operator
         return {
             "ENVIRONMENT": "development",
             "LOG_LEVEL": "INFO",
@@ -110,14 +118,7 @@ class Stack:
             "OLLAMA_URL": self.ollama_url,
             "OLLAMA_MODEL": self.ollama_model,
             "JWT_SECRET": self.jwt_secret,
-            "OPERATORS": json.dumps(
-                {
-                    user: {
-                        "password_hash": PasswordHasher().hash(password),
-                        "display_name": "Demo Operator",
-                    }
-                }
-            ),
+            "OPERATORS": self._operators_json,
             "CHANNEL_API_KEYS": json.dumps([self.channel_key]),
             "DAPR_HTTP_PORT": str(ports.http),
             "DAPR_GRPC_PORT": str(ports.grpc),
