@@ -16,7 +16,7 @@ import pytest
 import redis
 import websockets
 from devstack.fixtures import start_stack, wait_for
-from inbox_common.events import conversation_key
+from inbox_common.events import conversation_key, pubsub_for
 from inbox_common.read_models import Conversation, ConversationSummary
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ class Probe:
         self.redis = redis.Redis(port=stack.redis.port, password=stack.redis.password)
 
     def publish(self, topic: str, data: dict) -> None:
-        response = self.dapr.post(f"/publish/inbox-pubsub/{topic}", json=data)
+        response = self.dapr.post(f"/publish/{pubsub_for(topic)}/{topic}", json=data)
         assert response.status_code == 204, response.text
 
     def state(self, key: str) -> dict | None:

@@ -7,9 +7,12 @@ answer depends on the mode, set for the whole server with ``POST /__fake__/mode`
 
 ``valid`` JSON insight; ``fenced`` the same inside a Markdown fence with prose around it;
 ``prose`` text without JSON; ``garbage`` broken JSON; ``slow`` a valid answer after
-``slow_s`` seconds; ``error`` HTTP 500. The intent of a message found in the demo data set is
-its human label (so the demo shows sensible intents); others get ``general_inquiry``.
-``GET /__fake__/stats`` counts chat calls per mode.
+``slow_s`` seconds (beyond the ai-worker's timeout); ``delayed`` a valid answer after
+``delay_s`` seconds (within it: a call in progress); ``error`` HTTP 500. The intent of a
+message found in the demo data set is its human label (so the demo shows sensible intents);
+others get ``general_inquiry``.
+``GET /__fake__/stats`` counts chat calls per mode (``calls``), per customer text
+(``texts``) and those under way (``in_flight``).
 
 Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]``
 """
@@ -29,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("valid", "fenced", "prose", "garbage", "slow", "error")
+MODES = ("valid", "fenced", "prose", "garbage", "slow", "delayed", "error")
 MODEL = "fake-insight:1b"
 DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
 _MARKER = re.compile(r"\[\[fake:([a-z]+)\]\]")
@@ -57,9 +60,10 @@ def insight_for(text: str, labels: dict[str, str]) -> dict[str, str]:
     return {"intent": intent, "summary": summary[:380], "suggested_reply": reply}
 
 
-def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
-    state = {"mode": mode, "slow_s": slow_s}
+def create_app(mode: str = "valid", slow_s: float = 120.0, delay_s: float = 2.0) -> Starlette:
+    state = {"mode": mode, "slow_s": slow_s, "delay_s": delay_s, "in_flight": 0}
     stats: Counter[str] = Counter()
+    texts: Counter[str] = Counter()
     labels = _labels()
 
     def content_for(chosen: str, text: str) -> str:
@@ -90,11 +94,16 @@ def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
         marker = _MARKER.search(text)
         chosen = marker.group(1) if marker and marker.group(1) in MODES else state["mode"]
         stats[chosen] += 1
+        texts[text] += 1
         started = time.monotonic_ns()
         if chosen == "error":
             return JSONResponse({"error": "llama runner process has terminated"}, 500)
-        if chosen == "slow":
-            await asyncio.sleep(state["slow_s"])
+        if chosen in ("slow", "delayed"):
+            state["in_flight"] += 1
+            try:
+                await asyncio.sleep(state["slow_s" if chosen == "slow" else "delay_s"])
+            finally:
+                state["in_flight"] -= 1
         content = content_for(chosen, text)
         done = {
             "model": MODEL,
@@ -163,7 +172,14 @@ def create_app(mode: str = "valid", slow_s: float = 120.0) -> Starlette:
         return JSONResponse(state)
 
     async def get_stats(_: Request) -> JSONResponse:
-        return JSONResponse({"mode": state["mode"], "calls": dict(stats)})
+        return JSONResponse(
+            {
+                "mode": state["mode"],
+                "calls": dict(stats),
+                "texts": dict(texts),
+                "in_flight": state["in_flight"],
+            }
+        )
 
     return Starlette(
         routes=[

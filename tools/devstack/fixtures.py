@@ -1,7 +1,8 @@
 """pytest fixtures: real components on loopback, stopped even when a test fails.
 
 Time limits come from the environment: ``E2E_TIMEOUT_S`` bounds every wait for something to
-arrive (default 60 s).
+arrive (default 60 s). ``BROKERS`` (comma-separated, default all of :data:`MATRIX`) picks the
+brokers the end-to-end suite runs on.
 """
 
 import json
@@ -24,6 +25,19 @@ from devstack.stack import REPO, Stack
 
 T = TypeVar("T")
 E2E_TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "60"))
+MATRIX = {
+    "redis": "redis",
+    "rabbitmq": "postgresql",
+    "kafka": "redis",
+    "jetstream": "postgresql",
+}
+"""Broker -> the state store it is paired with, so each state store meets two brokers."""
+REDELIVERY_OVERRIDES = {
+    "inbox-pubsub": {"processingTimeout": "20s", "redeliverInterval": "2s", "ackWait": "20s"},
+}
+"""Shorter redelivery of unacknowledged deliveries than in production (still above the tests'
+5 s LLM timeout), so a killed worker's messages come back within a test's patience. Only the
+keys a broker's component knows are applied."""
 OUTPUT_DIR = REPO / "test-output"
 
 
@@ -84,14 +98,53 @@ def start_stack(output_dir: Path, name: str, fake: FakeOllama, **kwargs: object)
     return Stack(run_dir, fake.url, fake.model, env=env, **kwargs).start()  # type: ignore[arg-type]
 
 
+def _brokers() -> list[str]:
+    chosen = [b.strip() for b in os.environ.get("BROKERS", ",".join(MATRIX)).split(",")]
+    unknown = set(chosen) - set(MATRIX)
+    if unknown:
+        raise pytest.UsageError(f"BROKERS: unknown {sorted(unknown)}; known: {list(MATRIX)}")
+    return chosen
+
+
+@pytest.fixture(scope="session", params=_brokers())
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker of this run of the end-to-end suite (one of :data:`MATRIX`)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def stack(output_dir: Path, fake_ollama: FakeOllama) -> Iterator[Stack]:
-    """The whole inbox: three services with their daprd sidecars, PostgreSQL and Redis."""
-    running = start_stack(output_dir, "e2e-stack", fake_ollama)
+def stack(output_dir: Path, fake_ollama: FakeOllama, broker: str) -> Iterator[Stack]:
+    """The whole inbox on ``broker``: two replicas of each service, each beside its own
+    daprd, PostgreSQL, the broker, and Redis where the broker or state store is Redis."""
+    running = start_stack(
+        output_dir,
+        f"e2e-{broker}",
+        fake_ollama,
+        broker=broker,
+        state_store=MATRIX[broker],
+        replicas=2,
+        component_overrides=_known_overrides(broker),
+        broker_options=BROKER_OPTIONS.get(broker),
+    )
     try:
         yield running
     finally:
         running.stop()
+
+
+def _known_overrides(broker: str) -> dict[str, dict[str, str]]:
+    import yaml
+
+    known = {
+        item["name"]
+        for item in yaml.safe_load(
+            (REPO / "dapr-components/pubsub" / broker / "pubsub.yaml").read_text()
+        )["spec"]["metadata"]
+    }
+    return {
+        name: {k: v for k, v in values.items() if k in known}
+        for name, values in REDELIVERY_OVERRIDES.items()
+    }
 
 
 class InboxClient:
@@ -154,11 +207,44 @@ def inbox(stack: Stack) -> Iterator[InboxClient]:
     client.http.close()
 
 
+BROKER_OPTIONS = {"rabbitmq": {"consumer_timeout_s": 45}}
+"""RabbitMQ returns deliveries stuck on a consumer left behind by a broker restart after its
+consumer timeout (see :class:`~devstack.brokers.RabbitMQ`); 45 s is above the tests' longest
+prefetch wait plus LLM call (20 prefetched / 4 concurrent x 5 s)."""
+
+
+class Database:
+    """A look at the system of record that reconnects after a PostgreSQL restart."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.Connection | None = None
+
+    def execute(self, query: str, params: object = None) -> psycopg.Cursor:
+        """Run ``query`` in autocommit mode, reconnecting once if the connection is gone."""
+        for attempt in (1, 2):
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+                return self._conn.execute(query, params)  # type: ignore[arg-type]
+            except psycopg.OperationalError:
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 @pytest.fixture(scope="session")
-def db(stack: Stack) -> Iterator[psycopg.Connection]:
-    """A read-only look at the system of record."""
-    with psycopg.connect(stack.postgres.url, autocommit=True) as conn:
-        yield conn
+def db(stack: Stack) -> Iterator[Database]:
+    """The system of record of ``stack``."""
+    database = Database(stack.postgres.url)
+    yield database
+    database.close()
 
 
 # ------------------------------------------------------------------ Kubernetes API server

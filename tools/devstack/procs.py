@@ -105,12 +105,13 @@ class Process:
             time.sleep(0.1)
         raise StartError(f"{self.name}: no {what} after {timeout_s:g} s:\n{self.log_tail()}")
 
-    def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM the process group, then SIGKILL what is left after ``grace_s`` seconds."""
+    def stop(self, grace_s: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the process group, then SIGKILL what is left after ``grace_s``
+        seconds."""
         if self.popen is None or self.popen.poll() is not None:
             return
         try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            os.killpg(self.popen.pid, sig)
             self.popen.wait(grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)

@@ -1,20 +1,30 @@
 """The whole Support Inbox on one machine: infra, three services, three daprd sidecars."""
 
 import json
+import re
 import secrets
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from argon2 import PasswordHasher
 
+from devstack.brokers import NatsJetStream, RabbitMQ
 from devstack.infra import Postgres, Redis
+from devstack.kafka import Kafka
 from devstack.procs import CACHE_DIR, Process, StartError, free_port, http_ok
 
 REPO = Path(__file__).resolve().parents[2]
-COMPONENTS = REPO / "dapr-components" / "local"
+COMPONENTS = REPO / "dapr-components"
 DAPRD = CACHE_DIR / "bin" / "daprd"
+BROKERS = {"redis": None, "rabbitmq": RabbitMQ, "kafka": Kafka, "jetstream": NatsJetStream}
+"""Pub/sub brokers the stack can run (``dapr-components/pubsub/<name>/``); Redis is the one
+the state store may also use. ``in-memory`` exists too but cannot join three sidecars."""
+STATE_STORES = ("redis", "postgresql")
+"""State stores (``dapr-components/state/<name>/``)."""
 SERVICES = {
     # app-id: (uvicorn factory, daprd --app-max-concurrency)
     "gateway": ("gateway.main:create_app", 100),
@@ -35,6 +45,7 @@ class Ports:
 @dataclass
 class Service:
     name: str
+    app_id: str
     ports: Ports
     app: Process
     sidecar: Process
@@ -48,12 +59,19 @@ class Stack:
     """Start with :meth:`start`, stop with :meth:`stop` (idempotent; stops what started).
 
     Args:
-        run_dir: logs and data go here.
+        run_dir: logs, data and the sidecars' component files go here.
         ollama_url: the Ollama server the ai-worker uses.
         ollama_model: the model it asks for.
         env: extra environment for every service (e.g. ``OLLAMA_TIMEOUT_S``).
         services: which of :data:`SERVICES` to run (integration tests run one alone).
-        gateway_port: the gateway's port (a free one when ``None``).
+        replicas: instances of each service, each with its own sidecar; instance names are
+            the app-id, then ``<app-id>-2``, ``<app-id>-3``...
+        broker: a key of :data:`BROKERS`.
+        state_store: one of :data:`STATE_STORES`.
+        component_overrides: component name -> metadata name -> value, applied to the copies
+            of the component YAML (tests shorten redelivery timeouts this way).
+        broker_options: keyword arguments for the broker's server class.
+        gateway_port: the first gateway's port (a free one when ``None``).
         pg_dir: PostgreSQL's directory (wiped at start); a new temporary one when ``None``.
             The ``postgres`` user must be able to reach it when running as root.
     """
@@ -67,14 +85,31 @@ class Stack:
         pg_dir: Path | None = None,
         gateway_port: int | None = None,
         services: tuple[str, ...] = tuple(SERVICES),
+        replicas: int = 1,
+        broker: str = "redis",
+        state_store: str = "redis",
+        component_overrides: dict[str, dict[str, str]] | None = None,
+        broker_options: dict[str, object] | None = None,
     ) -> None:
+        if broker not in BROKERS:
+            raise StartError(f"unknown broker {broker!r}; choose one of {', '.join(BROKERS)}")
+        if state_store not in STATE_STORES:
+            raise StartError(f"unknown state store {state_store!r}; choose one of {STATE_STORES}")
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
+        self.components_dir = run_dir / "components"
         self.ollama_url = ollama_url
         self.ollama_model = ollama_model
         self.extra_env = env or {}
+        self.broker_name = broker
+        self.state_store = state_store
+        self.component_overrides = component_overrides or {}
         self.postgres = Postgres(self.log_dir, data_dir=pg_dir)
-        self.redis = Redis(self.log_dir)
+        needs_redis = broker == "redis" or state_store == "redis"
+        self.redis = Redis(self.log_dir) if needs_redis else None
+        broker_class = BROKERS[broker]
+        options = broker_options or {}
+        self.broker = broker_class(self.log_dir, **options) if broker_class else self.redis
         self.jwt_secret = "dev-" + secrets.token_urlsafe(32)
         self.channel_key = "dev-channel-" + secrets.token_urlsafe(16)
         self.dapr_api_token = secrets.token_urlsafe(24)
@@ -91,24 +126,53 @@ class Stack:
         )
         self.services: dict[str, Service] = {}
         self._gateway_port = gateway_port
-        self._names = services
+        self._instances = [
+            name if replica == 1 else f"{name}-{replica}"
+            for name in services
+            for replica in range(1, replicas + 1)
+        ]
         self._started: list = []
 
     def start(self) -> "Stack":
         if not DAPRD.exists():
             raise StartError(f"{DAPRD} is missing: run `make tools`")
         try:
-            self._started.append(self.postgres.start())
-            self._started.append(self.redis.start())
+            infra = [self.postgres, self.redis, self.broker]
+            for server in dict.fromkeys(s for s in infra if s is not None):
+                self._started.append(server.start())
+            self._write_components()
             self._migrate()
-            for name in self._names:
+            for name in self._instances:
                 self.start_service(name)
-            for name in self._names:
+            for name in self._instances:
                 self._wait_or_restart(name)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _write_components(self) -> None:
+        """Copy the shared, broker and state-store component YAML into one resources
+        directory, with :attr:`component_overrides` applied."""
+        shutil.rmtree(self.components_dir, ignore_errors=True)
+        self.components_dir.mkdir(parents=True)
+        sources = [
+            *sorted((COMPONENTS / "base").glob("*.yaml")),
+            *sorted((COMPONENTS / "pubsub" / self.broker_name).glob("*.yaml")),
+            *sorted((COMPONENTS / "state" / self.state_store).glob("*.yaml")),
+        ]
+        for source in sources:
+            document = yaml.safe_load(source.read_text())
+            overrides = dict(self.component_overrides.get(document["metadata"]["name"], {}))
+            for item in document.get("spec", {}).get("metadata") or []:
+                if item["name"] in overrides:
+                    item["value"] = overrides.pop(item["name"])
+            if overrides:
+                document["spec"]["metadata"] += [
+                    {"name": k, "value": v} for k, v in overrides.items()
+                ]
+            target = self.components_dir / f"{source.parent.name}-{source.name}"
+            target.write_text(yaml.safe_dump(document, sort_keys=False))
 
     def _service_env(self, name: str, ports: Ports) -> dict[str, str]:
         return {
@@ -124,8 +188,9 @@ class Stack:
             "DAPR_GRPC_PORT": str(ports.grpc),
             "DAPR_API_TOKEN": self.dapr_api_token,
             "APP_API_TOKEN": self.app_api_token,
-            "INBOX_REDIS_HOST": self.redis.host,
-            "INBOX_REDIS_PASSWORD": self.redis.password,
+            "INBOX_STATE_DATABASE_URL": self.postgres.url,
+            **(self.redis.env if self.redis else {}),
+            **(self.broker.env if self.broker else {}),
             "OTEL_SERVICE_NAME": name,
             **self.extra_env,
         }
@@ -142,12 +207,15 @@ class Stack:
             raise StartError(f"migrations failed:\n{migrate.log_tail()}")
 
     def start_service(self, name: str) -> Service:
-        """Start (or restart) one service and its sidecar on fresh ports."""
-        factory, max_concurrency = SERVICES[name]
+        """Start (or restart) one instance (``gateway``, ``gateway-2``...) and its sidecar on
+        fresh ports."""
+        match = re.fullmatch(r"(.+)-(\d+)", name)
+        app_id = match.group(1) if match and match.group(1) in SERVICES else name
+        factory, max_concurrency = SERVICES[app_id]
         ports = Ports()
         if name == "gateway" and self._gateway_port:
             ports.app = self._gateway_port
-        env = self._service_env(name, ports)
+        env = self._service_env(app_id, ports)
         app = Process(
             name,
             [
@@ -172,7 +240,7 @@ class Stack:
             [
                 str(DAPRD),
                 "--app-id",
-                name,
+                app_id,
                 "--app-port",
                 str(ports.app),
                 "--app-protocol",
@@ -188,9 +256,9 @@ class Stack:
                 "--dapr-listen-addresses",
                 "127.0.0.1",
                 "--resources-path",
-                str(COMPONENTS),
+                str(self.components_dir),
                 "--config",
-                str(COMPONENTS / "config.yaml"),
+                str(COMPONENTS / "base" / "config.yaml"),
                 "--app-max-concurrency",
                 str(max_concurrency),
                 "--placement-host-address",
@@ -205,7 +273,7 @@ class Stack:
             self.log_dir / f"{name}-daprd.log",
             env=env,
         ).start()
-        service = Service(name, ports, app, sidecar)
+        service = Service(name, app_id, ports, app, sidecar)
         self.services[name] = service
         return service
 

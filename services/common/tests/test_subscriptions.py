@@ -9,7 +9,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import ConversationUpdated
-from inbox_common.subscriptions import AppTokenMiddleware, subscribe
+from inbox_common.subscriptions import (
+    AppTokenMiddleware,
+    DeadLetter,
+    subscribe,
+    subscribe_dead_letters,
+)
 from pydantic import SecretStr
 
 TOKEN = "app-token-for-tests"
@@ -89,7 +94,7 @@ def test_subscription_list_names_route_and_dead_letter_topic() -> None:
     client, _ = make_client("ok")
     (sub,) = client.get("/dapr/subscribe").json()
     assert sub == {
-        "pubsubname": "inbox-pubsub",
+        "pubsubname": "inbox-broadcast",
         "topic": "conversation.updated",
         "route": "/events/conversation.updated",
         "metadata": {},
@@ -105,3 +110,45 @@ def test_sidecar_routes_require_the_app_token(headers: dict) -> None:
     assert response.status_code == 401
     assert client.get("/dapr/subscribe", headers=headers).status_code == 401
     assert seen == []
+
+
+def make_dead_letter_client(fail: bool = False) -> tuple[TestClient, list]:
+    seen: list = []
+
+    async def handler(letter: DeadLetter) -> None:
+        if fail:
+            raise TransientError("database down")
+        seen.append(letter)
+
+    app = FastAPI()
+    subscribe_dead_letters(DaprApp(app), "messages.submitted", handler)
+    return TestClient(app), seen
+
+
+@pytest.mark.parametrize(
+    ("data", "kept"),
+    [
+        ({"body": 7}, {"body": 7}),  # valid JSON of the wrong shape
+        ('{"body": 7}', {"body": 7}),  # the same as a JSON string
+        ("not json {", "not json {"),  # kept as text
+    ],
+)
+def test_dead_letters_are_handed_over_as_received(data: object, kept: object) -> None:
+    client, seen = make_dead_letter_client()
+    event = envelope(data)
+    response = client.post("/events/messages.submitted.dead-letter", json=event)
+    assert response.json() == {"status": "SUCCESS"}
+    assert seen == [DeadLetter(event_id=event["id"], topic="messages.submitted", data=kept)]
+
+
+def test_dead_letter_subscription_has_no_dead_letter_topic_and_retries() -> None:
+    client, _ = make_dead_letter_client(fail=True)
+    (sub,) = client.get("/dapr/subscribe").json()
+    assert sub == {
+        "pubsubname": "inbox-pubsub",
+        "topic": "messages.submitted.dead-letter",
+        "route": "/events/messages.submitted.dead-letter",
+        "metadata": {},
+    }
+    response = client.post("/events/messages.submitted.dead-letter", json=envelope({}))
+    assert response.json() == {"status": "RETRY"}

@@ -1,5 +1,7 @@
 """ai-worker's Dapr subscription: ``message.created`` -> analysis -> ``ai.completed``."""
 
+import logging
+
 from dapr.ext.fastapi import DaprApp
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
@@ -12,6 +14,8 @@ from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
 
 from ai_worker.analysis import Analyser
+
+log = logging.getLogger(__name__)
 
 
 def insight_key(message_id: object) -> str:
@@ -33,12 +37,19 @@ async def handle_created(
         return None
     key = insight_key(event.message_id)
     cached = await sidecar.get_state(key)
+    ids = {"message_id": str(event.message_id), "conversation_id": str(event.conversation_id)}
     if cached is not None:
         completed = AiCompleted.model_validate_json(cached)
+        log.info("republishing cached insight", extra=ids)
     else:
+        log.info("analysing message", extra=ids)
         completed = await analyser.analyse(event)
         await sidecar.save_states({key: completed}, ttl_s=cache_ttl_s)
     await sidecar.publish(TOPIC_AI_COMPLETED, completed)
+    log.info(
+        "insight published",
+        extra={**ids, "status": completed.status, "duration_ms": completed.duration_ms},
+    )
     return completed
 
 

@@ -13,7 +13,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 PUBSUB = "inbox-pubsub"
-"""Dapr pub/sub component name; the broker behind it is chosen in component YAML."""
+"""Dapr pub/sub component for work: each event reaches one replica of each subscribing app
+(the app-id is the consumer group). The broker behind it is chosen in component YAML."""
+BROADCAST_PUBSUB = "inbox-broadcast"
+"""Dapr pub/sub component for fan-out: same broker, but each sidecar consumes with its own
+consumer group (``consumerID: {uuid}`` or the broker's equivalent), so every replica of the
+gateway receives every event."""
 STATE_STORE = "inbox-state"
 """Dapr state store component name holding the read models."""
 
@@ -23,9 +28,21 @@ TOPIC_AI_COMPLETED = "ai.completed"
 TOPIC_CONVERSATION_UPDATED = "conversation.updated"
 
 
+BROADCAST_TOPICS = frozenset({TOPIC_CONVERSATION_UPDATED})
+"""Topics every gateway replica must see; they travel on :data:`BROADCAST_PUBSUB`."""
+
+
+def pubsub_for(topic: str) -> str:
+    """The Dapr pub/sub component that carries ``topic`` (publishers and subscribers agree)."""
+    return BROADCAST_PUBSUB if topic in BROADCAST_TOPICS else PUBSUB
+
+
+DEAD_LETTER_SUFFIX = ".dead-letter"
+
+
 def dead_letter_topic(topic: str) -> str:
     """Name of the dead-letter topic for ``topic`` (``"<topic>.dead-letter"``)."""
-    return f"{topic}.dead-letter"
+    return topic + DEAD_LETTER_SUFFIX
 
 
 MAX_BODY_CHARS = 4000

@@ -15,7 +15,7 @@ from dapr.clients.health import DaprHealth
 from pydantic import BaseModel
 
 from inbox_common.errors import TransientError
-from inbox_common.events import PUBSUB, STATE_STORE
+from inbox_common.events import STATE_STORE, pubsub_for
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,15 @@ class Sidecar:
         return self._client
 
     async def publish(self, topic: str, event: BaseModel) -> None:
-        """Publish ``event`` as JSON CloudEvent data on ``topic`` of ``inbox-pubsub``.
+        """Publish ``event`` as JSON CloudEvent data on ``topic`` of its component
+        (:func:`~inbox_common.events.pubsub_for`).
 
         Raises:
             TransientError: the sidecar or broker refused or did not answer.
         """
         try:
             await self.client.publish_event(
-                pubsub_name=PUBSUB,
+                pubsub_name=pubsub_for(topic),
                 topic_name=topic,
                 data=event.model_dump_json(),
                 data_content_type="application/json",

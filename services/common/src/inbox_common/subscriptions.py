@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inbox_common.errors import PoisonError, TransientError
-from inbox_common.events import PUBSUB, dead_letter_topic
+from inbox_common.events import DEAD_LETTER_SUFFIX, dead_letter_topic, pubsub_for
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,14 @@ DAPR_ROUTE_PREFIXES = ("/dapr/", "/events/")
 """Paths only the sidecar calls; they require the app API token."""
 
 
+class DeadLetter(BaseModel):
+    """An event that ended in ``<topic>.dead-letter``: CloudEvent id, original topic, data."""
+
+    event_id: str
+    topic: str
+    data: Any
+
+
 def subscribe(
     dapr_app: DaprApp,
     topic: str,
@@ -42,7 +50,8 @@ def subscribe(
     *,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Register ``handler`` for ``topic`` on :data:`~inbox_common.events.PUBSUB`.
+    """Register ``handler`` for ``topic`` on the component that carries it
+    (:func:`~inbox_common.events.pubsub_for`).
 
     The route is ``/events/<topic>`` and the dead-letter topic ``<topic>.dead-letter``.
 
@@ -58,44 +67,118 @@ def subscribe(
     """
 
     async def endpoint(request: Request) -> dict[str, str]:
-        raw = await request.body()
-        try:
-            envelope: Any = json.loads(raw)
-        except ValueError as exc:
-            return _drop(topic, None, f"body is not JSON: {exc}")
-        if not isinstance(envelope, dict):
-            return _drop(topic, None, "CloudEvent envelope is not a JSON object")
+        envelope = _envelope(await request.body())
+        if isinstance(envelope, str):
+            return _drop(topic, None, envelope)
         event_id = envelope.get("id")
-        data = envelope.get("data")
-        if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError as exc:
-                return _drop(topic, event_id, f"data is not JSON: {exc}")
+        data = _data(envelope)
+        if isinstance(data, _Unparsable):
+            return _drop(topic, event_id, f"data is not JSON: {data.reason}")
         try:
             event = model.model_validate(data)
         except ValidationError as exc:
             return _drop(topic, event_id, f"data does not match {model.__name__}: {exc}")
-        try:
-            await handler(event)
-        except PoisonError as exc:
-            return _drop(topic, event_id, str(exc))
-        except TransientError as exc:
-            log.warning(
-                "retrying event", extra={"topic": topic, "event_id": event_id, "reason": str(exc)}
-            )
-            return RETRY
-        except Exception:
-            log.exception("handler failed; retrying", extra={"topic": topic, "event_id": event_id})
-            return RETRY
-        return SUCCESS
+        return await _run(topic, event_id, handler(event))
 
-    endpoint.__name__ = f"on_{topic.replace('.', '_')}"
+    _register(dapr_app, topic, endpoint, dead_letter_topic(topic), metadata)
+
+
+def subscribe_dead_letters(
+    dapr_app: DaprApp,
+    topic: str,
+    handler: Callable[[DeadLetter], Awaitable[None]],
+) -> None:
+    """Register ``handler`` for ``<topic>.dead-letter`` on ``topic``'s component.
+
+    Dead letters arrive in whatever shape made them poison, so the handler gets the CloudEvent
+    id and its ``data`` as received (parsed JSON when possible, else the raw text) rather than
+    a validated model. The subscription has no dead-letter topic of its own: a failing handler
+    is retried under the resiliency policy, and an envelope that is not JSON at all is logged
+    and dropped.
+
+    Args:
+        dapr_app: the service's :class:`DaprApp`.
+        topic: the *original* topic, e.g. ``messages.submitted``.
+        handler: async function; raises :class:`~inbox_common.errors.TransientError` to retry.
+    """
+    dead_topic = dead_letter_topic(topic)
+
+    async def endpoint(request: Request) -> dict[str, str]:
+        raw = await request.body()
+        envelope = _envelope(raw)
+        if isinstance(envelope, str):
+            return _drop(dead_topic, None, envelope)
+        data = _data(envelope)
+        letter = DeadLetter(
+            event_id=str(envelope.get("id") or ""),
+            topic=topic,
+            data=data.text if isinstance(data, _Unparsable) else data,
+        )
+        log.error(
+            "dead letter received",
+            extra={"topic": topic, "event_id": letter.event_id},
+        )
+        return await _run(dead_topic, letter.event_id, handler(letter))
+
+    _register(dapr_app, dead_topic, endpoint, None, None)
+
+
+class _Unparsable:
+    def __init__(self, text: str, reason: str) -> None:
+        self.text, self.reason = text, reason
+
+
+def _envelope(raw: bytes) -> dict[str, Any] | str:
+    """The CloudEvent as a dict, or the reason it is not one."""
+    try:
+        envelope: Any = json.loads(raw)
+    except ValueError as exc:
+        return f"body is not JSON: {exc}"
+    if not isinstance(envelope, dict):
+        return "CloudEvent envelope is not a JSON object"
+    return envelope
+
+
+def _data(envelope: dict[str, Any]) -> Any:
+    """CloudEvent ``data``; Dapr passes JSON data through as a string on some brokers."""
+    data = envelope.get("data")
+    if isinstance(data, str):
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            return _Unparsable(data, str(exc))
+    return data
+
+
+async def _run(topic: str, event_id: Any, work: Awaitable[None]) -> dict[str, str]:
+    try:
+        await work
+    except PoisonError as exc:
+        return _drop(topic, event_id, str(exc))
+    except TransientError as exc:
+        log.warning(
+            "retrying event", extra={"topic": topic, "event_id": event_id, "reason": str(exc)}
+        )
+        return RETRY
+    except Exception:
+        log.exception("handler failed; retrying", extra={"topic": topic, "event_id": event_id})
+        return RETRY
+    return SUCCESS
+
+
+def _register(
+    dapr_app: DaprApp,
+    topic: str,
+    endpoint: Callable[[Request], Awaitable[dict[str, str]]],
+    dead_letter: str | None,
+    metadata: dict[str, str] | None,
+) -> None:
+    endpoint.__name__ = f"on_{topic.replace('.', '_').replace('-', '_')}"
     dapr_app.subscribe(
-        pubsub=PUBSUB,
+        pubsub=pubsub_for(topic.removesuffix(DEAD_LETTER_SUFFIX)),
         topic=topic,
         route=f"/events/{topic}",
-        dead_letter_topic=dead_letter_topic(topic),
+        dead_letter_topic=dead_letter,
         metadata=metadata or {},
     )(endpoint)
 

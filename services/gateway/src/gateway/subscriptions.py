@@ -15,8 +15,11 @@ async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated)
 
     Returns how many sockets got it. RETRY: the read model cannot be read, or is older than
     the event (messaging writes it before publishing, so that means a lagging replica of the
-    state store). Never DROP.
+    state store). Never DROP. With no socket connected it returns 0 without reading state:
+    a new replica's fresh consumer group may start with a backlog of old events.
     """
+    if not len(hub):
+        return 0
     raw = await sidecar.get_state(conversation_key(event.conversation_id))
     if raw is None:
         raise TransientError(f"read model for {event.conversation_id} not found yet")

@@ -14,6 +14,7 @@ from inbox_common.events import (
     MessageCreated,
     MessageSubmitted,
 )
+from inbox_common.subscriptions import DeadLetter
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -136,3 +137,20 @@ async def _enqueue(
         "INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
         (topic, Jsonb(event.model_dump(mode="json"))),
     )
+
+
+async def store_dead_letter(conn: AsyncConnection, letter: DeadLetter) -> bool:
+    """Record a dead letter once per ``(topic, event_id)``.
+
+    Returns:
+        ``True`` when recorded, ``False`` for a redelivery of one already recorded.
+
+    Raises:
+        psycopg.OperationalError: the database is unreachable (the caller retries).
+    """
+    cur = await conn.execute(
+        "INSERT INTO dead_letters (event_id, topic, data) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING",
+        (letter.event_id, letter.topic, Jsonb(letter.data)),
+    )
+    return cur.rowcount == 1

@@ -9,14 +9,15 @@ from dapr.ext.fastapi import DaprApp
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
+    TOPIC_MESSAGE_CREATED,
     TOPIC_MESSAGES_SUBMITTED,
     AiCompleted,
     MessageSubmitted,
 )
-from inbox_common.subscriptions import subscribe
+from inbox_common.subscriptions import DeadLetter, subscribe, subscribe_dead_letters
 
 from messaging.runtime import Runtime
-from messaging.store import store_insight, store_message
+from messaging.store import store_dead_letter, store_insight, store_message
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ async def handle_ai_completed(runtime: Runtime, event: AiCompleted) -> None:
     runtime.relay.wake()
 
 
+async def handle_dead_letter(runtime: Runtime, letter: DeadLetter) -> None:
+    """Keep a dead letter in ``dead_letters`` (once per topic and event id). RETRY: the
+    database is unreachable."""
+    async with _connection(runtime) as conn:
+        await store_dead_letter(conn, letter)
+
+
 @asynccontextmanager
 async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection; psycopg errors become the two error types."""
@@ -59,8 +67,11 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
 
 
 def register(dapr_app: DaprApp, runtime: Runtime) -> None:
-    """Subscribe messaging to ``messages.submitted`` and ``ai.completed``."""
+    """Subscribe messaging to ``messages.submitted`` and ``ai.completed``, and to the
+    dead-letter topics of every work topic."""
     subscribe(
         dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted, lambda e: handle_submitted(runtime, e)
     )
     subscribe(dapr_app, TOPIC_AI_COMPLETED, AiCompleted, lambda e: handle_ai_completed(runtime, e))
+    for topic in (TOPIC_MESSAGES_SUBMITTED, TOPIC_MESSAGE_CREATED, TOPIC_AI_COMPLETED):
+        subscribe_dead_letters(dapr_app, topic, lambda letter: handle_dead_letter(runtime, letter))
