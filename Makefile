@@ -15,7 +15,7 @@ help:
 tools:
 	@tools/install.sh
 
-## run: the whole inbox locally (3 services + 3 daprd, PostgreSQL, Redis), seeded with real messages; Ctrl-C stops it
+## run: the whole inbox locally (3 services + 3 daprd, PostgreSQL, a broker), seeded with real messages; BROKER=redis|rabbitmq|kafka|jetstream, STATE_STORE=redis|postgresql, REPLICAS=N; Ctrl-C stops it
 .PHONY: run
 run: tools
 	@uv run --frozen python -m devstack.run

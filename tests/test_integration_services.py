@@ -353,3 +353,56 @@ def test_gateway_pushes_conversation_updates_to_sockets(gateway) -> None:
     push = asyncio.run(scenario())
     assert push["type"] == "conversation.updated" and push["version"] == 4
     assert push["conversation"]["customer_id"] == "cust-9"
+
+
+# ---------------------------------------------------------------------------- in-memory broker
+
+
+def test_in_memory_broker_serves_one_service_alone(output_dir, fake_ollama) -> None:
+    """``dapr-components/pubsub/in-memory``: messaging with its sidecar and nothing else.
+    An event published through that sidecar is delivered to messaging and stored; a poison
+    event goes to the dead-letter topic and is recorded, all inside the one sidecar."""
+    stack = start_stack(
+        output_dir,
+        "int-in-memory",
+        fake_ollama,
+        services=("messaging",),
+        broker="in-memory",
+        state_store="postgresql",
+    )
+    try:
+        dapr = httpx.Client(
+            base_url=f"http://127.0.0.1:{stack.services['messaging'].ports.http}/v1.0",
+            headers={"dapr-api-token": stack.dapr_api_token},
+        )
+        event = submitted()
+        assert dapr.post("/publish/inbox-pubsub/messages.submitted", json=event).is_success
+        poison = {"message_id": "not-a-uuid"}
+        assert dapr.post("/publish/inbox-pubsub/messages.submitted", json=poison).is_success
+        with psycopg.connect(stack.postgres.url, autocommit=True) as db:
+            wait_for(
+                lambda: db.execute(
+                    "SELECT 1 FROM messages WHERE message_id = %s", (event["message_id"],)
+                ).fetchone(),
+                what="the message stored",
+            )
+            letter = wait_for(
+                lambda: db.execute(
+                    "SELECT topic, data FROM dead_letters WHERE data = %s::jsonb",
+                    (json.dumps(poison),),
+                ).fetchone(),
+                what="the dead letter recorded",
+            )
+            assert letter == ("messages.submitted", poison)
+        # and the read model went to the PostgreSQL state store through the same sidecar
+        state = dapr.get(f"/state/inbox-state/{conversation_key(event['conversation_id'])}")
+        assert state.status_code == 200 and state.json()["version"] == 1
+    finally:
+        stack.stop()
+
+
+def test_in_memory_broker_refuses_the_whole_inbox(output_dir, fake_ollama) -> None:
+    from devstack.procs import StartError
+
+    with pytest.raises(StartError, match="delivers only within one sidecar"):
+        start_stack(output_dir, "int-in-memory-refused", fake_ollama, broker="in-memory")

@@ -1,6 +1,8 @@
 """`make run`: the whole Support Inbox on this machine until Ctrl-C.
 
-Starts PostgreSQL and Redis, the gateway, messaging and ai-worker each beside its own daprd,
+Starts PostgreSQL, the broker (``BROKER``: redis, rabbitmq, kafka, jetstream) and state store
+(``STATE_STORE``: redis, postgresql), ``REPLICAS`` instances each of the gateway, messaging and
+ai-worker beside their own daprd,
 uses Ollama at ``OLLAMA_URL`` when it answers (else a stand-in that speaks Ollama's API),
 seeds conversations from real support messages and keeps a customer stream going.
 """
@@ -17,7 +19,7 @@ from ai_worker.settings import Settings
 
 from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
 from devstack.seed import CustomerStream
-from devstack.stack import REPO, Stack
+from devstack.stack import BROKERS, REPO, STATE_STORES, Stack
 
 
 def _ollama_has(url: str, model: str) -> bool:
@@ -44,7 +46,31 @@ def main() -> int:
         default=float(os.environ.get("CUSTOMER_RATE", "4")),
         help="new customer messages per minute afterwards (0 stops the stream)",
     )
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("BROKER", "redis"),
+        choices=[b for b in BROKERS if b != "in-memory"],
+        help="pub/sub broker behind inbox-pubsub and inbox-broadcast",
+    )
+    parser.add_argument(
+        "--state-store",
+        default=os.environ.get("STATE_STORE", "redis"),
+        choices=STATE_STORES,
+        help="state store behind inbox-state",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REPLICAS", "1")),
+        help="instances of each service, each with its own daprd",
+    )
     args = parser.parse_args()
+    if os.environ.get("BROKER") == "in-memory":
+        parser.error(
+            "BROKER=in-memory: the in-memory pub/sub delivers only within one sidecar, and the "
+            "inbox runs three services with a sidecar each; choose redis, rabbitmq, kafka or "
+            "jetstream"
+        )
 
     run_dir = REPO / ".devstack"
     ollama_url = os.environ.get("OLLAMA_URL", "")
@@ -67,14 +93,22 @@ def main() -> int:
         print(f"{why}: using the stand-in model server (fake-insight:1b) at {ollama_url}")
 
     stack = Stack(
-        run_dir, ollama_url, ollama_model, pg_dir=run_dir / "postgres", gateway_port=args.port
+        run_dir,
+        ollama_url,
+        ollama_model,
+        pg_dir=run_dir / "postgres",
+        gateway_port=args.port,
+        broker=args.broker,
+        state_store=args.state_store,
+        replicas=args.replicas,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stream = None
     try:
         print(
-            "Starting PostgreSQL, Redis, and gateway/messaging/ai-worker with their daprd sidecars…"
+            f"Starting PostgreSQL, {args.broker} (pub/sub), {args.state_store} (state store), "
+            f"and {args.replicas} x gateway/messaging/ai-worker with their daprd sidecars…"
         )
         stack.start()
         stream = CustomerStream(stack.gateway_url, stack.channel_key, args.seed, args.rate).start()

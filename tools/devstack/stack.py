@@ -20,9 +20,16 @@ from devstack.procs import CACHE_DIR, Process, StartError, free_port, http_ok
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = REPO / "dapr-components"
 DAPRD = CACHE_DIR / "bin" / "daprd"
-BROKERS = {"redis": None, "rabbitmq": RabbitMQ, "kafka": Kafka, "jetstream": NatsJetStream}
-"""Pub/sub brokers the stack can run (``dapr-components/pubsub/<name>/``); Redis is the one
-the state store may also use. ``in-memory`` exists too but cannot join three sidecars."""
+BROKERS = {
+    "redis": Redis,
+    "rabbitmq": RabbitMQ,
+    "kafka": Kafka,
+    "jetstream": NatsJetStream,
+    "in-memory": None,
+}
+"""Pub/sub brokers (``dapr-components/pubsub/<name>/``) and the server class each needs. The
+Redis server is shared with a Redis state store. ``in-memory`` needs no server, and delivers
+only within one sidecar: one service alone, never the whole inbox."""
 STATE_STORES = ("redis", "postgresql")
 """State stores (``dapr-components/state/<name>/``)."""
 SERVICES = {
@@ -93,6 +100,12 @@ class Stack:
     ) -> None:
         if broker not in BROKERS:
             raise StartError(f"unknown broker {broker!r}; choose one of {', '.join(BROKERS)}")
+        if broker == "in-memory" and (len(services) > 1 or replicas > 1):
+            raise StartError(
+                "the in-memory broker delivers only within one sidecar, so it cannot carry "
+                "events between services or replicas; use it with one service, or choose "
+                "redis, rabbitmq, kafka or jetstream"
+            )
         if state_store not in STATE_STORES:
             raise StartError(f"unknown state store {state_store!r}; choose one of {STATE_STORES}")
         self.run_dir = run_dir
@@ -109,7 +122,10 @@ class Stack:
         self.redis = Redis(self.log_dir) if needs_redis else None
         broker_class = BROKERS[broker]
         options = broker_options or {}
-        self.broker = broker_class(self.log_dir, **options) if broker_class else self.redis
+        if broker == "redis":
+            self.broker = self.redis
+        else:
+            self.broker = broker_class(self.log_dir, **options) if broker_class else None
         self.jwt_secret = "dev-" + secrets.token_urlsafe(32)
         self.channel_key = "dev-channel-" + secrets.token_urlsafe(16)
         self.dapr_api_token = secrets.token_urlsafe(24)

@@ -57,6 +57,7 @@ def test_every_object_is_owned_and_labelled() -> None:
     assert kinds == sorted(
         [
             ("Component", "inbox-pubsub"),
+            ("Component", "inbox-broadcast"),
             ("Component", "inbox-state"),
             ("Configuration", "inbox-config"),
             ("Resiliency", "inbox-resiliency"),
@@ -274,3 +275,45 @@ def test_admin_password_reaches_only_the_gateway() -> None:
         "name": "inbox-auth",
         "key": "password",
     }
+
+
+COMPONENT_DIR = Path(__file__).resolve().parents[3] / "dapr-components" / "pubsub"
+PER_ENVIRONMENT = {
+    # connection settings come from the spec (cluster) or the environment (local)
+    "redisHost", "redisPassword", "connectionString", "brokers", "natsURL", "token",
+    # {podName} in a cluster (a restarted container keeps its group), {uuid} locally
+    "consumerID",
+    # derived from spec.ollama.timeoutSeconds in a cluster
+    "processingTimeout", "ackWait",
+    # cluster only: the largest event a broker accepts
+    "maxMessageBytes",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "broker",
+    [
+        {"type": "redis", "host": "r:6379"},
+        {"type": "rabbitmq", "secretRef": {"name": "amqp"}},
+        {"type": "kafka", "host": "k:9092"},
+        {"type": "jetstream", "host": "nats://n:4222"},
+    ],
+)
+@pytest.mark.parametrize("role", ["pubsub", "broadcast"])
+def test_cluster_components_match_the_local_ones(broker, role) -> None:
+    """The operator renders the settings of ``dapr-components/pubsub/<broker>/``."""
+    name = "inbox-broadcast" if role == "broadcast" else "inbox-pubsub"
+    rendered = by_kind(render(OWNER, spec_with(broker=broker)), "Component")[name]
+    local = yaml.safe_load((COMPONENT_DIR / broker["type"] / f"{role}.yaml").read_text())
+
+    def settings(component: dict) -> dict:
+        return {
+            m["name"]: m.get("value")
+            for m in component["spec"]["metadata"]
+            if m["name"] not in PER_ENVIRONMENT
+        }
+
+    assert rendered["spec"]["type"] == local["spec"]["type"]
+    assert settings(rendered) == settings(local)
+    has_own_group = any(m["name"] == "consumerID" for m in rendered["spec"]["metadata"])
+    assert has_own_group == (role == "broadcast" and broker["type"] != "jetstream")

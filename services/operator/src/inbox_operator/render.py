@@ -18,6 +18,7 @@ MANAGER = "support-inbox-operator"
 APP_PORT = 8000
 METRICS_PORT = 9090
 PUBSUB = "inbox-pubsub"
+BROADCAST = "inbox-broadcast"
 STATE_STORE = "inbox-state"
 CONFIGURATION = "inbox-config"
 RESILIENCY = "inbox-resiliency"
@@ -91,13 +92,14 @@ def render(owner: Owner, spec: SupportInboxSpec) -> list[Obj]:
     """Every object a SupportInbox owns, in apply order (Dapr resources before Deployments).
 
     Returns:
-        Dicts ready for server-side apply: Dapr ``Component`` x2, ``Configuration``,
+        Dicts ready for server-side apply: Dapr ``Component`` x3, ``Configuration``,
         ``Resiliency``, three ``Deployment``, the gateway ``Service``, three
         ``PodDisruptionBudget`` and the ai-worker ``HorizontalPodAutoscaler``. Each is owned by
         the SupportInbox (``ownerReferences``, controller) and carries the recommended labels.
     """
     dapr = [
         pubsub_component(owner, spec),
+        pubsub_component(owner, spec, broadcast=True),
         state_component(owner, spec),
         configuration(owner, spec),
         resiliency(owner),
@@ -132,60 +134,80 @@ def _secret(name: str, ref: SecretRef) -> Obj:
     return {"name": name, "secretKeyRef": {"name": ref.name, "key": ref.key}}
 
 
-def pubsub_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
-    """``inbox-pubsub`` for the chosen broker, with durable, at-least-once settings."""
+def pubsub_component(owner: Owner, spec: SupportInboxSpec, broadcast: bool = False) -> Obj:
+    """``inbox-pubsub`` (work: one consumer group per app-id) or, with ``broadcast``,
+    ``inbox-broadcast`` (fan-out: each sidecar its own group) for the chosen broker.
+
+    The same settings as ``dapr-components/pubsub/<broker>/``, where each is explained.
+    """
     broker = spec.broker
+    own_group = [_value("consumerID", "{podName}")] if broadcast else []
+    slowest = f"{spec.ollama.timeout_seconds * 3}s"  # above the slowest LLM call + queueing
     if broker.type == "redis":
         metadata = [
             _value("redisHost", broker.host or ""),
-            # above the slowest LLM call, or deliveries are handed out twice
-            _value("processingTimeout", f"{spec.ollama.timeout_seconds * 3}s"),
+            *own_group,
+            _value("processingTimeout", "30s" if broadcast else slowest),
             _value("redeliverInterval", "10s"),
-            _value("maxLenApprox", "100000"),
+            _value("maxLenApprox", "10000" if broadcast else "100000"),
+            *([] if broadcast else [_value("concurrency", "20")]),
         ]
         if broker.secret_ref:
             metadata.append(_secret("redisPassword", broker.secret_ref))
-        return _component(owner, PUBSUB, "pubsub.redis", metadata)
-    if broker.type == "rabbitmq":
+        kind = "pubsub.redis"
+    elif broker.type == "rabbitmq":
         assert broker.secret_ref is not None  # checked by Broker's validator and the CRD
-        return _component(
-            owner,
-            PUBSUB,
-            "pubsub.rabbitmq",
-            [
-                _secret("connectionString", broker.secret_ref),
-                # the defaults lose messages: set durability explicitly
-                _value("durable", "true"),
-                _value("deliveryMode", "2"),
-                _value("publisherConfirm", "true"),
-                _value("requeueInFailure", "true"),
-                _value("prefetchCount", "20"),
-                _value("deletedWhenUnused", "false"),
-            ],
-        )
-    if broker.type == "kafka":
-        return _component(
-            owner,
-            PUBSUB,
-            "pubsub.kafka",
-            [
-                _value("brokers", broker.host or ""),
-                _value("authType", "none"),
-                _value("initialOffset", "oldest"),
-                _value("maxMessageBytes", "4194304"),
-            ],
-        )
-    return _component(
-        owner,
-        PUBSUB,
-        "pubsub.jetstream",
-        [
-            _value("natsURL", broker.host or ""),
+        durable = [
+            _value("durable", "true"),
+            _value("deletedWhenUnused", "false"),
+            _value("deliveryMode", "2"),
+            _value("publisherConfirm", "true"),
+            _value("requeueInFailure", "true"),
+            _value("prefetchCount", "20"),
+        ]
+        transient = [
+            _value("durable", "false"),
+            _value("deletedWhenUnused", "true"),
+            _value("deliveryMode", "1"),
+            _value("prefetchCount", "50"),
+        ]
+        metadata = [
+            _secret("connectionString", broker.secret_ref),
+            *own_group,
+            *(transient if broadcast else durable),
+            _value("concurrencyMode", "parallel"),
+            _value("reconnectWaitSeconds", "2"),
+        ]
+        kind = "pubsub.rabbitmq"
+    elif broker.type == "kafka":
+        metadata = [
+            _value("brokers", broker.host or ""),
+            _value("authType", "none"),
+            _value("version", "4.0.0"),
+            *own_group,
+            _value("initialOffset", "newest" if broadcast else "oldest"),
+            _value("consumeRetryEnabled", "false"),
+            _value("maxMessageBytes", "4194304"),
+        ]
+        if not broadcast:
+            metadata.append(_value("producerRequiredAcks", "all"))
+        kind = "pubsub.kafka"
+    else:
+        shared = [
+            _value("durableName", "{appID}"),
+            _value("queueGroupName", "{appID}"),
             _value("deliverPolicy", "all"),
             _value("ackPolicy", "explicit"),
-            _value("ackWait", f"{spec.ollama.timeout_seconds * 3}s"),
-        ],
-    )
+            _value("ackWait", slowest),
+            _value("maxAckPending", "100"),
+        ]
+        metadata = [
+            _value("natsURL", broker.host or ""),
+            *([_value("deliverPolicy", "new"), _value("ackWait", "30s")] if broadcast else shared),
+            _value("concurrencyMode", "parallel"),
+        ]
+        kind = "pubsub.jetstream"
+    return _component(owner, BROADCAST if broadcast else PUBSUB, kind, metadata)
 
 
 def state_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
@@ -242,9 +264,12 @@ def resiliency(owner: Owner) -> Obj:
             },
             "targets": {
                 "components": {
-                    PUBSUB: {
-                        "inbound": {"timeout": "delivery", "retry": "delivery"},
-                        "outbound": {"timeout": "sidecar", "retry": "publish"},
+                    **{
+                        name: {
+                            "inbound": {"timeout": "delivery", "retry": "delivery"},
+                            "outbound": {"timeout": "sidecar", "retry": "publish"},
+                        }
+                        for name in (PUBSUB, BROADCAST)
                     },
                     STATE_STORE: {"outbound": {"timeout": "sidecar", "retry": "publish"}},
                 }
