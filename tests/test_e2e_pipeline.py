@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import websockets
+from devstack.delivery import wait_exactly_once
 from devstack.fixtures import E2E_TIMEOUT_S, wait_for
 from devstack.seed import load_messages, post_customer_message
 
@@ -112,27 +113,7 @@ def test_two_hundred_real_messages_none_lost_none_duplicated(inbox, db) -> None:
     for row, message_id in list(zip(rows, ids, strict=True))[:20]:
         post_customer_message(inbox.stack.gateway_url, inbox.stack.channel_key, row, message_id)
 
-    def counts() -> tuple[int, int] | None:
-        stored, analysed = db.execute(
-            "SELECT count(*), count(*) FILTER (WHERE i.status <> 'processing')"
-            " FROM messages m JOIN ai_insights i USING (message_id)"
-            " WHERE m.message_id = ANY(%s)",
-            (ids,),
-        ).fetchone()
-        return (stored, analysed) if analysed == 200 else None
-
-    assert wait_for(counts, 180, "200 insights") == (200, 200)
-    duplicates = db.execute(
-        "SELECT count(*) - count(DISTINCT body) FROM messages WHERE message_id = ANY(%s)", (ids,)
-    ).fetchone()[0]
-    assert duplicates == 0
-    statuses = dict(
-        db.execute(
-            "SELECT status, count(*) FROM ai_insights WHERE message_id = ANY(%s) GROUP BY status",
-            (ids,),
-        ).fetchall()
-    )
-    assert statuses == {"available": 200}
+    assert wait_exactly_once(db, ids) == {"available": 200}
     labels = {str(i): row["intent"].lower() for row, i in zip(rows, ids, strict=True)}
     intents = dict(
         db.execute(

@@ -116,20 +116,25 @@ def broker(request: pytest.FixtureRequest) -> str:
 def stack(output_dir: Path, fake_ollama: FakeOllama, broker: str) -> Iterator[Stack]:
     """The whole inbox on ``broker``: two replicas of each service, each beside its own
     daprd, PostgreSQL, the broker, and Redis where the broker or state store is Redis."""
-    running = start_stack(
+    running = start_matrix_stack(output_dir, f"e2e-{broker}", fake_ollama, broker)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def start_matrix_stack(output_dir: Path, name: str, fake: FakeOllama, broker: str) -> Stack:
+    """Two replicas of each service on ``broker`` and its paired state store."""
+    return start_stack(
         output_dir,
-        f"e2e-{broker}",
-        fake_ollama,
+        name,
+        fake,
         broker=broker,
         state_store=MATRIX[broker],
         replicas=2,
         component_overrides=_known_overrides(broker),
         broker_options=BROKER_OPTIONS.get(broker),
     )
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _known_overrides(broker: str) -> dict[str, dict[str, str]]:
