@@ -155,7 +155,7 @@ def test_create_renders_every_object(admin, operator) -> None:
         30,
         "Reconciled event",
     )
-    assert "applied 12 objects" in events[0].message
+    assert "applied 13 objects" in events[0].message
 
 
 def test_reconciling_again_changes_nothing(kube, admin, operator, output_dir) -> None:

@@ -204,7 +204,8 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec, broadcast: bool = Fal
         metadata = [
             _value("natsURL", broker.host or ""),
             *([_value("deliverPolicy", "new"), _value("ackWait", "30s")] if broadcast else shared),
-            _value("concurrencyMode", "parallel"),
+            # the NATS client acks when the callback returns: parallel would ack on receipt
+            _value("concurrencyMode", "parallel" if broadcast else "single"),
         ]
         kind = "pubsub.jetstream"
     return _component(owner, BROADCAST if broadcast else PUBSUB, kind, metadata)
