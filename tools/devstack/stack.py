@@ -78,6 +78,8 @@ class Stack:
         component_overrides: component name -> metadata name -> value, applied to the copies
             of the component YAML (tests shorten redelivery timeouts this way).
         broker_options: keyword arguments for the broker's server class.
+        otlp_endpoint: OTLP/HTTP base URL (``http://127.0.0.1:4318``) that the services and
+            their sidecars export spans to; no export when ``None``.
         gateway_port: the first gateway's port (a free one when ``None``).
         pg_dir: PostgreSQL's directory (wiped at start); a new temporary one when ``None``.
             The ``postgres`` user must be able to reach it when running as root.
@@ -97,6 +99,7 @@ class Stack:
         state_store: str = "redis",
         component_overrides: dict[str, dict[str, str]] | None = None,
         broker_options: dict[str, object] | None = None,
+        otlp_endpoint: str | None = None,
     ) -> None:
         if broker not in BROKERS:
             raise StartError(f"unknown broker {broker!r}; choose one of {', '.join(BROKERS)}")
@@ -117,6 +120,7 @@ class Stack:
         self.broker_name = broker
         self.state_store = state_store
         self.component_overrides = component_overrides or {}
+        self.otlp_endpoint = otlp_endpoint
         self.postgres = Postgres(self.log_dir, data_dir=pg_dir)
         needs_redis = broker == "redis" or state_store == "redis"
         self.redis = Redis(self.log_dir) if needs_redis else None
@@ -179,6 +183,8 @@ class Stack:
         ]
         for source in sources:
             document = yaml.safe_load(source.read_text())
+            if document["kind"] == "Configuration":
+                self._trace_to(document)
             overrides = dict(self.component_overrides.get(document["metadata"]["name"], {}))
             for item in document.get("spec", {}).get("metadata") or []:
                 if item["name"] in overrides:
@@ -189,6 +195,17 @@ class Stack:
                 ]
             target = self.components_dir / f"{source.parent.name}-{source.name}"
             target.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def _trace_to(self, configuration: dict) -> None:
+        """Point the sidecars' tracing at :attr:`otlp_endpoint` (Dapr's ``tracing.otel``)."""
+        if not self.otlp_endpoint:
+            return
+        address = self.otlp_endpoint.removeprefix("http://").rstrip("/")
+        configuration["spec"]["tracing"]["otel"] = {
+            "endpointAddress": address,
+            "isSecure": False,
+            "protocol": "http",
+        }
 
     def _service_env(self, name: str, ports: Ports) -> dict[str, str]:
         return {
@@ -208,6 +225,7 @@ class Stack:
             **(self.redis.env if self.redis else {}),
             **(self.broker.env if self.broker else {}),
             "OTEL_SERVICE_NAME": name,
+            **({"OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint} if self.otlp_endpoint else {}),
             **self.extra_env,
         }
 
@@ -274,7 +292,7 @@ class Stack:
                 "--resources-path",
                 str(self.components_dir),
                 "--config",
-                str(COMPONENTS / "base" / "config.yaml"),
+                str(self.components_dir / "base-config.yaml"),
                 "--app-max-concurrency",
                 str(max_concurrency),
                 "--placement-host-address",

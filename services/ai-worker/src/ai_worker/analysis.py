@@ -7,6 +7,8 @@ import time
 import httpx
 import ollama
 from inbox_common.events import AiCompleted, InsightStatus, MessageCreated
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -19,6 +21,7 @@ from ai_worker.prompts import SYSTEM_PROMPT, user_prompt
 from ai_worker.settings import Settings
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 RETRYABLE_STATUS = {429, 503}
 """Ollama answers 503 when its queue (``OLLAMA_MAX_QUEUE``) is full: worth another try."""
@@ -76,6 +79,38 @@ class Analyser:
         return self._completed(message, started, error=error)
 
     async def _chat(self, body: str) -> str:
+        """One chat call in a span named and attributed per the OpenTelemetry semantic
+        conventions for generative AI (https://opentelemetry.io/docs/specs/semconv/gen-ai/):
+        model requested and answered, token counts, and Ollama's own durations in ns."""
+        model = self._settings.ollama_model
+        with _tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("gen_ai.operation.name", "chat")
+            span.set_attribute("gen_ai.provider.name", "ollama")
+            span.set_attribute("gen_ai.request.model", model)
+            span.set_attribute("gen_ai.request.temperature", 0.2)
+            span.set_attribute("server.address", self._settings.ollama_url.host or "")
+            if self._settings.ollama_url.port:
+                span.set_attribute("server.port", self._settings.ollama_url.port)
+            try:
+                response = await self._chat_with_retries(body)
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(StatusCode.ERROR, str(exc)[:200])
+                raise
+            span.set_attribute("gen_ai.response.model", response.model or model)
+            if response.done_reason:
+                span.set_attribute("gen_ai.response.finish_reasons", [response.done_reason])
+            for attribute, value in (
+                ("gen_ai.usage.input_tokens", response.prompt_eval_count),
+                ("gen_ai.usage.output_tokens", response.eval_count),
+                ("ollama.total_duration_ns", response.total_duration),
+                ("ollama.eval_duration_ns", response.eval_duration),
+            ):
+                if value is not None:
+                    span.set_attribute(attribute, value)
+        return response.message.content or ""
+
+    async def _chat_with_retries(self, body: str) -> ollama.ChatResponse:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(3),
@@ -93,7 +128,7 @@ class Analyser:
                     options={"temperature": 0.2, "num_ctx": self._settings.ollama_num_ctx},
                     keep_alive=self._settings.ollama_keep_alive,
                 )
-        return response.message.content or ""
+        return response
 
     def _completed(
         self, message: MessageCreated, started: float, *, insight=None, error=None

@@ -10,7 +10,7 @@ from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware
-from inbox_common.telemetry import setup_telemetry
+from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from ai_worker import subscriptions
 from ai_worker.analysis import Analyser
@@ -37,4 +37,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    instrument_app(app)
     return app

@@ -1,8 +1,13 @@
 """Logging and tracing set-up, identical in every service.
 
 Logs are JSON lines on stderr carrying ``trace_id`` and ``span_id`` when a span is active.
+Spans come from the OpenTelemetry instrumentations of FastAPI (server spans, W3C
+``traceparent`` taken from every request, including Dapr's deliveries), gRPC (the calls to the
+Dapr sidecar, which carry ``traceparent`` on so that a publish continues the trace), psycopg
+and httpx (the Ollama client), plus the spans the services open themselves.
 Tracing exports OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces variant) is
-set; otherwise no exporter runs and spans cost next to nothing.
+set. ``OTEL_SDK_DISABLED=true`` (the OpenTelemetry SDK's own switch) turns tracing off
+altogether: no instrumentation is installed and spans are no-ops.
 """
 
 import logging
@@ -46,7 +51,7 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
+    if tracing_disabled() or isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     name = os.environ.get("OTEL_SERVICE_NAME", service_name)
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
@@ -58,3 +63,31 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    _instrument_clients()
+
+
+def tracing_disabled() -> bool:
+    """``OTEL_SDK_DISABLED`` is ``true`` (case-insensitive), as the OpenTelemetry spec defines."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _instrument_clients() -> None:
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    GrpcAioInstrumentorClient().instrument()
+    HTTPXClientInstrumentor().instrument()
+    PsycopgInstrumentor().instrument(enable_commenter=False)
+
+
+def instrument_app(app: object) -> None:
+    """Server spans for every request to ``app`` (a FastAPI application) except health checks.
+
+    Does nothing when tracing is disabled.
+    """
+    if tracing_disabled():
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")

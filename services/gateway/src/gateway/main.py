@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from inbox_common.errors import TransientError
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware
-from inbox_common.telemetry import setup_telemetry
+from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from gateway import subscriptions
 from gateway.api.routes import auth, conversations, inbound, ws
@@ -70,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "websockets": len(hub)}
 
     app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+    instrument_app(app)
     return app

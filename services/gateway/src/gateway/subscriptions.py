@@ -6,8 +6,11 @@ from inbox_common.events import TOPIC_CONVERSATION_UPDATED, ConversationUpdated,
 from inbox_common.read_models import Conversation
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
+from opentelemetry import trace
 
 from gateway.live import Hub
+
+_tracer = trace.get_tracer(__name__)
 
 
 async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated) -> int:
@@ -28,15 +31,22 @@ async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated)
         raise TransientError(
             f"read model version {conversation.version} older than event {event.version}"
         )
-    return hub.broadcast(
-        {
-            "type": "conversation.updated",
-            "conversation_id": str(event.conversation_id),
-            "version": conversation.version,
-            "reason": event.reason,
-            "conversation": conversation.summary.model_dump(mode="json"),
-        }
-    )
+    with _tracer.start_as_current_span("websocket push conversation.updated") as span:
+        context = span.get_span_context()
+        sent = hub.broadcast(
+            {
+                "type": "conversation.updated",
+                "conversation_id": str(event.conversation_id),
+                "version": conversation.version,
+                "reason": event.reason,
+                "conversation": conversation.summary.model_dump(mode="json"),
+                # the trace this change travelled in, for the UI's link to it (None untraced)
+                "trace_id": f"{context.trace_id:032x}" if context.is_valid else None,
+            }
+        )
+        span.set_attribute("inbox.websocket.sockets", sent)
+        span.set_attribute("inbox.conversation_id", str(event.conversation_id))
+        return sent
 
 
 def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub) -> None:

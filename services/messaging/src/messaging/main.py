@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware
-from inbox_common.telemetry import setup_telemetry
+from inbox_common.telemetry import instrument_app, setup_telemetry
 from psycopg_pool import AsyncConnectionPool
 
 from messaging import subscriptions
@@ -64,4 +64,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "database unavailable", "reason": str(exc)}, 503)
         return JSONResponse({"status": "ok"})
 
+    instrument_app(app)
     return app
