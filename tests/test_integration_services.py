@@ -395,8 +395,12 @@ def test_in_memory_broker_serves_one_service_alone(output_dir, fake_ollama) -> N
             )
             assert letter == ("messages.submitted", poison)
         # and the read model went to the PostgreSQL state store through the same sidecar
-        state = dapr.get(f"/state/inbox-state/{conversation_key(event['conversation_id'])}")
-        assert state.status_code == 200 and state.json()["version"] == 1
+        key = conversation_key(event["conversation_id"])
+        state = wait_for(
+            lambda: (r := dapr.get(f"/state/inbox-state/{key}")).status_code == 200 and r.json(),
+            what="the read model in the state store",
+        )
+        assert state["version"] == 1
     finally:
         stack.stop()
 

@@ -22,12 +22,14 @@ from inbox_common.events import (
     conversation_key,
 )
 from inbox_common.sidecar import Sidecar
+from opentelemetry import propagate, trace
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from messaging.projections import load_conversation, load_inbox
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 RELAY_LOCK_ID = 0x1B0C_0001
 """pg_advisory_xact_lock key that makes one replica at a time the relay."""
@@ -100,7 +102,7 @@ class OutboxRelay:
             if not locked:
                 return False
             cur = await conn.execute(
-                "SELECT id, topic, payload FROM outbox WHERE published_at IS NULL"
+                "SELECT id, topic, payload, traceparent FROM outbox WHERE published_at IS NULL"
                 " ORDER BY id LIMIT %s",
                 (self._batch_size,),
             )
@@ -108,15 +110,19 @@ class OutboxRelay:
             if not rows:
                 return False
             events = [
-                (row_id, topic, _MODELS[topic].model_validate(p)) for row_id, topic, p in rows
+                (row_id, topic, _MODELS[topic].model_validate(p)) for row_id, topic, p, _ in rows
             ]
+            parents = [traceparent for *_, traceparent in rows]
             conversation_ids = {
                 e.conversation_id for _, t, e in events if t == TOPIC_CONVERSATION_UPDATED
             }
             if conversation_ids:
                 await self._project(conn, conversation_ids)
             results = await asyncio.gather(
-                *(self._sidecar.publish(topic, event) for _, topic, event in events),
+                *(
+                    self._publish(topic, event, parent)
+                    for (_, topic, event), parent in zip(events, parents, strict=True)
+                ),
                 return_exceptions=True,
             )
             published = [
@@ -140,6 +146,12 @@ class OutboxRelay:
         if failed:
             raise TransientError(f"{len(failed)} of {len(events)} outbox rows not published")
         return len(rows) == self._batch_size
+
+    async def _publish(self, topic: str, event: BaseModel, traceparent: str | None) -> None:
+        """Publish in the trace of the change the row announces (its stored traceparent)."""
+        parent = propagate.extract({"traceparent": traceparent} if traceparent else {})
+        with _tracer.start_as_current_span(f"outbox publish {topic}", context=parent):
+            await self._sidecar.publish(topic, event)
 
     async def _project(self, conn, conversation_ids: set[UUID]) -> None:  # noqa: ANN001
         states: dict[str, BaseModel] = {}

@@ -15,6 +15,7 @@ from inbox_common.events import (
     MessageSubmitted,
 )
 from inbox_common.subscriptions import DeadLetter
+from opentelemetry import propagate
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
@@ -133,9 +134,11 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
 async def _enqueue(
     conn: AsyncConnection, topic: str, event: MessageCreated | ConversationUpdated
 ) -> None:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)  # the current span's W3C trace context, if any
     await conn.execute(
-        "INSERT INTO outbox (topic, payload) VALUES (%s, %s)",
-        (topic, Jsonb(event.model_dump(mode="json"))),
+        "INSERT INTO outbox (topic, payload, traceparent) VALUES (%s, %s, %s)",
+        (topic, Jsonb(event.model_dump(mode="json")), carrier.get("traceparent")),
     )
 
 
