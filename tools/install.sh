@@ -10,6 +10,8 @@ set -euo pipefail
 # Must match KAFKA_VERSION in tools/devstack/kafka.py. 4.4.0 is listed on Maven Central but
 # its kafka-tools-api is missing there.
 : "${KAFKA_VERSION:=4.3.1}"
+# Jaeger's Go module is tagged v1.x; this one is Jaeger v2.13.0 (the OTLP collector + query).
+: "${JAEGER_VERSION:=v1.76.0}"
 here=$(cd "$(dirname "$0")" && pwd)
 logs="$INBOX_TOOLS_DIR/logs"
 mkdir -p "$INBOX_TOOLS_DIR/bin" "$logs"
@@ -42,6 +44,9 @@ say "helm $HELM_VERSION (log: $logs/helm.log)"
 "$here/build-helm.sh" "$HELM_VERSION" "$INBOX_TOOLS_DIR/bin/helm" >"$logs/helm.log" 2>&1 &
 helm_pid=$!
 
+say "jaeger $JAEGER_VERSION (log: $logs/jaeger.log)"
+"$here/build-jaeger.sh" "$JAEGER_VERSION" "$INBOX_TOOLS_DIR/bin/jaeger" >"$logs/jaeger.log" 2>&1 &
+jaeger_pid=$!
 say "Kafka $KAFKA_VERSION jars from Maven Central (log: $logs/kafka.log)"
 "$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION" >"$logs/kafka.log" 2>&1 &
 kafka_pid=$!
@@ -60,6 +65,8 @@ if ! wait "$kube_pid"; then say "kube build FAILED:"; tail -20 "$logs/kube.log";
 say "$(tail -1 "$logs/kube.log")"
 if ! wait "$helm_pid"; then say "helm build FAILED:"; tail -20 "$logs/helm.log"; fail=1; fi
 say "$(tail -1 "$logs/helm.log")"
+if ! wait "$jaeger_pid"; then say "jaeger build FAILED:"; tail -20 "$logs/jaeger.log"; fail=1; fi
+say "$(tail -1 "$logs/jaeger.log")"
 if ! wait "$kafka_pid"; then say "Kafka install FAILED:"; tail -20 "$logs/kafka.log"; fail=1; fi
 say "$(tail -1 "$logs/kafka.log")"
 if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then say "apt-get FAILED:"; tail -20 "$logs/apt.log"; fail=1; fi

@@ -17,6 +17,7 @@ import urllib.request
 
 from ai_worker.settings import Settings
 
+from devstack.jaeger import JAEGER_BIN, Jaeger
 from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
 from devstack.seed import CustomerStream
 from devstack.stack import BROKERS, REPO, STATE_STORES, Stack
@@ -92,6 +93,11 @@ def main() -> int:
         ollama_url, ollama_model = f"http://127.0.0.1:{port}", "fake-insight:1b"
         print(f"{why}: using the stand-in model server (fake-insight:1b) at {ollama_url}")
 
+    jaeger = None
+    if JAEGER_BIN.exists():
+        jaeger = Jaeger(run_dir / "jaeger").start()
+    else:
+        print(f"{JAEGER_BIN} is missing (`make tools` builds it): tracing is off")
     stack = Stack(
         run_dir,
         ollama_url,
@@ -101,6 +107,7 @@ def main() -> int:
         broker=args.broker,
         state_store=args.state_store,
         replicas=args.replicas,
+        otlp_endpoint=jaeger.otlp_http_endpoint if jaeger else None,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -120,7 +127,12 @@ def main() -> int:
             "(BANKING77, PolyAI, CC BY 4.0)\n"
             f"  channel API key: {stack.channel_key}\n"
             f"  logs: {stack.log_dir}\n"
-            "Press Ctrl-C to stop."
+            + (
+                f"  traces: {jaeger.ui_url}  (Jaeger; every service and sidecar)\n"
+                if jaeger
+                else ""
+            )
+            + "Press Ctrl-C to stop."
         )
         stopped.wait()
     except KeyboardInterrupt:
@@ -134,6 +146,8 @@ def main() -> int:
         if stream:
             stream.stop()
         stack.stop()
+        if jaeger:
+            jaeger.stop()
         if fake:
             fake.stop()
         print("Stopped.")
