@@ -101,9 +101,7 @@ def test_poison_message_ends_in_the_dead_letter_topic_and_the_rest_flows(stack, 
     assert count.fetchone()[0] == 1
 
 
-def test_killed_ai_worker_messages_are_redelivered_and_analysed(
-    stack, db, fake_ollama, broker
-) -> None:
+def test_killed_ai_worker_messages_are_redelivered_and_analysed(stack, db, broker) -> None:
     victim = stack.services["ai-worker"]
     customer = PatientCustomer(stack, count=16, per_second=8, text="[[fake:delayed]] ").start()
     customer.wait_sent()
@@ -122,10 +120,16 @@ def test_killed_ai_worker_messages_are_redelivered_and_analysed(
 
     statuses = wait_exactly_once(db, customer.ids, timeout_s=150)
     assert statuses == {"available": 16}, f"on {broker}"
-    calls = fake_ollama.stats()["texts"]
-    by_id = dict(zip((str(i) for i in customer.ids), customer.texts, strict=True))
-    redelivered = [m for m in held if calls.get(by_id[m], 0) >= 2]
-    assert redelivered, f"messages held at the kill {held} were not analysed again: {calls}"
+    # Handled again after the kill: a second LLM call, or the cached insight republished when
+    # the kill came after the insight was cached but before it was announced.
+    handled = [
+        event["message_id"]
+        for service in replicas(stack, "ai-worker")
+        for message in ("analysing message", "republishing cached insight")
+        for event in _log_events(service, message)
+    ]
+    redelivered = [m for m in held if handled.count(m) >= 2]
+    assert redelivered, f"messages held at the kill {held} were not handled again"
 
 
 def test_postgres_restart_mid_stream_retries_instead_of_dropping(stack, db, broker) -> None:

@@ -312,13 +312,17 @@ class Stack:
         return service
 
     def _wait_or_restart(self, name: str, attempts: int = 3) -> None:
-        """Wait for ``name``; if a port it was given got taken meanwhile, retry on new ports."""
+        """Wait for ``name``; restart it, as Kubernetes would, when it lost a start-up race:
+        a port it was given got taken meanwhile, or its sidecar failed to initialise a
+        component because another sidecar was creating the same tables (Dapr's PostgreSQL
+        state store runs ``CREATE TABLE IF NOT EXISTS``, which concurrent sessions can fail)."""
+        races = ("address already in use", "already exists (SQLSTATE")
         for attempt in range(1, attempts + 1):
             try:
                 self.wait_ready(name)
                 return
             except StartError as exc:
-                if "address already in use" not in str(exc) or attempt == attempts:
+                if not any(race in str(exc) for race in races) or attempt == attempts:
                     raise
                 self.stop_service(name)
                 self.start_service(name)
