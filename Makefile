@@ -15,14 +15,19 @@ help:
 tools:
 	@tools/install.sh
 
+## frontend: bundle the OpenTelemetry web SDK from npm into frontend/vendor/otel.js (skips when up to date)
+.PHONY: frontend
+frontend:
+	@tools/build-frontend.sh
+
 ## run: the whole inbox locally (3 services + 3 daprd, PostgreSQL, a broker), seeded with real messages; BROKER=redis|rabbitmq|kafka|jetstream, STATE_STORE=redis|postgresql, REPLICAS=N; Ctrl-C stops it
 .PHONY: run
-run: tools
+run: tools frontend
 	@uv run --frozen python -m devstack.run
 
 ## test: unit, integration and end-to-end tests against real daprd, Redis, PostgreSQL and Chromium
 .PHONY: test
-test: tools
+test: tools frontend
 	@uv run --frozen pytest $(PYTEST_ARGS)
 
 ## test-unit: only the tests that need no running component

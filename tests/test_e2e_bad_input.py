@@ -51,6 +51,11 @@ def test_operator_routes_refuse_bad_tokens(inbox, kind) -> None:
         ("GET", "/api/v1/conversations", None),
         ("GET", f"/api/v1/conversations/{uuid.uuid4()}", None),
         ("POST", f"/api/v1/conversations/{uuid.uuid4()}/messages", {"body": "hi"}),
+        (
+            "POST",
+            f"/api/v1/conversations/{uuid.uuid4()}/messages/{uuid.uuid4()}/regenerate-insight",
+            None,
+        ),
     ]:
         response = inbox.http.request(method, path, json=body, headers=headers)
         assert response.status_code == 401, (method, path, response.text)
@@ -134,6 +139,33 @@ def test_unknown_conversation_is_404(inbox) -> None:
     assert reply.status_code == 404
     bad_id = inbox.http.get("/api/v1/conversations/not-a-uuid", headers=inbox.auth)
     assert bad_id.status_code == 422
+
+
+def test_regenerate_refuses_what_has_no_insight_to_remake(inbox) -> None:
+    def regenerate(conversation_id: object, message_id: object):
+        return inbox.http.post(
+            f"/api/v1/conversations/{conversation_id}/messages/{message_id}/regenerate-insight",
+            headers=inbox.auth,
+        )
+
+    missing = regenerate(uuid.uuid4(), uuid.uuid4())
+    assert missing.status_code == 404 and "conversation" in missing.json()["detail"]
+    accepted = inbox.send_customer("Is there a fee for topping up by card?")
+    conversation_id = accepted["conversation_id"]
+    inbox.wait_insight(conversation_id, accepted["message_id"])
+    unknown = regenerate(conversation_id, uuid.uuid4())
+    assert unknown.status_code == 404 and "message" in unknown.json()["detail"]
+    reply = inbox.reply(conversation_id, "Let me check that for you.")
+    wait_for(lambda: inbox.message(conversation_id, reply["message_id"]), what="reply stored")
+    operator_message = regenerate(conversation_id, reply["message_id"])
+    assert operator_message.status_code == 409
+    assert operator_message.json()["detail"] == "only customer messages have an insight"
+    first = regenerate(conversation_id, accepted["message_id"])
+    assert first.status_code == 202, first.text
+    wait_for(
+        lambda: inbox.message(conversation_id, accepted["message_id"])["insight"]["revision"] == 2,
+        what="revision 2 under way",
+    )
 
 
 def test_pagination_bounds(inbox) -> None:

@@ -4,29 +4,11 @@ from collections.abc import Iterator
 
 import pytest
 from devstack.fixtures import E2E_TIMEOUT_S
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = E2E_TIMEOUT_S * 1000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -124,3 +106,19 @@ def test_hostile_text_is_rendered_as_text(page: Page, stack, inbox) -> None:
     expect(message.locator(".ai-summary")).to_contain_text("<img src=x")  # model echoed it
     assert page.locator("#messages img, #messages script").count() == 0
     assert page.evaluate("window.__pwned") is None
+
+
+def test_regenerate_replaces_the_insight_with_a_new_revision(page: Page, stack, inbox) -> None:
+    log_in(page, stack)
+    accepted = inbox.send_customer("[[fake:delayed]] How do I top up by card?")
+    open_conversation(page, accepted["conversation_id"])
+    panel = page.locator(f'[data-message-id="{accepted["message_id"]}"] .ai-panel')
+    expect(panel).to_have_attribute("data-status", "available")
+    expect(panel.locator(".ai-meta")).not_to_contain_text("revision")
+    panel.locator(".regenerate-insight").click()
+    expect(panel).to_have_attribute("data-status", "processing")
+    expect(panel.locator(".regenerate-insight")).to_be_hidden()  # one analysis at a time
+    expect(panel).to_have_attribute("data-status", "available")
+    expect(panel.locator(".ai-meta")).to_contain_text("revision 2")
+    insight = inbox.message(accepted["conversation_id"], accepted["message_id"])["insight"]
+    assert (insight["revision"], insight["requested_by"]) == (2, stack.operator[0])

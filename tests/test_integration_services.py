@@ -74,6 +74,21 @@ def submitted(**fields: object) -> dict:
     }
 
 
+def completion(event: dict, revision: int, summary: str) -> dict:
+    return {
+        "message_id": event["message_id"],
+        "conversation_id": event["conversation_id"],
+        "revision": revision,
+        "status": "available",
+        "intent": "card_arrival",
+        "summary": summary,
+        "suggested_reply": "We are on it.",
+        "model": "m",
+        "duration_ms": 12,
+        "trace_id": "ab" * 16,
+    }
+
+
 # ---------------------------------------------------------------------------- messaging
 
 
@@ -130,19 +145,7 @@ def test_messaging_stores_the_first_insight_only(messaging) -> None:
     probe.publish("messages.submitted", event)
     wait_for(lambda: probe.state(conversation_key(event["conversation_id"])), what="read model")
     for summary in ("first", "second"):
-        probe.publish(
-            "ai.completed",
-            {
-                "message_id": event["message_id"],
-                "conversation_id": event["conversation_id"],
-                "status": "available",
-                "intent": "card_arrival",
-                "summary": summary,
-                "suggested_reply": "We are on it.",
-                "model": "m",
-                "duration_ms": 12,
-            },
-        )
+        probe.publish("ai.completed", completion(event, 1, summary))
 
     def insight() -> dict | None:
         model = probe.state(conversation_key(event["conversation_id"]))
@@ -161,6 +164,52 @@ def test_messaging_stores_the_first_insight_only(messaging) -> None:
         (event["conversation_id"],),
     ).fetchone()[0]
     assert announced == 1
+
+
+def test_messaging_regenerates_an_insight_as_a_new_revision(messaging) -> None:
+    probe, db = messaging
+    event = submitted()
+    probe.publish("messages.submitted", event)
+    wait_for(lambda: probe.state(conversation_key(event["conversation_id"])), what="read model")
+    probe.publish("ai.completed", completion(event, 1, "first"))
+
+    def insight() -> dict:
+        model = probe.state(conversation_key(event["conversation_id"]))
+        return model["messages"][0]["insight"]
+
+    wait_for(lambda: insight()["status"] == "available", what="revision 1 stored")
+    request = {
+        "request_id": str(uuid.uuid4()),
+        "message_id": event["message_id"],
+        "conversation_id": event["conversation_id"],
+        "requested_by": "demo",
+        "requested_at": datetime.now(UTC).isoformat(),
+    }
+    probe.publish("insight.requested", request)
+    probe.publish("insight.requested", request)  # redelivery: no second revision
+
+    def analyses() -> list[dict]:
+        return [
+            e for e in probe.events("analysis.requested") if e["message_id"] == event["message_id"]
+        ]
+
+    (analysis,) = wait_for(analyses, what="analysis.requested")
+    assert analysis["revision"] == 2 and analysis["requested_by"] == "demo"
+    assert analysis["body"] == event["body"] and analysis["seq"] == 1
+    shown = wait_for(lambda: (lambda i: i if i["revision"] == 2 else None)(insight()), what="rev 2")
+    assert shown["status"] == "processing" and shown["summary"] is None
+
+    probe.publish("ai.completed", completion(event, 1, "stale"))  # a late revision-1 answer
+    probe.publish("ai.completed", completion(event, 2, "second"))
+    final = wait_for(lambda: (lambda i: i if i["status"] == "available" else None)(insight()))
+    assert (final["summary"], final["revision"], final["trace_id"]) == ("second", 2, "ab" * 16)
+    wait_for(lambda: probe.acked("insight.requested", "messaging"), what="requests acked")
+    wait_for(lambda: probe.acked("ai.completed", "messaging"), what="completions acked")
+    assert db.execute(
+        "SELECT summary, revision, requested_by FROM ai_insights WHERE message_id = %s",
+        (event["message_id"],),
+    ).fetchall() == [("second", 2, "demo")]
+    assert len(analyses()) == 1
 
 
 def test_messaging_sends_poison_to_the_dead_letter_topic(messaging) -> None:
@@ -219,6 +268,20 @@ def test_worker_analyses_customer_messages_once(worker, fake_ollama) -> None:
     wait_for(lambda: len(completions(worker, event["message_id"])) == 2, what="republish")
     assert completions(worker, event["message_id"])[1] == done
     assert sum(fake_ollama.stats()["calls"].values()) == calls_before + 1
+
+
+def test_worker_analyses_a_requested_revision_afresh(worker, fake_ollama) -> None:
+    event = created(body="How can I receive a virtual card?")
+    worker.publish("message.created", event)
+    (first,) = wait_for(lambda: completions(worker, event["message_id"]), what="revision 1")
+    calls_before = sum(fake_ollama.stats()["calls"].values())
+    worker.publish("analysis.requested", {**event, "revision": 2, "requested_by": "demo"})
+    second = wait_for(
+        lambda: [c for c in completions(worker, event["message_id"]) if c["revision"] == 2],
+        what="revision 2",
+    )
+    assert first["revision"] == 1 and second[0]["status"] == "available"
+    assert sum(fake_ollama.stats()["calls"].values()) == calls_before + 1  # not the cache
 
 
 def test_worker_skips_operator_messages(worker) -> None:

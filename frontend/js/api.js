@@ -125,3 +125,9 @@ export function sendMessage(conversationId, messageId, body) {
     body,
   });
 }
+
+export function regenerateInsight(conversationId, messageId) {
+  const c = encodeURIComponent(conversationId);
+  const m = encodeURIComponent(messageId);
+  return request('POST', `/api/v1/conversations/${c}/messages/${m}/regenerate-insight`);
+}

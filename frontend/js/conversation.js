@@ -3,6 +3,7 @@
 
 import * as api from './api.js';
 import { notify } from './notice.js';
+import { traced } from './tracing.js';
 import { renderConversationHeader, renderMessages } from './views.js';
 
 const BOTTOM_SLACK_PX = 48;
@@ -274,9 +275,26 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     updateComposer();
   }
 
+  async function regenerate(messageId, button) {
+    const id = openId;
+    if (!id) return;
+    button.disabled = true;
+    try {
+      await api.regenerateInsight(id, messageId);
+      refresh();
+    } catch (err) {
+      if (err.status === 401) return;
+      notify(`Could not regenerate the insight: ${err.detail}`);
+      button.disabled = false;
+    }
+  }
+
+  // Each user action is one trace: its span is the parent of the API call it makes.
+  const tracedSend = () => traced('send reply', send, { 'inbox.conversation_id': openId || '' });
+
   refs.form.addEventListener('submit', (event) => {
     event.preventDefault();
-    send();
+    tracedSend();
   });
   refs.replyEl.addEventListener('input', () => {
     refs.errorEl.textContent = '';
@@ -285,14 +303,22 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
   refs.replyEl.addEventListener('keydown', (event) => {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
-      send();
+      tracedSend();
     }
   });
   refs.messagesEl.addEventListener('click', (event) => {
-    const button = event.target instanceof Element ? event.target.closest('.use-suggestion') : null;
-    if (!button) return;
-    const message = button.closest('[data-message-id]');
-    if (message) useSuggestion(message.dataset.messageId);
+    const button = event.target instanceof Element ? event.target.closest('.use-suggestion, .regenerate-insight') : null;
+    const message = button ? button.closest('[data-message-id]') : null;
+    if (!message) return;
+    const messageId = message.dataset.messageId;
+    if (button.classList.contains('use-suggestion')) {
+      useSuggestion(messageId);
+      return;
+    }
+    traced('regenerate insight', () => regenerate(messageId, button), {
+      'inbox.conversation_id': openId || '',
+      'inbox.message_id': messageId,
+    });
   });
 
   showState('empty');

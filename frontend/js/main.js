@@ -9,6 +9,7 @@ import { initKeyboard } from './keyboard.js';
 import { initNotice, clearNotices } from './notice.js';
 import { refreshRelativeTimes } from './time.js';
 import { findListItem } from './views.js';
+import { startTracing, traced } from './tracing.js';
 
 const $ = (id) => document.getElementById(id);
 const TIME_REFRESH_MS = 30000;
@@ -135,7 +136,7 @@ function openConversation(id) {
   if (!id) return;
   inbox.setSelected(id);
   setHash(id);
-  convo.open(id, inbox.get(id));
+  traced('open conversation', () => convo.open(id, inbox.get(id)), { 'inbox.conversation_id': id });
 }
 
 function move(delta, { focusList }) {
@@ -285,7 +286,7 @@ $('login-form').addEventListener('submit', async (event) => {
   button.textContent = 'Signing in…';
   errorEl.textContent = '';
   try {
-    await api.login(username, password);
+    await traced('log in', () => api.login(username, password), { 'enduser.id': username });
     $('password').value = '';
     await startApp();
   } catch (err) {
@@ -305,6 +306,9 @@ window.addEventListener('hashchange', () => {
 setInterval(() => {
   if (running) refreshRelativeTimes();
 }, TIME_REFRESH_MS);
+
+// Tracing starts first, so the page load and the first actions are recorded too.
+await startTracing();
 
 // A token past its expiry would only bounce off the API; go straight to the login form.
 const existing = api.getSession();

@@ -2,6 +2,7 @@
 // untrusted, so text only ever goes in through textContent / attributes.
 
 import { timeElement } from './time.js';
+import { traceUrl } from './tracing.js';
 
 // Render signatures live off-DOM so message bodies are not duplicated into attributes.
 const signatures = new WeakMap();
@@ -180,21 +181,36 @@ export function createAiPanel(insight) {
     panel.append(box);
   }
 
+  if (panel.dataset.status === 'processing') return panel;
   const metaParts = [];
   if (insight.model) metaParts.push(str(insight.model));
   const duration = formatDuration(insight.duration_ms);
   if (insight.duration_ms != null && duration) metaParts.push(duration);
-  if (metaParts.length || reply.trim()) {
-    const foot = el('div', 'ai-foot');
-    foot.append(el('span', 'ai-meta', metaParts.join(' · ')));
-    if (reply.trim()) {
-      const use = el('button', 'btn btn-small use-suggestion', 'Use suggestion');
-      use.type = 'button';
-      use.title = 'Copy the suggestion into the reply box for review. Nothing is sent.';
-      foot.append(use);
-    }
-    panel.append(foot);
+  if (Number(insight.revision) > 1) metaParts.push(`revision ${Number(insight.revision)}`);
+  const foot = el('div', 'ai-foot');
+  const meta = el('span', 'ai-meta', metaParts.join(' · '));
+  const link = traceUrl(insight.trace_id);
+  if (link) {
+    const a = el('a', 'ai-trace-link', 'trace');
+    a.href = link;
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer';
+    a.title = `Open trace ${insight.trace_id}: every hop from the request to this insight`;
+    a.dataset.traceId = insight.trace_id;
+    meta.append(metaParts.length ? ' · ' : '', a);
   }
+  foot.append(meta);
+  const regenerate = el('button', 'btn btn-small btn-ghost regenerate-insight', 'Regenerate');
+  regenerate.type = 'button';
+  regenerate.title = 'Ask the AI for a fresh analysis and suggestion';
+  foot.append(regenerate);
+  if (reply.trim()) {
+    const use = el('button', 'btn btn-small use-suggestion', 'Use suggestion');
+    use.type = 'button';
+    use.title = 'Copy the suggestion into the reply box for review. Nothing is sent.';
+    foot.append(use);
+  }
+  panel.append(foot);
   return panel;
 }
 
@@ -233,7 +249,9 @@ export function renderMessages(container, messages, { ownUsername }) {
   const active = document.activeElement;
   const focusedMessage = active && container.contains(active) ? active.closest('[data-message-id]') : null;
   const focusedId = focusedMessage ? focusedMessage.dataset.messageId : null;
-  const focusedClass = active && active.classList.contains('use-suggestion') ? 'use-suggestion' : null;
+  const focusedClass = active
+    ? ['use-suggestion', 'regenerate-insight'].find((c) => active.classList.contains(c)) || null
+    : null;
 
   const existing = new Map();
   for (const child of container.children) existing.set(child.dataset.messageId, child);

@@ -12,23 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from inbox_common.events import (
-    TOPIC_AI_COMPLETED,
-    TOPIC_CONVERSATION_UPDATED,
-    TOPIC_MESSAGE_CREATED,
-    TOPIC_MESSAGES_SUBMITTED,
-    dead_letter_topic,
-)
+from inbox_common.events import TOPICS, dead_letter_topic
 
 from devstack.procs import Process, StartError, free_port, port_open
-
-TOPICS = (
-    TOPIC_MESSAGES_SUBMITTED,
-    TOPIC_MESSAGE_CREATED,
-    TOPIC_AI_COMPLETED,
-    TOPIC_CONVERSATION_UPDATED,
-)
-"""Every topic the services use; with their dead-letter topics, what a broker must carry."""
 
 
 class RabbitMQ:

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -89,6 +90,39 @@ def fake_ollama(output_dir: Path) -> Iterator[FakeOllama]:
         yield FakeOllama(url, "fake-insight:1b")
     finally:
         process.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def chromium():
+    """Debian's headless Chromium, driven by Playwright. Playwright's sync API keeps an event
+    loop running in this thread while it is open, so ``asyncio.run`` fails meanwhile."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """:func:`chromium` for the tests of one module."""
+    with chromium() as browser:
+        yield browser
 
 
 def start_stack(output_dir: Path, name: str, fake: FakeOllama, **kwargs: object) -> Stack:
@@ -181,6 +215,20 @@ class InboxClient:
             return None
         response.raise_for_status()
         return response.json()
+
+    def reply(self, conversation_id: str, body: str) -> dict:
+        response = self.http.post(
+            f"/api/v1/conversations/{conversation_id}/messages",
+            json={"body": body},
+            headers=self.auth,
+        )
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def message(self, conversation_id: str, message_id: str) -> dict | None:
+        """One stored message of the conversation read model, or ``None`` (not stored yet)."""
+        messages = (self.conversation(conversation_id) or {}).get("messages", [])
+        return next((m for m in messages if m["message_id"] == message_id), None)
 
     def wait_insight(
         self, conversation_id: str, message_id: str, timeout_s: float = E2E_TIMEOUT_S

@@ -43,6 +43,15 @@ class Jaeger:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.query_port}"
 
+    @property
+    def browser_env(self) -> dict[str, str]:
+        """The gateway's settings that make the page export its spans here and link each
+        insight to its trace. Without UI assets the link opens the query API's JSON."""
+        return {
+            "BROWSER_TRACES_URL": f"{self.otlp_http_endpoint}/v1/traces",
+            "TRACE_UI_URL": f"{self.ui_url}/api/traces/{{trace_id}}",
+        }
+
     def _config(self) -> dict:
         def at(port: int) -> dict:
             return {"endpoint": f"127.0.0.1:{port}"}

@@ -108,6 +108,7 @@ def main() -> int:
         state_store=args.state_store,
         replicas=args.replicas,
         otlp_endpoint=jaeger.otlp_http_endpoint if jaeger else None,
+        env=jaeger.browser_env if jaeger else None,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -46,14 +46,15 @@ class Analyser:
         )
         self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
 
-    async def analyse(self, message: MessageCreated) -> AiCompleted:
-        """Enrich ``message``.
+    async def analyse(self, message: MessageCreated, revision: int = 1) -> AiCompleted:
+        """Enrich ``message`` as revision ``revision`` of its insight.
 
         Returns:
             ``available`` with intent, summary and suggested reply; or ``unavailable`` with
             ``error`` saying why (Ollama unreachable, HTTP error, timeout after
             ``ollama_timeout_s`` s, output that is not a valid insight). ``duration_ms`` is the
-            time spent on the LLM call, queueing for a slot excluded.
+            time spent on the LLM call, queueing for a slot excluded. ``trace_id`` is the
+            current trace's, when traced.
         """
         async with self._slots:
             started = time.monotonic()
@@ -72,11 +73,11 @@ class Analyser:
             except InsightParseError as exc:
                 error = str(exc)
             else:
-                return self._completed(message, started, insight=insight)
+                return self._completed(message, revision, started, insight=insight)
         log.warning(
             "insight unavailable", extra={"message_id": str(message.message_id), "reason": error}
         )
-        return self._completed(message, started, error=error)
+        return self._completed(message, revision, started, error=error)
 
     async def _chat(self, body: str) -> str:
         """One chat call in a span named and attributed per the OpenTelemetry semantic
@@ -131,12 +132,15 @@ class Analyser:
         return response
 
     def _completed(
-        self, message: MessageCreated, started: float, *, insight=None, error=None
+        self, message: MessageCreated, revision: int, started: float, *, insight=None, error=None
     ) -> AiCompleted:  # noqa: ANN001
         duration_ms = round((time.monotonic() - started) * 1000)
+        context = trace.get_current_span().get_span_context()
         common = {
             "message_id": message.message_id,
             "conversation_id": message.conversation_id,
+            "revision": revision,
+            "trace_id": f"{context.trace_id:032x}" if context.is_valid else None,
             "model": self._settings.ollama_model,
             "duration_ms": duration_ms,
         }

@@ -1,12 +1,15 @@
-"""ai-worker's Dapr subscription: ``message.created`` -> analysis -> ``ai.completed``."""
+"""ai-worker's Dapr subscriptions: ``message.created`` (first analysis) and
+``analysis.requested`` (an operator's regenerate) -> analysis -> ``ai.completed``."""
 
 import logging
 
 from dapr.ext.fastapi import DaprApp
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
+    TOPIC_ANALYSIS_REQUESTED,
     TOPIC_MESSAGE_CREATED,
     AiCompleted,
+    AnalysisRequested,
     AuthorRole,
     MessageCreated,
 )
@@ -18,13 +21,17 @@ from ai_worker.analysis import Analyser
 log = logging.getLogger(__name__)
 
 
-def insight_key(message_id: object) -> str:
-    """State store key caching a finished insight, so a redelivery does not call the LLM again."""
-    return f"ai-worker:insight:{message_id}"
+def insight_key(message_id: object, revision: int = 1) -> str:
+    """State store key caching a finished insight revision, so a redelivery does not call
+    the LLM again."""
+    return f"ai-worker:insight:{message_id}:{revision}"
 
 
 async def handle_created(
-    sidecar: Sidecar, analyser: Analyser, event: MessageCreated, cache_ttl_s: int
+    sidecar: Sidecar,
+    analyser: Analyser,
+    event: MessageCreated | AnalysisRequested,
+    cache_ttl_s: int,
 ) -> AiCompleted | None:
     """Analyse a stored customer message and publish the outcome.
 
@@ -35,15 +42,20 @@ async def handle_created(
     """
     if event.author_role is not AuthorRole.CUSTOMER:
         return None
-    key = insight_key(event.message_id)
+    revision = event.revision if isinstance(event, AnalysisRequested) else 1
+    key = insight_key(event.message_id, revision)
     cached = await sidecar.get_state(key)
-    ids = {"message_id": str(event.message_id), "conversation_id": str(event.conversation_id)}
+    ids = {
+        "message_id": str(event.message_id),
+        "conversation_id": str(event.conversation_id),
+        "revision": revision,
+    }
     if cached is not None:
         completed = AiCompleted.model_validate_json(cached)
         log.info("republishing cached insight", extra=ids)
     else:
         log.info("analysing message", extra=ids)
-        completed = await analyser.analyse(event)
+        completed = await analyser.analyse(event, revision)
         await sidecar.save_states({key: completed}, ttl_s=cache_ttl_s)
     await sidecar.publish(TOPIC_AI_COMPLETED, completed)
     log.info(
@@ -54,9 +66,10 @@ async def handle_created(
 
 
 def register(dapr_app: DaprApp, sidecar: Sidecar, analyser: Analyser, cache_ttl_s: int) -> None:
-    """Subscribe the worker to ``message.created``."""
+    """Subscribe the worker to ``message.created`` and ``analysis.requested``."""
 
-    async def on_created(event: MessageCreated) -> None:
+    async def on_created(event: MessageCreated | AnalysisRequested) -> None:
         await handle_created(sidecar, analyser, event, cache_ttl_s)
 
     subscribe(dapr_app, TOPIC_MESSAGE_CREATED, MessageCreated, on_created)
+    subscribe(dapr_app, TOPIC_ANALYSIS_REQUESTED, AnalysisRequested, on_created)

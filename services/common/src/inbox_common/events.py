@@ -26,7 +26,18 @@ TOPIC_MESSAGES_SUBMITTED = "messages.submitted"
 TOPIC_MESSAGE_CREATED = "message.created"
 TOPIC_AI_COMPLETED = "ai.completed"
 TOPIC_CONVERSATION_UPDATED = "conversation.updated"
+TOPIC_INSIGHT_REQUESTED = "insight.requested"
+TOPIC_ANALYSIS_REQUESTED = "analysis.requested"
 
+TOPICS = (
+    TOPIC_MESSAGES_SUBMITTED,
+    TOPIC_MESSAGE_CREATED,
+    TOPIC_AI_COMPLETED,
+    TOPIC_CONVERSATION_UPDATED,
+    TOPIC_INSIGHT_REQUESTED,
+    TOPIC_ANALYSIS_REQUESTED,
+)
+"""Every topic the services use; with their dead-letter topics, what a broker must carry."""
 
 BROADCAST_TOPICS = frozenset({TOPIC_CONVERSATION_UPDATED})
 """Topics every gateway replica must see; they travel on :data:`BROADCAST_PUBSUB`."""
@@ -100,15 +111,42 @@ class MessageCreated(MessageSubmitted):
     created_at: datetime = Field(description="When messaging stored it (UTC)")
 
 
+class InsightRequested(Event):
+    """An operator asks for a fresh insight on a customer message ("Regenerate").
+
+    Topic ``insight.requested``; producer: gateway; consumer: messaging, which starts a new
+    revision unless one is already being analysed. Idempotency key: ``request_id``.
+    """
+
+    request_id: UUID = Field(description="Unique per request, made by the gateway")
+    message_id: UUID
+    conversation_id: UUID
+    requested_by: AuthorId = Field(description="Operator username")
+    requested_at: datetime = Field(description="When the gateway accepted it (UTC)")
+
+
+class AnalysisRequested(MessageCreated):
+    """A stored customer message to analyse again, as revision ``revision`` of its insight.
+
+    Topic ``analysis.requested``; producer: messaging (through its outbox); consumer:
+    ai-worker. Idempotency key: ``(message_id, revision)``.
+    """
+
+    revision: int = Field(ge=2, description="Insight revision this analysis produces")
+    requested_by: AuthorId = Field(description="Operator who asked for it")
+
+
 class AiCompleted(Event):
     """The outcome of LLM enrichment for one customer message.
 
     Topic ``ai.completed``; producer: ai-worker; consumer: messaging. Idempotency key:
-    ``message_id`` (the first completion stored wins).
+    ``(message_id, revision)`` (the first completion stored for a revision wins; one for an
+    older revision is stale).
     """
 
     message_id: UUID
     conversation_id: UUID
+    revision: int = Field(default=1, ge=1, description="1 for the first analysis, +1 per request")
     status: Literal[InsightStatus.AVAILABLE, InsightStatus.UNAVAILABLE] = Field(
         description="`available` with the fields below, or `unavailable` with `error`"
     )
@@ -118,6 +156,11 @@ class AiCompleted(Event):
     model: str | None = Field(default=None, max_length=128, description="Ollama model name")
     duration_ms: int | None = Field(default=None, ge=0, description="LLM call time in ms")
     error: str | None = Field(default=None, max_length=500, description="Why unavailable")
+    trace_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="W3C trace id of the analysis, for a link to the trace (None untraced)",
+    )
 
 
 class ConversationUpdated(Event):
@@ -130,7 +173,9 @@ class ConversationUpdated(Event):
 
     conversation_id: UUID
     version: int = Field(ge=1, description="Monotonic per conversation")
-    reason: Literal["message.created", "ai.completed"] = Field(description="What changed")
+    reason: Literal["message.created", "ai.completed", "insight.requested"] = Field(
+        description="What changed"
+    )
 
 
 def conversation_key(conversation_id: UUID | str) -> str:

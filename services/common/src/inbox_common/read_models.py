@@ -25,6 +25,13 @@ class Insight(BaseModel):
     model: str | None = None
     duration_ms: int | None = Field(default=None, description="LLM call time in ms")
     error: str | None = Field(default=None, description="Why the insight is unavailable")
+    revision: int = Field(default=1, description="1 for the first analysis, +1 per regenerate")
+    requested_by: str | None = Field(
+        default=None, description="Operator who asked for this revision (None for the first)"
+    )
+    trace_id: str | None = Field(
+        default=None, description="W3C trace id of the analysis that produced it, if traced"
+    )
 
 
 class Message(BaseModel):

@@ -17,7 +17,7 @@ from inbox_common.subscriptions import AppTokenMiddleware
 from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from gateway import subscriptions
-from gateway.api.routes import auth, conversations, inbound, ws
+from gateway.api.routes import auth, client, conversations, inbound, ws
 from gateway.core.config import Settings, get_settings
 from gateway.live import Hub
 from gateway.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
@@ -46,7 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hub = hub
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeadersMiddleware)
+    traces = settings.browser_traces_url
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        connect_to=(f"{traces.scheme}://{traces.host}:{traces.port}",) if traces else (),
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -61,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "2"},
         )
 
-    for module in (auth, conversations, inbound, ws):
+    for module in (auth, client, conversations, inbound, ws):
         app.include_router(module.router)
     subscriptions.register(DaprApp(app), sidecar, hub)
 

@@ -3,11 +3,15 @@
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
-    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
-"""No inline script or style: model output can never run as code (OWASP LLM05)."""
+
+def content_security_policy(connect_to: tuple[str, ...] = ()) -> str:
+    """The page's CSP. No inline script or style: model output can never run as code
+    (OWASP LLM05). ``connect_to``: extra origins ``fetch`` may reach (the traces collector)."""
+    connect = " ".join(("'self'", "ws:", "wss:", *connect_to))
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; connect-src {connect}; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
 
 
 class _TooLarge(Exception):
@@ -62,18 +66,17 @@ class BodySizeLimitMiddleware:
 class SecurityHeadersMiddleware:
     """Add CSP and related headers to every HTTP response."""
 
-    HEADERS = [
-        (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"x-frame-options", b"DENY"),
-    ]
-
     DOCS_PATHS = ("/docs", "/redoc")
     """Swagger UI and ReDoc load their scripts from a CDN, so they skip the CSP."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, connect_to: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.HEADERS = [
+            (b"content-security-policy", content_security_policy(connect_to).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -15,8 +15,10 @@ from uuid import UUID
 from inbox_common.errors import TransientError
 from inbox_common.events import (
     INBOX_KEY,
+    TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_UPDATED,
     TOPIC_MESSAGE_CREATED,
+    AnalysisRequested,
     ConversationUpdated,
     MessageCreated,
     conversation_key,
@@ -37,8 +39,10 @@ MAX_BACKOFF_S = 30.0
 
 _MODELS: dict[str, type[BaseModel]] = {
     TOPIC_MESSAGE_CREATED: MessageCreated,
+    TOPIC_ANALYSIS_REQUESTED: AnalysisRequested,
     TOPIC_CONVERSATION_UPDATED: ConversationUpdated,
 }
+"""The event model of each topic messaging announces through the outbox."""
 
 
 class OutboxRelay:

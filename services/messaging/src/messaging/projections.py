@@ -30,7 +30,7 @@ async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Con
     await cur.execute(
         "SELECT m.message_id, m.seq, m.author_role, m.author_id, m.body, m.submitted_at,"
         " m.created_at, i.status, i.intent, i.summary, i.suggested_reply, i.model,"
-        " i.duration_ms, i.error"
+        " i.duration_ms, i.error, i.revision, i.requested_by, i.trace_id"
         " FROM messages m LEFT JOIN ai_insights i USING (message_id)"
         " WHERE m.conversation_id = %s ORDER BY m.seq",
         (conversation_id,),
@@ -47,6 +47,9 @@ async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Con
                 model=row["model"],
                 duration_ms=row["duration_ms"],
                 error=row["error"],
+                revision=row["revision"],
+                requested_by=row["requested_by"],
+                trace_id=row["trace_id"],
             )
         messages.append(
             Message(

@@ -6,11 +6,14 @@ and open their own transaction, so a change and the events announcing it commit 
 
 from inbox_common.errors import PoisonError
 from inbox_common.events import (
+    TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_UPDATED,
     TOPIC_MESSAGE_CREATED,
     AiCompleted,
+    AnalysisRequested,
     AuthorRole,
     ConversationUpdated,
+    InsightRequested,
     MessageCreated,
     MessageSubmitted,
 )
@@ -85,10 +88,11 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
 
 
 async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
-    """Store the first completion of a message's insight; later ones are duplicates.
+    """Store the first completion of the current revision of a message's insight; later
+    ones, and completions of an older revision, are duplicates.
 
     Returns:
-        ``True`` when stored, ``False`` when the insight was already complete.
+        ``True`` when stored, ``False`` when that revision was already complete or superseded.
 
     Raises:
         PoisonError: no customer message with this ``message_id`` exists.
@@ -96,9 +100,10 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
     async with conn.transaction():
         cur = await conn.execute(
             "UPDATE ai_insights SET status = %s, intent = %s, summary = %s,"
-            " suggested_reply = %s, model = %s, duration_ms = %s, error = %s,"
+            " suggested_reply = %s, model = %s, duration_ms = %s, error = %s, trace_id = %s,"
             " completed_at = now()"
-            " WHERE message_id = %s AND status = 'processing' RETURNING message_id",
+            " WHERE message_id = %s AND status = 'processing' AND revision = %s"
+            " RETURNING message_id",
             (
                 event.status.value,
                 event.intent,
@@ -107,7 +112,9 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
                 event.model,
                 event.duration_ms,
                 event.error,
+                event.trace_id,
                 event.message_id,
+                event.revision,
             ),
         )
         if await cur.fetchone() is None:
@@ -129,6 +136,72 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
         )
         await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return True
+
+
+async def request_insight(
+    conn: AsyncConnection, event: InsightRequested
+) -> AnalysisRequested | None:
+    """Start a new revision of a customer message's insight, unless one is in progress.
+
+    The insight goes back to ``processing`` (its fields cleared) and ``analysis.requested``
+    is enqueued with the message and the new revision.
+
+    Returns:
+        The analysis requested, or ``None`` when the request was already handled (same
+        ``request_id``) or an analysis of this message is still in progress.
+
+    Raises:
+        PoisonError: no customer message with this id exists in this conversation.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT m.seq, m.author_id, m.body, m.submitted_at, m.created_at, c.subject,"
+            " i.status, i.revision, i.request_id"
+            " FROM messages m JOIN ai_insights i USING (message_id)"
+            " JOIN conversations c USING (conversation_id)"
+            " WHERE m.message_id = %s AND m.conversation_id = %s FOR UPDATE OF i",
+            (event.message_id, event.conversation_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise PoisonError(
+                f"no customer message {event.message_id} in conversation {event.conversation_id}"
+            )
+        seq, author_id, body, submitted_at, created_at, subject, status, revision, request = row
+        if request == event.request_id or status == "processing":
+            return None
+        await conn.execute(
+            "UPDATE ai_insights SET status = 'processing', revision = %s, request_id = %s,"
+            " requested_by = %s, intent = NULL, summary = NULL, suggested_reply = NULL,"
+            " model = NULL, duration_ms = NULL, error = NULL, trace_id = NULL,"
+            " completed_at = NULL WHERE message_id = %s",
+            (revision + 1, event.request_id, event.requested_by, event.message_id),
+        )
+        cur = await conn.execute(
+            "UPDATE conversations SET version = version + 1 WHERE conversation_id = %s"
+            " RETURNING version",
+            (event.conversation_id,),
+        )
+        (version,) = await cur.fetchone()  # type: ignore[misc]
+        analysis = AnalysisRequested(
+            message_id=event.message_id,
+            conversation_id=event.conversation_id,
+            author_role=AuthorRole.CUSTOMER,
+            author_id=author_id,
+            body=body,
+            subject=subject,
+            submitted_at=submitted_at,
+            seq=seq,
+            created_at=created_at,
+            revision=revision + 1,
+            requested_by=event.requested_by,
+        )
+        updated = ConversationUpdated(
+            conversation_id=event.conversation_id, version=version, reason="insight.requested"
+        )
+        await _enqueue(conn, TOPIC_ANALYSIS_REQUESTED, analysis)
+        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        return analysis
 
 
 async def _enqueue(

@@ -9,15 +9,18 @@ from dapr.ext.fastapi import DaprApp
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
+    TOPIC_ANALYSIS_REQUESTED,
+    TOPIC_INSIGHT_REQUESTED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_MESSAGES_SUBMITTED,
     AiCompleted,
+    InsightRequested,
     MessageSubmitted,
 )
 from inbox_common.subscriptions import DeadLetter, subscribe, subscribe_dead_letters
 
 from messaging.runtime import Runtime
-from messaging.store import store_dead_letter, store_insight, store_message
+from messaging.store import request_insight, store_dead_letter, store_insight, store_message
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,21 @@ async def handle_ai_completed(runtime: Runtime, event: AiCompleted) -> None:
     runtime.relay.wake()
 
 
+async def handle_insight_requested(runtime: Runtime, event: InsightRequested) -> None:
+    """Start a new insight revision (idempotent by ``request_id``) and wake the outbox relay.
+
+    RETRY: the database is unreachable. DROP: the message is not a stored customer message.
+    """
+    async with _connection(runtime) as conn:
+        analysis = await request_insight(conn, event)
+    ids = {"message_id": str(event.message_id), "request_id": str(event.request_id)}
+    if analysis is None:
+        log.info("insight request ignored: handled or analysis in progress", extra=ids)
+    else:
+        log.info("insight requested", extra={**ids, "revision": analysis.revision})
+    runtime.relay.wake()
+
+
 async def handle_dead_letter(runtime: Runtime, letter: DeadLetter) -> None:
     """Keep a dead letter in ``dead_letters`` (once per topic and event id). RETRY: the
     database is unreachable."""
@@ -67,11 +85,24 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
 
 
 def register(dapr_app: DaprApp, runtime: Runtime) -> None:
-    """Subscribe messaging to ``messages.submitted`` and ``ai.completed``, and to the
-    dead-letter topics of every work topic."""
+    """Subscribe messaging to ``messages.submitted``, ``ai.completed`` and
+    ``insight.requested``, and to the dead-letter topics of every work topic."""
     subscribe(
         dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted, lambda e: handle_submitted(runtime, e)
     )
     subscribe(dapr_app, TOPIC_AI_COMPLETED, AiCompleted, lambda e: handle_ai_completed(runtime, e))
-    for topic in (TOPIC_MESSAGES_SUBMITTED, TOPIC_MESSAGE_CREATED, TOPIC_AI_COMPLETED):
+    subscribe(
+        dapr_app,
+        TOPIC_INSIGHT_REQUESTED,
+        InsightRequested,
+        lambda e: handle_insight_requested(runtime, e),
+    )
+    work_topics = (
+        TOPIC_MESSAGES_SUBMITTED,
+        TOPIC_MESSAGE_CREATED,
+        TOPIC_AI_COMPLETED,
+        TOPIC_INSIGHT_REQUESTED,
+        TOPIC_ANALYSIS_REQUESTED,
+    )
+    for topic in work_topics:
         subscribe_dead_letters(dapr_app, topic, lambda letter: handle_dead_letter(runtime, letter))

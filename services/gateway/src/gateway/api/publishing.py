@@ -16,14 +16,20 @@ class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-async def publish_submitted(sidecar: Sidecar, event: MessageSubmitted) -> Accepted:
-    """Publish ``event`` on ``messages.submitted``; 503 with ``Retry-After`` if the bus is down."""
+async def publish(sidecar: Sidecar, topic: str, event: BaseModel, retry_hint: str) -> None:
+    """Publish ``event`` on ``topic``; 503 with ``Retry-After: 2`` and ``retry_hint`` in the
+    reason when the sidecar or broker is down."""
     try:
-        await sidecar.publish(TOPIC_MESSAGES_SUBMITTED, event)
+        await sidecar.publish(topic, event)
     except TransientError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"message bus unavailable, retry with the same message_id: {exc}",
+            f"message bus unavailable, {retry_hint}: {exc}",
             headers={"Retry-After": "2"},
         ) from None
+
+
+async def publish_submitted(sidecar: Sidecar, event: MessageSubmitted) -> Accepted:
+    """Publish ``event`` on ``messages.submitted``; 503 with ``Retry-After`` if the bus is down."""
+    await publish(sidecar, TOPIC_MESSAGES_SUBMITTED, event, "retry with the same message_id")
     return Accepted(message_id=event.message_id, conversation_id=event.conversation_id)

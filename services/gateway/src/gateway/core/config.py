@@ -5,7 +5,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from inbox_common.settings import ServiceSettings
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, Field, HttpUrl, PrivateAttr, SecretStr, model_validator
 
 DEV_JWT_SECRET_PREFIX = "dev-"  # noqa: S105 - a prefix to refuse, not a secret
 """Secrets starting with this are refused outside development."""
@@ -46,6 +46,22 @@ class Settings(ServiceSettings):
     )
     ws_send_queue: int = Field(
         default=256, ge=8, description="Events buffered per WebSocket before it is closed as slow"
+    )
+    browser_traces_url: HttpUrl | None = Field(
+        default=None,
+        description=(
+            "BROWSER_TRACES_URL: OTLP/HTTP traces URL the browser exports its spans to "
+            "(e.g. https://otel.example.com/v1/traces; reachable from operators' browsers, "
+            "with CORS for this origin). Unset: the page records no spans"
+        ),
+    )
+    trace_ui_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]*\{trace_id\}",
+        description=(
+            "TRACE_UI_URL: link to one trace, `{trace_id}` replaced "
+            "(e.g. https://jaeger.example.com/trace/{trace_id}); unset: no link in the UI"
+        ),
     )
     frontend_dir: Path = Field(
         default=Path(__file__).resolve().parents[5] / "frontend",

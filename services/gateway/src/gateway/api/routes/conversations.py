@@ -1,17 +1,23 @@
-"""The operators' REST API: the inbox, one conversation, operator replies.
+"""The operators' REST API: the inbox, one conversation, operator replies, regenerating an
+insight.
 
 Reads come from the read models messaging projects into the Dapr state store; a reply is
-published as ``messages.submitted`` and shows up once messaging has stored it.
+published as ``messages.submitted`` and shows up once messaging has stored it; a regenerate
+request is published as ``insight.requested`` and shows up as the insight going back to
+``processing``.
 """
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, HTTPException, Query, status
 from inbox_common.events import (
     INBOX_KEY,
+    TOPIC_INSIGHT_REQUESTED,
     AuthorRole,
+    InsightRequested,
+    InsightStatus,
     MessageBody,
     MessageSubmitted,
     conversation_key,
@@ -21,7 +27,7 @@ from inbox_common.sidecar import Sidecar
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import CurrentOperator, SidecarDep
-from gateway.api.publishing import Accepted, publish_submitted
+from gateway.api.publishing import Accepted, publish, publish_submitted
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -90,3 +96,45 @@ async def reply(
         submitted_at=datetime.now(UTC),
     )
     return await publish_submitted(sidecar, event)
+
+
+class InsightRequestAccepted(BaseModel):
+    request_id: UUID
+    message_id: UUID
+    conversation_id: UUID
+    status: Literal["accepted"] = "accepted"
+
+
+@router.post(
+    "/{conversation_id}/messages/{message_id}/regenerate-insight",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        404: {"description": "Unknown conversation or message"},
+        409: {"description": "Not a customer message, or its insight is being made"},
+        503: {"description": "Bus down"},
+    },
+)
+async def regenerate_insight(
+    conversation_id: UUID, message_id: UUID, operator: CurrentOperator, sidecar: SidecarDep
+) -> InsightRequestAccepted:
+    """Ask the AI for a fresh insight on a customer message (a new revision replaces the
+    shown one once it is ready). 409 while an analysis of the message is in progress."""
+    conversation = await read_conversation(sidecar, conversation_id)
+    message = next((m for m in conversation.messages if m.message_id == message_id), None)
+    if message is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"message {message_id} not found")
+    if message.insight is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "only customer messages have an insight")
+    if message.insight.status is InsightStatus.PROCESSING:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the insight is already being made")
+    event = InsightRequested(
+        request_id=uuid4(),
+        message_id=message_id,
+        conversation_id=conversation_id,
+        requested_by=operator.username,
+        requested_at=datetime.now(UTC),
+    )
+    await publish(sidecar, TOPIC_INSIGHT_REQUESTED, event, "retry shortly")
+    return InsightRequestAccepted(
+        request_id=event.request_id, message_id=message_id, conversation_id=conversation_id
+    )
