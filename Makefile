@@ -74,7 +74,7 @@ deploy: images
 	$(call need,kind,https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
 	@for s in $(IMAGE_SERVICES); do kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG); done
 	$(HELM) upgrade --install support-inbox charts/support-inbox -n $(NAMESPACE) --create-namespace \
-	  --set image.registry=$(IMAGE_REGISTRY) --set image.tag=$(IMAGE_TAG) $(HELM_ARGS)
+	  --set image.registry=$(IMAGE_REGISTRY) --set image.tag=$(IMAGE_TAG) -f k8s/kind-values.yaml $(HELM_ARGS)
 	kubectl apply -f k8s/kind-expose.yaml
 
 ## dev: skaffold dev: rebuild and redeploy on every change (profiles: kind, minikube, gpu)

@@ -161,6 +161,17 @@ def test_ingress_and_tracing_profiles() -> None:
     assert "cors" in config["data"]["config.yaml"]
 
 
+def test_kind_values_let_the_browser_trace() -> None:
+    objects = render("default", "-f", str(CHART.parents[1] / "k8s" / "kind-values.yaml"))
+    (inbox,) = by_kind(objects, "SupportInbox")
+    jsonschema.validate(inbox, crd_schema())
+    tracing = inbox["spec"]["tracing"]
+    assert tracing["browserTracesUrl"] == "http://localhost:4318/v1/traces"
+    assert tracing["traceUiUrl"] == "http://localhost:16686/trace/{trace_id}"
+    assert tracing["endpoint"] == "inbox-otel-collector:4318"
+    assert "browserTracesUrl" not in inbox_spec(render("default"))["tracing"]
+
+
 def test_network_policies_fence_database_and_model() -> None:
     policies = {p["metadata"]["name"]: p for p in by_kind(render("default"), "NetworkPolicy")}
     database = policies["inbox-postgresql"]["spec"]["ingress"][0]["from"]

@@ -30,9 +30,10 @@ def test_skaffold_builds_every_image_and_deploys_the_chart() -> None:
         assert tail in values[head], key
     profiles = {p["name"]: p for p in config["profiles"]}
     assert set(profiles) == {"kind", "minikube", "gpu"}
-    (gpu_patch,) = profiles["gpu"]["patches"]
-    for path in gpu_patch["value"]:
-        assert (REPO / path).is_file()
+    for name in ("gpu", "kind"):
+        (patch,) = profiles[name]["patches"]
+        for path in patch["value"]:
+            assert (REPO / path).is_file()
 
 
 def test_kind_port_mappings_match_the_node_ports() -> None:
@@ -41,7 +42,7 @@ def test_kind_port_mappings_match_the_node_ports() -> None:
     services = list(yaml.safe_load_all((REPO / "k8s/kind-expose.yaml").read_text()))
     node_ports = {s["spec"]["ports"][0]["nodePort"] for s in services}
     assert node_ports == set(mapped)
-    assert mapped == {30080: 8080, 30686: 16686}
+    assert mapped == {30080: 8080, 30686: 16686, 30318: 4318}
 
 
 @pytest.mark.parametrize(("target", "tool"), [("images", "docker"), ("dev", "skaffold")])

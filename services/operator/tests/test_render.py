@@ -277,6 +277,39 @@ def test_admin_password_reaches_only_the_gateway() -> None:
     }
 
 
+def test_tracing_points_apps_sidecars_and_browsers_at_the_collector() -> None:
+    spec = spec_with(
+        tracing={
+            "enabled": True,
+            "endpoint": "otel:4318",
+            "browserTracesUrl": "https://otel.example.com/v1/traces",
+            "traceUiUrl": "https://jaeger.example.com/trace/{trace_id}",
+        }
+    )
+    objects = render(OWNER, spec)
+    (config,) = [o for o in objects if o["kind"] == "Configuration"]
+    assert config["spec"]["tracing"]["otel"] == {
+        "endpointAddress": "otel:4318",
+        "isSecure": False,
+        "protocol": "http",  # the same OTLP/HTTP receiver the apps' exporter uses
+    }
+    for service, deployment in by_kind(objects, "Deployment").items():
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318"
+        browser = {k: env[k] for k in ("BROWSER_TRACES_URL", "TRACE_UI_URL") if k in env}
+        assert browser == (
+            {
+                "BROWSER_TRACES_URL": "https://otel.example.com/v1/traces",
+                "TRACE_UI_URL": "https://jaeger.example.com/trace/{trace_id}",
+            }
+            if service == "gateway"
+            else {}
+        ), service
+
+
 COMPONENT_DIR = Path(__file__).resolve().parents[3] / "dapr-components" / "pubsub"
 PER_ENVIRONMENT = {
     # connection settings come from the spec (cluster) or the environment (local)

@@ -238,7 +238,7 @@ def configuration(owner: Owner, spec: SupportInboxSpec) -> Obj:
         tracing["otel"] = {
             "endpointAddress": spec.tracing.endpoint,
             "isSecure": False,
-            "protocol": "grpc",
+            "protocol": "http",
         }
     return {
         "apiVersion": "dapr.io/v1alpha1",
@@ -299,6 +299,10 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
         ]
         if auth.admin_password_secret_ref:
             env.append(_secret_env("ADMIN_PASSWORD", auth.admin_password_secret_ref))
+        if spec.tracing.enabled and spec.tracing.browser_traces_url:
+            env.append({"name": "BROWSER_TRACES_URL", "value": spec.tracing.browser_traces_url})
+        if spec.tracing.trace_ui_url:
+            env.append({"name": "TRACE_UI_URL", "value": spec.tracing.trace_ui_url})
     elif service == "messaging":
         env.append(_secret_env("DATABASE_URL", spec.database.secret_ref))
     else:

@@ -114,8 +114,10 @@ class Ollama(_Model):
 
 class Tracing(_Model):
     enabled: bool = False
-    endpoint: str = "otel-collector:4317"
+    endpoint: str = "otel-collector:4318"  # OTLP/HTTP, for the apps and the sidecars
     sampling_rate: str = "1"
+    browser_traces_url: str | None = None  # reachable from operators' browsers
+    trace_ui_url: str | None = None  # with {trace_id}
 
 
 class Auth(_Model):
