@@ -129,7 +129,8 @@ def main() -> int:
             f"  channel API key: {stack.channel_key}\n"
             f"  logs: {stack.log_dir}\n"
             + (
-                f"  traces: {jaeger.ui_url}  (Jaeger; every service and sidecar)\n"
+                f"  traces: {jaeger.ui_url}/api/traces/<trace_id>  (Jaeger's query API: the page,\n"
+                "          every service and sidecar; the AI panel's `trace` link opens one)\n"
                 if jaeger
                 else ""
             )
