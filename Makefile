@@ -68,6 +68,11 @@ cluster: tools
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --config k8s/kind-config.yaml
 	dapr init -k --wait
 
+## bench: streaming benchmark on its own stack: time to the first visible word of a suggested reply against the final insight (baseline), and events per reply
+.PHONY: bench
+bench: tools frontend
+	@uv run --frozen python -m bench.streaming $(BENCH_ARGS)
+
 ## deploy: build the images, load them into kind and helm install the chart
 .PHONY: deploy
 deploy: images
@@ -88,6 +93,13 @@ dev: tools
 .PHONY: undeploy
 undeploy:
 	$(HELM) uninstall support-inbox -n $(NAMESPACE)
+
+## load: replay real customer messages at RATE msg/s for DURATION s (or COUNT messages) with SOCKETS operator sockets against URL with API_KEY (both printed by `make run`; or a cluster's); prints rate, latency percentiles, errors and lost messages
+.PHONY: load
+load:
+	@$(if $(URL),INBOX_URL='$(URL)') $(if $(API_KEY),INBOX_API_KEY='$(API_KEY)') $(if $(OPERATOR),INBOX_OPERATOR='$(OPERATOR)') \
+	  uv run --frozen python -m bench.load $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) \
+	  $(if $(COUNT),--count $(COUNT)) $(if $(SOCKETS),--sockets $(SOCKETS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(LOAD_ARGS)
 
 ## clean: remove local run data and caches inside the repository (not the tool cache)
 .PHONY: clean

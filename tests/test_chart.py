@@ -3,6 +3,7 @@ install, upgrade and uninstall it on a real kube-apiserver with the operator rec
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -17,14 +18,19 @@ from devstack.fixtures import (
     wait_for,
 )
 from devstack.stack import REPO
+from inbox_common import metrics as inbox_metrics
+from inbox_operator import render as operator_render
+from inbox_operator.spec import SupportInboxSpec
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import ConfigMap, PersistentVolumeClaim, Secret, Service
+from prometheus_client import REGISTRY
 
 CHART = REPO / "charts/support-inbox"
 PROFILES = sorted(p.stem.removesuffix("-values") for p in (CHART / "ci").glob("*-values.yaml"))
 KUBERNETES_SCHEMA_VERSION = "1.37.0"
 DAPR = ("--api-versions", "dapr.io/v1alpha1/Component")
+PROMETHEUS_OPERATOR = ("--api-versions", "monitoring.coreos.com/v1/PodMonitor")
 SupportInbox = create_namespaced_resource(
     "supportinbox.io", "v1alpha1", "SupportInbox", "supportinboxes"
 )
@@ -40,6 +46,7 @@ def render(profile: str, *extra: str) -> list[dict]:
         "-f",
         str(CHART / "ci" / f"{profile}-values.yaml"),
         *DAPR,
+        *PROMETHEUS_OPERATOR,
         *extra,
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
@@ -60,6 +67,7 @@ def test_profiles_cover_the_matrix() -> None:
         "broker-jetstream",
         "ingress",
         "tracing-off",
+        "metrics",
     }
 
 
@@ -75,6 +83,12 @@ def test_every_rendered_object_is_valid_and_hardened(profile: str) -> None:
     for obj in objects:
         if obj["kind"] == "SupportInbox":
             jsonschema.validate(obj, crd_schema())
+            continue
+        if obj["apiVersion"] == "monitoring.coreos.com/v1":
+            # no offline schema of the Prometheus Operator's CRDs: checked field by field in
+            # test_metrics_profile_scrapes_every_inbox_pod_and_ships_the_dashboard
+            assert obj["kind"] == "PodMonitor"
+            assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "support-inbox"
             continue
         kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
         assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "support-inbox"
@@ -198,12 +212,106 @@ def test_network_policies_fence_database_and_model() -> None:
         ),
         (["--set", "broker.type=kafka"], "broker.host is required for broker.type=kafka"),
         (["--set", "postgresql.enabled=false"], "postgresql.enabled=false needs"),
+        (
+            ["--set", "metrics.podMonitor.enabled=true"],
+            "metrics.podMonitor.enabled needs the Prometheus Operator CRDs",
+        ),
+        (["--set", "metrics.podMonitor.interval=often"], "at '/metrics/podMonitor/interval'"),
+        (["--set", "metrics.serviceMonitor.enabled=true"], "'serviceMonitor' not allowed"),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(args: list[str], message: str) -> None:
     done = helm("template", "inbox", str(CHART), *DAPR, *args, check=False)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_metrics_profile_scrapes_every_inbox_pod_and_ships_the_dashboard() -> None:
+    objects = render("metrics")
+    (monitor,) = by_kind(objects, "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    spec = monitor["spec"]
+    assert set(spec) == {"selector", "namespaceSelector", "podMetricsEndpoints"}
+    assert spec["namespaceSelector"] == {"matchNames": ["support"]}
+    endpoints = {e["port"]: e for e in spec["podMetricsEndpoints"]}
+    assert set(endpoints) == {"metrics", "dapr-metrics"}  # app, and Dapr's injected port
+    for endpoint in endpoints.values():
+        assert set(endpoint) == {"port", "path", "interval", "relabelings"}
+        assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "15s")
+        (relabel,) = endpoint["relabelings"]
+        assert relabel == {
+            "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+            "targetLabel": "service",
+        }
+    # the selector picks exactly the operator's three Deployments of this SupportInbox, and
+    # each of their app containers has the `metrics` port
+    (inbox,) = by_kind(objects, "SupportInbox")
+    operator_made = operator_render.render(
+        operator_render.Owner(inbox["metadata"]["name"], "support", "uid"),
+        SupportInboxSpec.model_validate(inbox["spec"]),
+    )
+    selected = [
+        d["metadata"]["name"]
+        for d in by_kind(operator_made, "Deployment")
+        if spec["selector"]["matchLabels"].items()
+        <= d["spec"]["template"]["metadata"]["labels"].items()
+        and "metrics"
+        in {p["name"] for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    ]
+    assert sorted(selected) == ["ai-worker", "gateway", "messaging"]
+    chart_made = [o for o in by_kind(objects, "Deployment") + by_kind(objects, "StatefulSet")]
+    assert not [
+        o["metadata"]["name"]
+        for o in chart_made
+        if spec["selector"]["matchLabels"].items()
+        <= o["spec"]["template"]["metadata"]["labels"].items()
+    ]
+
+    (dashboard_map,) = [
+        o
+        for o in by_kind(objects, "ConfigMap")
+        if o["metadata"]["name"] == "inbox-grafana-dashboard"
+    ]
+    assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard_map["metadata"]["annotations"] == {"grafana_folder": "Support Inbox"}
+    text = dashboard_map["data"]["support-inbox.json"]
+    assert json.loads(text) == json.loads((CHART / "dashboards/support-inbox.json").read_text())
+    dashboard = json.loads(text)
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
+    assert inbox_metrics.HTTP_REQUESTS  # the inbox_* metrics are registered
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    known = {
+        f.name + suffix
+        for f in REGISTRY.collect()
+        if f.name.startswith("inbox_")
+        for suffix in suffixes[f.type]
+    }
+    used = set(re.findall(r"\binbox_[a-z_]+", exprs))
+    assert used <= known, used - known
+    for needed in (
+        "inbox_http_request_duration_seconds_bucket",
+        "inbox_websocket_open_connections",
+        "inbox_messages_received_total",
+        "inbox_messages_stored_total",
+        "inbox_messages_analysed_total",
+        "inbox_ai_analysis_duration_seconds_bucket",
+        "inbox_outbox_unpublished_rows",
+        "inbox_outbox_oldest_unpublished_age_seconds",
+        "inbox_subscription_deliveries_total",
+        "inbox_rate_limit_rejections_total",
+        "dapr_component_pubsub_ingress_count",
+        "dapr_component_pubsub_egress_count",
+    ):
+        assert needed in exprs, needed
+    for quantile in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({quantile}, sum by (service, le)" in exprs
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in panels)
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+    default = render("default")
+    assert not by_kind(default, "PodMonitor")
+    assert not [o for o in default if "grafana_dashboard" in o["metadata"]["labels"]]
 
 
 def test_missing_dapr_is_reported() -> None:

@@ -190,3 +190,13 @@ def test_pages_carry_a_strict_content_security_policy(inbox) -> None:
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert inbox.http.get("/openapi.json").json()["info"]["title"] == "Support Inbox"
     assert inbox.http.get("/docs").status_code == 200
+
+
+def test_knowledge_base_articles_are_served_and_unknown_ones_are_404(inbox) -> None:
+    listed = inbox.http.get("/api/v1/knowledge").json()
+    assert {"slug": "card-arrival", "title": "When will my new card arrive?"} in listed
+    assert inbox.http.get("/api/v1/knowledge/card-arrival").text.startswith("# When will")
+    missing = inbox.http.get("/api/v1/knowledge/no-such-article")
+    assert missing.status_code == 404 and "no-such-article" in missing.json()["detail"]
+    assert inbox.http.get("/api/v1/knowledge/..%2Fetc%2Fpasswd").status_code in (404, 422)
+    assert inbox.http.get("/api/v1/knowledge/UPPER_case").status_code == 422

@@ -66,6 +66,8 @@ def test_insight_is_pushed_over_the_websocket(inbox) -> None:
                     push = json.loads(await ws.recv())
                     if push.get("conversation_id") != accepted["conversation_id"]:
                         continue
+                    if push["type"] == "insight.delta":  # the reply being written
+                        continue
                     pushes.append(push)
                     if push["conversation"]["latest_insight_status"] == "available":
                         return pushes

@@ -52,6 +52,54 @@ def test_every_gateway_replica_pushes_a_change_made_through_another(stack, inbox
     assert len(seen) == 2 and all(len(ids) == 2 for ids in seen.values())
 
 
+def test_a_reply_being_written_reaches_every_gateway_replica(stack, inbox) -> None:
+    """The partial reply travels as batched ``insight.delta`` events on the broadcast
+    component: an operator on each replica sees it grow, then the final insight."""
+    gateways = replicas(stack, "gateway")
+    urls = [g.url.replace("http://", "ws://") + f"/ws?token={inbox.token}" for g in gateways]
+
+    async def watch(url: str, started: asyncio.Event, conversation: list[str]) -> dict:
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            started.set()
+            texts, final = [], None
+            async with asyncio.timeout(E2E_TIMEOUT_S):
+                while final is None:
+                    push = json.loads(await ws.recv())
+                    if not conversation or push.get("conversation_id") != conversation[0]:
+                        continue
+                    if push["type"] == "insight.delta":
+                        texts.append(push["text"])
+                    elif push["conversation"]["latest_insight_status"] == "available":
+                        final = push
+            return {"texts": texts, "final": final}
+
+    async def scenario() -> list[dict]:
+        conversation: list[str] = []
+        ready = [asyncio.Event() for _ in urls]
+        watchers = [
+            asyncio.create_task(watch(url, event, conversation))
+            for url, event in zip(urls, ready, strict=True)
+        ]
+        await asyncio.gather(*(event.wait() for event in ready))
+        accepted = await asyncio.to_thread(
+            inbox.send_customer, "[[fake:stream]] Why is my card payment still pending?"
+        )
+        conversation.append(accepted["conversation_id"])
+        return await asyncio.gather(*watchers)
+
+    seen = asyncio.run(scenario())
+    assert len(seen) == 2
+    conversation_id = seen[0]["final"]["conversation_id"]
+    (message,) = inbox.conversation(conversation_id)["messages"]
+    reply = message["insight"]["suggested_reply"]
+    for replica in seen:
+        texts = replica["texts"]
+        assert len(texts) >= 3, texts  # it grew in front of each operator...
+        assert all(reply.startswith(t) for t in texts)
+        assert len(texts) < len(reply.split())  # ...in batches, not one event per word
+
+
 def test_replicas_share_the_work_and_analyse_each_message_once(
     stack, db, fake_ollama, broker
 ) -> None:

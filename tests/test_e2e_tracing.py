@@ -72,6 +72,7 @@ def test_one_trace_from_the_caller_to_the_push(traced, jaeger) -> None:
                     push = json.loads(await ws.recv())
                     if (
                         push.get("conversation_id") == conversation_id
+                        and push["type"] == "conversation.updated"
                         and push["conversation"]["latest_insight_status"] == "available"
                     ):
                         return push
@@ -87,11 +88,11 @@ def test_one_trace_from_the_caller_to_the_push(traced, jaeger) -> None:
         pushes = [
             s for s in spans.values() if s["operationName"] == "websocket push conversation.updated"
         ]
-        chats = [s for s in spans.values() if s["operationName"] == "chat fake-insight:1b"]
-        if len(pushes) != 2 or len(chats) != 1:
+        chats = llm_calls(spans)
+        if len(pushes) != 2 or len(chats) != 2:
             return None
         push_span = max(pushes, key=lambda s: s["startTime"])
-        chains = ancestors(push_span, spans), ancestors(chats[0], spans)
+        chains = ancestors(push_span, spans), ancestors(chats[-1], spans)
         if any(chain[-1] != caller_span for chain in chains):
             return None
         return found, spans, *chains
@@ -106,6 +107,13 @@ def test_one_trace_from_the_caller_to_the_push(traced, jaeger) -> None:
     hops = describe(found, spans, reversed(push_chain[:-1]))
     print("trace", trace_id, "from the caller to the push:\n  " + "\n  ".join(hops))
     assert len(push_chain) > 12, hops
+
+
+def llm_calls(spans: dict) -> list[dict]:
+    """The Ollama calls, oldest first: the tool round (search_knowledge_base offered), then
+    the streamed insight."""
+    chats = [s for s in spans.values() if s["operationName"] == "chat fake-insight:1b"]
+    return sorted(chats, key=lambda s: s["startTime"])
 
 
 def parent(span: dict) -> str | None:
@@ -169,14 +177,14 @@ def click_trace(jaeger, trace_id: str) -> tuple | None:
     found = jaeger.trace(trace_id) or {"spans": []}
     spans = {span["spanID"]: span for span in found["spans"]}
     clicks = [s for s in spans.values() if s["operationName"] == "regenerate insight"]
-    chats = [s for s in spans.values() if s["operationName"] == "chat fake-insight:1b"]
+    chats = llm_calls(spans)
     pushes = [
         s for s in spans.values() if s["operationName"] == "websocket push conversation.updated"
     ]
-    if len(clicks) != 1 or len(chats) != 1 or len(pushes) != 2:
+    if len(clicks) != 1 or len(chats) != 2 or len(pushes) != 2:
         return None
     push = max(pushes, key=lambda s: s["startTime"])
-    chains = ancestors(chats[0], spans), ancestors(push, spans)
+    chains = ancestors(chats[-1], spans), ancestors(push, spans)
     if any(chain[-2:] != [clicks[0]["spanID"], None] for chain in chains):
         return None
     return found, spans, *chains
@@ -247,7 +255,9 @@ def test_one_trace_from_a_browser_click_to_the_llm_and_back(traced, jaeger) -> N
         )
     services = {found["processes"][s["processID"]]["serviceName"] for s in spans.values()}
     assert {BROWSER, "gateway", "messaging", "ai-worker"} <= services
-    chat_id = next(i for i, s in spans.items() if s["operationName"] == "chat fake-insight:1b")
+    (tool,) = [s for s in spans.values() if s["operationName"].startswith("execute_tool")]
+    assert set(ancestors(tool, spans)) >= set(chat_chain)  # the search ran in the same handler
+    chat_id = llm_calls(spans)[-1]["spanID"]
     to_llm = [*reversed(chat_chain[:-1]), chat_id]
     push_id = max(
         (i for i, s in spans.items() if s["operationName"].startswith("websocket push")),

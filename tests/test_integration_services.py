@@ -284,6 +284,74 @@ def test_worker_analyses_a_requested_revision_afresh(worker, fake_ollama) -> Non
     assert sum(fake_ollama.stats()["calls"].values()) == calls_before + 1  # not the cache
 
 
+def test_worker_streams_the_reply_in_batches_then_publishes_the_insight(worker) -> None:
+    event = created(body="[[fake:stream]] How can I receive a virtual card?")
+    worker.publish("message.created", event)
+    (done,) = wait_for(lambda: completions(worker, event["message_id"]), what="ai.completed")
+    assert done["status"] == "available"
+    deltas = [d for d in worker.events("insight.delta") if d["message_id"] == event["message_id"]]
+    reply = done["suggested_reply"]
+    words = len(reply.split())
+    # the stand-in writes one word per 50 ms; batches of 100 ms carry about two each
+    assert 3 <= len(deltas) < words, (len(deltas), words)
+    assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
+    texts = [d["text"] for d in deltas]
+    assert all(reply.startswith(t) for t in texts) and texts == sorted(texts, key=len)
+    assert {(d["conversation_id"], d["revision"]) for d in deltas} == {
+        (event["conversation_id"], 1)
+    }
+
+
+def test_a_broken_stream_ends_unavailable(worker) -> None:
+    event = created(body="[[fake:broken]] How can I receive a virtual card?")
+    worker.publish("message.created", event)
+    (done,) = wait_for(lambda: completions(worker, event["message_id"]), what="ai.completed")
+    assert done["status"] == "unavailable" and done["suggested_reply"] is None
+    assert done["error"] == "the model's answer broke off before it was complete"
+    deltas = [d for d in worker.events("insight.delta") if d["message_id"] == event["message_id"]]
+    assert deltas  # it had started writing, and the partial text was never the insight
+
+
+@pytest.mark.parametrize(
+    ("body", "strategy", "article", "says"),
+    [
+        (
+            "When will my new card arrive?",
+            "short_answer",
+            "card-arrival",
+            "Here is the short answer.",
+        ),
+        (
+            "I topped up with my card yesterday. The money left my bank but my balance has "
+            "not changed. What happened?",
+            "careful_analysis",
+            "top-up-by-card",
+            "I am looking into this for you",
+        ),
+        (
+            "There is a card payment I don't recognise, I think it is fraud.",
+            "escalation",
+            "card-payment-not-recognised",
+            "A specialist team will take over your case.",
+        ),
+    ],
+)
+def test_worker_routes_then_grounds_the_reply_on_the_knowledge_base(
+    worker, fake_ollama, body, strategy, article, says
+) -> None:
+    """The routing step picks the strategy; the model calls search_knowledge_base, gets the
+    articles as tool messages and answers from them; the insight records both."""
+    event = created(body=body)
+    worker.publish("message.created", event)
+    (done,) = wait_for(lambda: completions(worker, event["message_id"]), what="ai.completed")
+    assert done["status"] == "available"
+    assert done["strategy"] == strategy
+    assert done["articles"][0] == article and len(done["articles"]) <= 3
+    assert says in done["suggested_reply"]
+    assert "Our help article" in done["suggested_reply"]  # it answered from the tool result
+    assert fake_ollama.stats()["tool_rounds"][body] == 1
+
+
 def test_worker_skips_operator_messages(worker) -> None:
     operator = created(author_role="operator", author_id="demo")
     marker = created()

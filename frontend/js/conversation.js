@@ -45,6 +45,7 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
   let lastFailed = null; // { id, body, messageId } after a network/5xx failure, for idempotent retry
   const drafts = new Map();
   const pending = new Map(); // conversation id -> [optimistic messages]
+  const writing = new Map(); // message id -> { revision, seq, text } of a reply being written
 
   function showState(state) {
     refs.emptyEl.hidden = state !== 'empty';
@@ -65,9 +66,24 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     return pending.get(id) || [];
   }
 
+  // A draft shows only while its revision is being made: once the insight is final (or a
+  // newer revision started), the draft is dropped and never shown as the suggestion.
+  function withDraft(msg) {
+    const draft = writing.get(msg.message_id);
+    const insight = msg.insight;
+    if (!draft || !insight) return msg;
+    const revision = Number(insight.revision || 1);
+    if (revision === draft.revision && insight.status === 'processing') return { ...msg, draft: draft.text };
+    // The read model may lag behind the draft's revision; a final or newer one ends the draft.
+    if (revision > draft.revision || (revision === draft.revision && insight.status !== 'processing')) {
+      writing.delete(msg.message_id);
+    }
+    return msg;
+  }
+
   function renderBody({ stickToBottom }) {
     if (!conversation) return;
-    const messages = Array.isArray(conversation.messages) ? conversation.messages : [];
+    const messages = Array.isArray(conversation.messages) ? conversation.messages.map(withDraft) : [];
     renderMessages(refs.messagesEl, [...messages, ...pendingFor(openId)], { ownUsername: ownUsername() });
     if (stickToBottom) scrollToBottom();
   }
@@ -178,9 +194,20 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     close();
     drafts.clear();
     pending.clear();
+    writing.clear();
     lastFailed = null;
     refs.replyEl.value = '';
     updateComposer();
+  }
+
+  function handleDelta(delta) {
+    if (!openId || delta.conversation_id !== openId || typeof delta.text !== 'string') return;
+    const revision = Number(delta.revision);
+    const seq = Number(delta.seq);
+    const known = writing.get(delta.message_id);
+    if (known && (known.revision > revision || (known.revision === revision && known.seq >= seq))) return;
+    writing.set(delta.message_id, { revision, seq, text: delta.text });
+    renderBody({ stickToBottom: atBottom() });
   }
 
   function handleSummary(summary) {
@@ -330,6 +357,7 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     reset,
     refresh,
     handleSummary,
+    handleDelta,
     openId: () => openId,
     focusReply() {
       if (!openId || refs.contentEl.hidden) return false;

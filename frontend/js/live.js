@@ -15,6 +15,7 @@ const CONNECT_TIMEOUT_MS = 8000;
  * @param {object} opts
  * @param {() => string|null} opts.getToken
  * @param {(msg: object) => void} opts.onUpdate   conversation.updated frames
+ * @param {(msg: object) => void} [opts.onDelta]  insight.delta frames (a reply being written)
  * @param {() => Promise<void>} opts.poll          refetch everything visible
  * @param {() => void} opts.onConnected            socket (re)opened: caller does a full refetch
  * @param {(mode: string) => void} opts.onMode     'connecting' | 'websocket' | 'polling'
@@ -82,6 +83,7 @@ export function createLive(opts) {
         return;
       }
       if (msg && msg.type === 'conversation.updated') opts.onUpdate(msg);
+      else if (msg && msg.type === 'insight.delta' && opts.onDelta) opts.onDelta(msg);
     });
 
     socket.addEventListener('close', (event) => {

@@ -125,6 +125,7 @@ const live = createLive({
       inbox.refresh().catch(() => {});
     }
   },
+  onDelta: (msg) => convo.handleDelta(msg),
   poll: pollAll,
   onConnected: pollAll,
   onAuthFailure: () => expireSession(),

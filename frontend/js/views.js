@@ -145,7 +145,13 @@ function spinner() {
   return s;
 }
 
-export function createAiPanel(insight) {
+const STRATEGY_LABELS = {
+  short_answer: { label: 'Short answer', title: 'A simple question: a direct, short reply' },
+  careful_analysis: { label: 'Careful analysis', title: 'Several points: the reply answers each' },
+  escalation: { label: 'Escalate', title: 'A complaint or possible fraud: hand it to a specialist team' },
+};
+
+export function createAiPanel(insight, draft) {
   const status = insight ? insight.status : 'processing';
   const panel = el('section', 'ai-panel');
   panel.dataset.status = ['processing', 'available', 'unavailable'].includes(status) ? status : 'processing';
@@ -153,7 +159,10 @@ export function createAiPanel(insight) {
 
   const head = el('div', 'ai-head');
   const stateEl = el('span', 'ai-status');
-  if (panel.dataset.status === 'processing') {
+  const drafting = panel.dataset.status === 'processing' && typeof draft === 'string' && draft !== '';
+  if (drafting) {
+    stateEl.append(spinner(), document.createTextNode('AI is writing a reply…'));
+  } else if (panel.dataset.status === 'processing') {
     stateEl.append(spinner(), document.createTextNode(insight ? 'AI is analysing this message…' : 'Waiting for AI…'));
   } else if (panel.dataset.status === 'unavailable') {
     stateEl.textContent = 'AI unavailable';
@@ -162,8 +171,21 @@ export function createAiPanel(insight) {
   }
   head.append(stateEl);
   if (insight && insight.intent) head.append(el('span', 'badge intent-badge', insight.intent));
+  const strategy = insight && STRATEGY_LABELS[insight.strategy];
+  if (strategy && panel.dataset.status !== 'processing') {
+    const badge = el('span', `badge strategy-badge strategy-${insight.strategy}`, strategy.label);
+    badge.title = strategy.title;
+    head.append(badge);
+  }
   panel.append(head);
 
+  if (drafting) {
+    // Not the suggestion yet: no "Use" button until the finished insight replaces it.
+    const box = el('div', 'ai-suggestion ai-draft');
+    box.setAttribute('aria-busy', 'true');
+    box.append(el('div', 'ai-suggestion-label', 'Draft reply · still being written'), el('p', 'ai-draft-text', draft));
+    panel.append(box);
+  }
   if (!insight) return panel;
 
   if (panel.dataset.status === 'unavailable' && insight.error) {
@@ -182,6 +204,20 @@ export function createAiPanel(insight) {
   }
 
   if (panel.dataset.status === 'processing') return panel;
+  const sources = Array.isArray(insight.articles) ? insight.articles : [];
+  if (sources.length) {
+    const list = el('p', 'ai-sources', 'Sources: ');
+    sources.forEach((article, index) => {
+      if (index) list.append(', ');
+      const a = el('a', 'ai-source', article.title);
+      a.href = `/api/v1/knowledge/${encodeURIComponent(article.slug)}`;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      a.dataset.slug = article.slug;
+      list.append(a);
+    });
+    panel.append(list);
+  }
   const metaParts = [];
   if (insight.model) metaParts.push(str(insight.model));
   const duration = formatDuration(insight.duration_ms);
@@ -215,7 +251,7 @@ export function createAiPanel(insight) {
 }
 
 function messageSignature(msg, ownUsername) {
-  return JSON.stringify([msg.pending ? 'p' : 'm', msg.body, msg.author_id, msg.submitted_at, msg.insight, ownUsername]);
+  return JSON.stringify([msg.pending ? 'p' : 'm', msg.body, msg.author_id, msg.submitted_at, msg.insight, msg.draft, ownUsername]);
 }
 
 function createMessage(msg, ownUsername) {
@@ -239,7 +275,7 @@ function createMessage(msg, ownUsername) {
   bubble.append(meta, el('div', 'message-body', msg.body));
   article.append(bubble);
 
-  if (role === 'customer') article.append(createAiPanel(msg.insight || null));
+  if (role === 'customer') article.append(createAiPanel(msg.insight || null, msg.draft));
   return article;
 }
 

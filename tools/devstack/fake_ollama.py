@@ -8,13 +8,22 @@ answer depends on the mode, set for the whole server with ``POST /__fake__/mode`
 ``valid`` JSON insight; ``fenced`` the same inside a Markdown fence with prose around it;
 ``prose`` text without JSON; ``garbage`` broken JSON; ``slow`` a valid answer after
 ``slow_s`` seconds (beyond the ai-worker's timeout); ``delayed`` a valid answer after
-``delay_s`` seconds (within it: a call in progress); ``error`` HTTP 500. The intent of a
+``delay_s`` seconds (within it: a call in progress); ``error`` HTTP 500; ``stream`` a valid
+answer streamed one word every ``stream_delay_s`` seconds (a model writing); ``broken`` a
+stream that stops half-way, the connection dropped. Every streamed answer waits
+``token_delay_s`` (default 0) between words. The intent of a
 message found in the demo data set is its human label (so the demo shows sensible intents);
 others get ``general_inquiry``.
-``GET /__fake__/stats`` counts chat calls per mode (``calls``), per customer text
-(``texts``) and those under way (``in_flight``).
+A request that offers ``tools`` is the tool round: it is answered with a
+``search_knowledge_base`` call for the customer text, and the insight that follows names the
+first article the tool returned. The reply also follows the system prompt's strategy
+(``Strategy: short answer|careful analysis|escalation``).
+``GET /__fake__/stats`` counts insight calls per mode (``calls``), per customer text
+(``texts``), tool rounds per customer text (``tool_rounds``) and calls under way
+(``in_flight``).
 
-Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]``
+Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]
+[--token-delay-s 0.03]``
 """
 
 import argparse
@@ -32,8 +41,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("valid", "fenced", "prose", "garbage", "slow", "delayed", "error")
+MODES = ("valid", "fenced", "prose", "garbage", "slow", "delayed", "error", "stream", "broken")
 MODEL = "fake-insight:1b"
+STRATEGIES = ("short answer", "careful analysis", "escalation")
+"""As the ai-worker's system prompts name them (``Strategy: <name>.``)."""
 DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
 _MARKER = re.compile(r"\[\[fake:([a-z]+)\]\]")
 _CUSTOMER = re.compile(r"<customer_message>\n?(.*?)\n?</customer_message>", re.DOTALL)
@@ -46,28 +57,59 @@ def _labels() -> dict[str, str]:
     return {row["text"].strip().lower(): row["intent"] for row in rows}
 
 
-def insight_for(text: str, labels: dict[str, str]) -> dict[str, str]:
-    """A plausible insight for ``text`` without a model."""
+def insight_for(
+    text: str, labels: dict[str, str], strategy: str = "", article: str | None = None
+) -> dict[str, str]:
+    """A plausible insight for ``text`` without a model, shaped by the prompt's strategy and
+    the first help article a ``search_knowledge_base`` round returned, if any."""
     clean = _MARKER.sub("", text).strip()
     intent = labels.get(clean.lower(), "general_inquiry").lower()
     topic = intent.replace("_", " ").rstrip("?")
     summary = f"The customer asks about {topic}: {clean[:120]}"
-    reply = (
-        f"Hello, thank you for reaching out about {topic}. I am looking into this for you "
-        "and will get back to you shortly with the details. Please do not share your PIN "
-        "or full card number in this chat."
-    )
+    reply = f"Hello, thank you for reaching out about {topic}. "
+    if strategy == "escalation":
+        reply += (
+            "I am sorry for the trouble. A specialist team will take over your case. If you "
+            "think someone else used your card, please freeze it in the app now."
+        )
+    elif strategy == "short answer":
+        reply += "Here is the short answer."
+    else:
+        reply += (
+            "I am looking into this for you and will get back to you shortly with the "
+            "details. Please do not share your PIN or full card number in this chat."
+        )
+    if article:
+        reply += f' Our help article "{article}" explains the details.'
     return {"intent": intent, "summary": summary[:380], "suggested_reply": reply}
 
 
-def create_app(mode: str = "valid", slow_s: float = 120.0, delay_s: float = 2.0) -> Starlette:
-    state = {"mode": mode, "slow_s": slow_s, "delay_s": delay_s, "in_flight": 0}
+class BrokenStream(Exception):
+    """Raised inside a streamed answer: uvicorn drops the connection half-way."""
+
+
+def create_app(
+    mode: str = "valid",
+    slow_s: float = 120.0,
+    delay_s: float = 2.0,
+    token_delay_s: float = 0.0,
+    stream_delay_s: float = 0.05,
+) -> Starlette:
+    state = {
+        "mode": mode,
+        "slow_s": slow_s,
+        "delay_s": delay_s,
+        "token_delay_s": token_delay_s,
+        "stream_delay_s": stream_delay_s,
+        "in_flight": 0,
+    }
     stats: Counter[str] = Counter()
     texts: Counter[str] = Counter()
+    tool_rounds: Counter[str] = Counter()
     labels = _labels()
 
-    def content_for(chosen: str, text: str) -> str:
-        body = json.dumps(insight_for(text, labels))
+    def content_for(chosen: str, text: str, strategy: str, article: str | None) -> str:
+        body = json.dumps(insight_for(text, labels, strategy, article))
         return {
             "fenced": f"Here is the analysis:\n```json\n{body}\n```\nHope this helps.",
             "prose": "The customer seems to have a question about their card. Reply politely.",
@@ -93,18 +135,39 @@ def create_app(mode: str = "valid", slow_s: float = 120.0, delay_s: float = 2.0)
         text = found.group(1) if found else user
         marker = _MARKER.search(text)
         chosen = marker.group(1) if marker and marker.group(1) in MODES else state["mode"]
+        messages = payload.get("messages", [])
+        system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+        strategy = next((s for s in STRATEGIES if f"Strategy: {s}" in system), "")
+        if chosen == "error":
+            return JSONResponse({"error": "llama runner process has terminated"}, 500)
+        if payload.get("tools"):
+            # the tool round: always look the question up, as a grounded model would
+            tool_rounds[text] += 1
+            query = _MARKER.sub("", text).strip()[:200]
+            call = {"function": {"name": "search_knowledge_base", "arguments": {"query": query}}}
+            return JSONResponse(
+                {
+                    "model": MODEL,
+                    "created_at": datetime.now(UTC).isoformat(),
+                    "message": {"role": "assistant", "content": "", "tool_calls": [call]},
+                    "done": True,
+                    "done_reason": "stop",
+                }
+            )
+        article = None
+        for tool in (m for m in messages if m.get("role") == "tool"):
+            found_articles = json.loads(tool.get("content") or "[]")
+            article = article or (found_articles[0]["title"] if found_articles else None)
         stats[chosen] += 1
         texts[text] += 1
         started = time.monotonic_ns()
-        if chosen == "error":
-            return JSONResponse({"error": "llama runner process has terminated"}, 500)
         if chosen in ("slow", "delayed"):
             state["in_flight"] += 1
             try:
                 await asyncio.sleep(state["slow_s" if chosen == "slow" else "delay_s"])
             finally:
                 state["in_flight"] -= 1
-        content = content_for(chosen, text)
+        content = content_for(chosen, text, strategy, article)
         done = {
             "model": MODEL,
             "created_at": datetime.now(UTC).isoformat(),
@@ -121,8 +184,15 @@ def create_app(mode: str = "valid", slow_s: float = 120.0, delay_s: float = 2.0)
         if payload.get("stream", True) is False:
             return JSONResponse(done)
 
+        pause = state["stream_delay_s" if chosen in ("stream", "broken") else "token_delay_s"]
+        words = re.findall(r"\S+\s*", content)
+
         async def chunks():
-            for word in re.findall(r"\S+\s*", content):
+            for index, word in enumerate(words):
+                if chosen == "broken" and index == len(words) * 2 // 3:
+                    raise BrokenStream("the model runner went away mid-answer")
+                if pause:
+                    await asyncio.sleep(pause)
                 yield (
                     json.dumps(
                         {
@@ -167,8 +237,9 @@ def create_app(mode: str = "valid", slow_s: float = 120.0, delay_s: float = 2.0)
         if body.get("mode") not in MODES:
             return JSONResponse({"error": f"mode must be one of {MODES}"}, 400)
         state["mode"] = body["mode"]
-        if "slow_s" in body:
-            state["slow_s"] = float(body["slow_s"])
+        for key in ("slow_s", "token_delay_s"):
+            if key in body:
+                state[key] = float(body[key])
         return JSONResponse(state)
 
     async def get_stats(_: Request) -> JSONResponse:
@@ -177,6 +248,7 @@ def create_app(mode: str = "valid", slow_s: float = 120.0, delay_s: float = 2.0)
                 "mode": state["mode"],
                 "calls": dict(stats),
                 "texts": dict(texts),
+                "tool_rounds": dict(tool_rounds),
                 "in_flight": state["in_flight"],
             }
         )
@@ -197,9 +269,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--mode", choices=MODES, default="valid")
     parser.add_argument("--slow-s", type=float, default=120.0)
+    parser.add_argument(
+        "--token-delay-s", type=float, default=0.0, help="pause between streamed words"
+    )
     args = parser.parse_args()
     uvicorn.run(
-        create_app(args.mode, args.slow_s), host="127.0.0.1", port=args.port, log_level="warning"
+        create_app(args.mode, args.slow_s, token_delay_s=args.token_delay_s),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
     )
 
 

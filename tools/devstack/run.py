@@ -128,6 +128,11 @@ def main() -> int:
             "(BANKING77, PolyAI, CC BY 4.0)\n"
             f"  channel API key: {stack.channel_key}\n"
             f"  logs: {stack.log_dir}\n"
+            "  metrics (Prometheus text format):\n"
+            + "".join(
+                f"    {name}: {service.metrics_url}   daprd: {service.sidecar_metrics_url}\n"
+                for name, service in stack.services.items()
+            )
             + (
                 f"  traces: {jaeger.ui_url}/api/traces/<trace_id>  (Jaeger's query API: the page,\n"
                 "          every service and sidecar; the AI panel's `trace` link opens one)\n"

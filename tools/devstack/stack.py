@@ -42,7 +42,12 @@ SERVICES = {
 
 @dataclass
 class Ports:
+    """One instance's loopback ports: ``app`` (uvicorn), ``app_metrics`` (the app's Prometheus
+    metrics, ``METRICS_PORT``), and the sidecar's ``http``, ``grpc``, ``internal`` and
+    ``metrics`` (daprd's own Prometheus metrics)."""
+
     app: int = field(default_factory=free_port)
+    app_metrics: int = field(default_factory=free_port)
     http: int = field(default_factory=free_port)
     grpc: int = field(default_factory=free_port)
     internal: int = field(default_factory=free_port)
@@ -60,6 +65,16 @@ class Service:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ports.app}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The app's Prometheus metrics (``inbox_*``), on their own port."""
+        return f"http://127.0.0.1:{self.ports.app_metrics}/metrics"
+
+    @property
+    def sidecar_metrics_url(self) -> str:
+        """The daprd sidecar's Prometheus metrics (``dapr_*``)."""
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
 
 
 class Stack:
@@ -217,6 +232,8 @@ class Stack:
             "JWT_SECRET": self.jwt_secret,
             "OPERATORS": self._operators_json,
             "CHANNEL_API_KEYS": json.dumps([self.channel_key]),
+            "METRICS_PORT": str(ports.app_metrics),
+            "METRICS_HOST": "127.0.0.1",
             "DAPR_HTTP_PORT": str(ports.http),
             "DAPR_GRPC_PORT": str(ports.grpc),
             "DAPR_API_TOKEN": self.dapr_api_token,
@@ -316,13 +333,13 @@ class Stack:
         a port it was given got taken meanwhile, or its sidecar failed to initialise a
         component because another sidecar was creating the same tables (Dapr's PostgreSQL
         state store runs ``CREATE TABLE IF NOT EXISTS``, which concurrent sessions can fail)."""
-        races = ("address already in use", "already exists (SQLSTATE")
+        races = ("address already in use", "already exists (sqlstate")
         for attempt in range(1, attempts + 1):
             try:
                 self.wait_ready(name)
                 return
             except StartError as exc:
-                if not any(race in str(exc) for race in races) or attempt == attempts:
+                if not any(race in str(exc).lower() for race in races) or attempt == attempts:
                     raise
                 self.stop_service(name)
                 self.start_service(name)

@@ -84,6 +84,9 @@ capabilities: { drop: [ALL] }
 {{- if and (not .Values.ollama.enabled) (not .Values.ollama.externalUrl) -}}
 {{- $errors = append $errors "ollama.enabled=false needs ollama.externalUrl" -}}
 {{- end -}}
+{{- if and .Values.metrics.podMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor")) -}}
+{{- $errors = append $errors "metrics.podMonitor.enabled needs the Prometheus Operator CRDs (monitoring.coreos.com/v1 PodMonitor): install them or the Prometheus Operator first; for `helm template`, pass --api-versions monitoring.coreos.com/v1/PodMonitor" -}}
+{{- end -}}
 {{- if gt (int .Values.inbox.aiWorker.minReplicas) (int .Values.inbox.aiWorker.maxReplicas) -}}
 {{- $errors = append $errors "inbox.aiWorker.minReplicas must not exceed inbox.aiWorker.maxReplicas" -}}
 {{- end -}}

@@ -114,6 +114,22 @@ def test_deployments_carry_dapr_annotations() -> None:
     ]
 
 
+def test_every_app_container_serves_metrics_on_a_named_port() -> None:
+    for service, deployment in by_kind(render(OWNER, spec_with()), "Deployment").items():
+        template = deployment["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"http": 8000, "metrics": 9464}, service
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["METRICS_PORT"] == "9464"
+        # the sidecar keeps Dapr's default metrics port, which its injector names dapr-metrics
+        assert template["metadata"]["annotations"]["dapr.io/enable-metrics"] == "true"
+        assert template["metadata"]["annotations"]["dapr.io/metrics-port"] == "9090"
+        assert template["metadata"]["labels"]["app.kubernetes.io/part-of"] == "support-inbox"
+    (config,) = by_kind(render(OWNER, spec_with()), "Configuration").values()
+    assert config["spec"]["metric"] == {"enabled": True}
+
+
 @pytest.mark.parametrize(
     ("broker", "component_type", "expected"),
     [

@@ -1,34 +1,34 @@
-"""LLM enrichment of one customer message through the real ``ollama`` AsyncClient."""
+"""LLM enrichment of one customer message: route it, let the model consult the knowledge base,
+then stream the insight.
+
+1. The routing step (:mod:`ai_worker.routing`) picks the prompt strategy.
+2. The model is offered ``search_knowledge_base`` (Ollama tool calling); the articles found
+   are given back to it as ``tool`` messages. A model without tool support skips this round.
+3. The insight is asked for as JSON (``format=INSIGHT_SCHEMA``) and streamed.
+"""
 
 import asyncio
+import json
 import logging
 import time
 
 import httpx
 import ollama
-from inbox_common.events import AiCompleted, InsightStatus, MessageCreated
+from inbox_common.events import AiCompleted, InsightStatus, MessageCreated, ReplyStrategy
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
+from ai_worker.knowledge import SEARCH_TOOL, TOOL_NAME, search_knowledge_base
+from ai_worker.llm import BrokenStreamError, OllamaChat, OnOutput
 from ai_worker.parser import INSIGHT_SCHEMA, InsightParseError, parse_insight
-from ai_worker.prompts import SYSTEM_PROMPT, user_prompt
+from ai_worker.prompts import system_prompt, user_prompt
+from ai_worker.routing import route
 from ai_worker.settings import Settings
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-RETRYABLE_STATUS = {429, 503}
-"""Ollama answers 503 when its queue (``OLLAMA_MAX_QUEUE``) is full: worth another try."""
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ollama.ResponseError) and exc.status_code in RETRYABLE_STATUS
+MAX_TOOL_CALLS = 3
+"""Searches run per message at most; further calls the model asks for are ignored."""
 
 
 class Analyser:
@@ -41,31 +41,42 @@ class Analyser:
 
     def __init__(self, settings: Settings, client: ollama.AsyncClient | None = None) -> None:
         self._settings = settings
-        self._client = client or ollama.AsyncClient(
-            host=str(settings.ollama_url).rstrip("/"), timeout=settings.ollama_timeout_s
-        )
+        self._chat = OllamaChat(settings, client)
         self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
+        self._tools = True
 
-    async def analyse(self, message: MessageCreated, revision: int = 1) -> AiCompleted:
-        """Enrich ``message`` as revision ``revision`` of its insight.
+    async def analyse(
+        self, message: MessageCreated, revision: int = 1, on_output: OnOutput | None = None
+    ) -> AiCompleted:
+        """Enrich ``message`` as revision ``revision`` of its insight, streaming the model's
+        output to ``on_output`` as it comes.
 
         Returns:
-            ``available`` with intent, summary and suggested reply; or ``unavailable`` with
-            ``error`` saying why (Ollama unreachable, HTTP error, timeout after
-            ``ollama_timeout_s`` s, output that is not a valid insight). ``duration_ms`` is the
-            time spent on the LLM call, queueing for a slot excluded. ``trace_id`` is the
-            current trace's, when traced.
+            ``available`` with intent, summary, suggested reply, the strategy and the articles
+            used; or ``unavailable`` with ``error`` saying why (Ollama unreachable, HTTP
+            error, timeout after ``ollama_timeout_s`` s, a stream that broke off, output that
+            is not a valid insight). ``duration_ms`` is the time spent on the LLM calls,
+            queueing for a slot excluded. ``trace_id`` is the current trace's, when traced.
         """
+        strategy = route(message.body)
+        used: list[str] = []
         async with self._slots:
             started = time.monotonic()
+            messages = [
+                {"role": "system", "content": system_prompt(strategy)},
+                {"role": "user", "content": user_prompt(message.body)},
+            ]
             try:
                 async with asyncio.timeout(self._settings.ollama_timeout_s):
-                    text = await self._chat(message.body)
+                    used = await self._consult_knowledge(messages)
+                    text = await self._chat.stream(messages, INSIGHT_SCHEMA, on_output)
                 insight = parse_insight(text)
             except TimeoutError:
                 error = f"the model did not answer within {self._settings.ollama_timeout_s:g} s"
             except ollama.ResponseError as exc:
                 error = f"Ollama answered HTTP {exc.status_code}: {str(exc.error)[:200]}"
+            except BrokenStreamError:
+                error = "the model's answer broke off before it was complete"
             except (ConnectionError, httpx.TransportError) as exc:
                 error = (
                     f"Ollama is unreachable at {self._settings.ollama_url}: {type(exc).__name__}"
@@ -73,68 +84,52 @@ class Analyser:
             except InsightParseError as exc:
                 error = str(exc)
             else:
-                return self._completed(message, revision, started, insight=insight)
+                return self._completed(message, revision, started, strategy, used, insight)
         log.warning(
             "insight unavailable", extra={"message_id": str(message.message_id), "reason": error}
         )
-        return self._completed(message, revision, started, error=error)
+        return self._completed(message, revision, started, strategy, used, error=error)
 
-    async def _chat(self, body: str) -> str:
-        """One chat call in a span named and attributed per the OpenTelemetry semantic
-        conventions for generative AI (https://opentelemetry.io/docs/specs/semconv/gen-ai/):
-        model requested and answered, token counts, and Ollama's own durations in ns."""
-        model = self._settings.ollama_model
-        with _tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT) as span:
-            span.set_attribute("gen_ai.operation.name", "chat")
-            span.set_attribute("gen_ai.provider.name", "ollama")
-            span.set_attribute("gen_ai.request.model", model)
-            span.set_attribute("gen_ai.request.temperature", 0.2)
-            span.set_attribute("server.address", self._settings.ollama_url.host or "")
-            if self._settings.ollama_url.port:
-                span.set_attribute("server.port", self._settings.ollama_url.port)
-            try:
-                response = await self._chat_with_retries(body)
-            except Exception as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                span.set_status(StatusCode.ERROR, str(exc)[:200])
-                raise
-            span.set_attribute("gen_ai.response.model", response.model or model)
-            if response.done_reason:
-                span.set_attribute("gen_ai.response.finish_reasons", [response.done_reason])
-            for attribute, value in (
-                ("gen_ai.usage.input_tokens", response.prompt_eval_count),
-                ("gen_ai.usage.output_tokens", response.eval_count),
-                ("ollama.total_duration_ns", response.total_duration),
-                ("ollama.eval_duration_ns", response.eval_duration),
-            ):
-                if value is not None:
-                    span.set_attribute(attribute, value)
-        return response.message.content or ""
-
-    async def _chat_with_retries(self, body: str) -> ollama.ChatResponse:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(3),
-            wait=wait_exponential_jitter(initial=0.5, max=5),
-            reraise=True,
-        ):
-            with attempt:
-                response = await self._client.chat(
-                    model=self._settings.ollama_model,
-                    messages=[
-                        {"role": "system", "content": SYSTEM_PROMPT},
-                        {"role": "user", "content": user_prompt(body)},
-                    ],
-                    format=INSIGHT_SCHEMA,
-                    options={"temperature": 0.2, "num_ctx": self._settings.ollama_num_ctx},
-                    keep_alive=self._settings.ollama_keep_alive,
-                )
-        return response
+    async def _consult_knowledge(self, messages: list[dict]) -> list[str]:
+        """Offer ``search_knowledge_base``; run the searches the model asks for and append
+        them to ``messages``. Returns the slugs of the articles given to the model."""
+        if not self._tools:
+            return []
+        try:
+            reply = await self._chat.ask(messages, [SEARCH_TOOL])
+        except ollama.ResponseError as exc:
+            if exc.status_code == 400 and "does not support tools" in str(exc.error):
+                log.warning("the model has no tool support: replies are not grounded")
+                self._tools = False
+                return []
+            raise
+        calls = [c for c in reply.tool_calls or [] if c.function.name == TOOL_NAME]
+        if not calls:
+            return []
+        messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+        used: list[str] = []
+        for call in calls[:MAX_TOOL_CALLS]:
+            query = str(call.function.arguments.get("query", ""))[:200]
+            with _tracer.start_as_current_span(f"execute_tool {TOOL_NAME}") as span:
+                span.set_attribute("gen_ai.operation.name", "execute_tool")
+                span.set_attribute("gen_ai.tool.name", TOOL_NAME)
+                found = search_knowledge_base(query)
+                span.set_attribute("inbox.knowledge.articles", [a.slug for a in found])
+            used += [a.slug for a in found if a.slug not in used]
+            result = [{"slug": a.slug, "title": a.title, "text": a.body} for a in found]
+            messages.append({"role": "tool", "tool_name": TOOL_NAME, "content": json.dumps(result)})
+        return used[:5]
 
     def _completed(
-        self, message: MessageCreated, revision: int, started: float, *, insight=None, error=None
-    ) -> AiCompleted:  # noqa: ANN001
-        duration_ms = round((time.monotonic() - started) * 1000)
+        self,
+        message: MessageCreated,
+        revision: int,
+        started: float,
+        strategy: ReplyStrategy,
+        used: list[str],
+        insight=None,  # noqa: ANN001
+        error: str | None = None,
+    ) -> AiCompleted:
         context = trace.get_current_span().get_span_context()
         common = {
             "message_id": message.message_id,
@@ -142,7 +137,9 @@ class Analyser:
             "revision": revision,
             "trace_id": f"{context.trace_id:032x}" if context.is_valid else None,
             "model": self._settings.ollama_model,
-            "duration_ms": duration_ms,
+            "duration_ms": round((time.monotonic() - started) * 1000),
+            "strategy": strategy,
+            "articles": used,
         }
         if insight is None:
             return AiCompleted(status=InsightStatus.UNAVAILABLE, error=error, **common)

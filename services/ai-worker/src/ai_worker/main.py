@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
+from inbox_common import metrics
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware
 from inbox_common.telemetry import instrument_app, setup_telemetry
@@ -26,16 +27,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with sidecar:
-            yield
+        with metrics.serve(settings.metrics_port, settings.metrics_host):
+            async with sidecar:
+                yield
 
     app = FastAPI(title="Support Inbox ai-worker", lifespan=lifespan)
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
-    subscriptions.register(DaprApp(app), sidecar, analyser, settings.insight_cache_ttl_s)
+    subscriptions.register(
+        DaprApp(app),
+        sidecar,
+        analyser,
+        settings.insight_cache_ttl_s,
+        settings.ai_stream_interval_ms,
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    metrics.instrument_http(app)
     instrument_app(app)
     return app

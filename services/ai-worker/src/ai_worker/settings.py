@@ -23,6 +23,15 @@ class Settings(ServiceSettings):
     ai_max_concurrency: int = Field(
         default=2, ge=1, le=64, description="LLM calls in flight per worker process"
     )
+    ai_stream_interval_ms: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description=(
+            "AI_STREAM_INTERVAL_MS: least time between two `insight.delta` events of one reply, "
+            "in ms; 0 turns streaming to the operators off"
+        ),
+    )
     insight_cache_ttl_s: int = Field(
         default=86_400, ge=60, description="How long a finished insight is kept for redeliveries"
     )

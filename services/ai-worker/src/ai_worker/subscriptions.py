@@ -2,8 +2,10 @@
 ``analysis.requested`` (an operator's regenerate) -> analysis -> ``ai.completed``."""
 
 import logging
+import time
 
 from dapr.ext.fastapi import DaprApp
+from inbox_common import metrics
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
     TOPIC_ANALYSIS_REQUESTED,
@@ -17,6 +19,7 @@ from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
 
 from ai_worker.analysis import Analyser
+from ai_worker.streaming import ReplyStream
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +35,21 @@ async def handle_created(
     analyser: Analyser,
     event: MessageCreated | AnalysisRequested,
     cache_ttl_s: int,
+    stream_interval_ms: int = 0,
 ) -> AiCompleted | None:
     """Analyse a stored customer message and publish the outcome.
+
+    While the model writes, the partial suggested reply goes out as ``insight.delta`` events,
+    at most one per ``stream_interval_ms`` ms (0: none).
 
     Operator messages are acknowledged and skipped (``None``). The outcome is cached in the
     state store before it is published, so a redelivery republishes it without a second LLM
     call. RETRY: the sidecar could not read, write or publish. Never DROP: any LLM failure is
     an ``unavailable`` insight, so every message ends with one.
+
+    Metrics: an analysis is counted in ``inbox_messages_analysed_total{status}`` and timed in
+    ``inbox_ai_analysis_duration_seconds{status}``; a cached insight republished counts in
+    ``inbox_redeliveries_total{kind="cached_insight"}``.
     """
     if event.author_role is not AuthorRole.CUSTOMER:
         return None
@@ -52,10 +63,22 @@ async def handle_created(
     }
     if cached is not None:
         completed = AiCompleted.model_validate_json(cached)
+        metrics.REDELIVERIES.labels("cached_insight").inc()
         log.info("republishing cached insight", extra=ids)
     else:
         log.info("analysing message", extra=ids)
-        completed = await analyser.analyse(event, revision)
+        stream = None
+        if stream_interval_ms:
+            stream = ReplyStream(
+                sidecar, event.message_id, event.conversation_id, revision, stream_interval_ms
+            )
+        started = time.monotonic()
+        completed = await analyser.analyse(event, revision, stream.update if stream else None)
+        status = completed.status.value
+        metrics.AI_ANALYSIS_DURATION.labels(status).observe(time.monotonic() - started)
+        metrics.MESSAGES_ANALYSED.labels(status).inc()
+        if stream is not None:
+            ids["stream_events"] = stream.events
         await sidecar.save_states({key: completed}, ttl_s=cache_ttl_s)
     await sidecar.publish(TOPIC_AI_COMPLETED, completed)
     log.info(
@@ -65,11 +88,17 @@ async def handle_created(
     return completed
 
 
-def register(dapr_app: DaprApp, sidecar: Sidecar, analyser: Analyser, cache_ttl_s: int) -> None:
+def register(
+    dapr_app: DaprApp,
+    sidecar: Sidecar,
+    analyser: Analyser,
+    cache_ttl_s: int,
+    stream_interval_ms: int = 0,
+) -> None:
     """Subscribe the worker to ``message.created`` and ``analysis.requested``."""
 
     async def on_created(event: MessageCreated | AnalysisRequested) -> None:
-        await handle_created(sidecar, analyser, event, cache_ttl_s)
+        await handle_created(sidecar, analyser, event, cache_ttl_s, stream_interval_ms)
 
     subscribe(dapr_app, TOPIC_MESSAGE_CREATED, MessageCreated, on_created)
     subscribe(dapr_app, TOPIC_ANALYSIS_REQUESTED, AnalysisRequested, on_created)

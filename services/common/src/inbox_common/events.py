@@ -28,6 +28,7 @@ TOPIC_AI_COMPLETED = "ai.completed"
 TOPIC_CONVERSATION_UPDATED = "conversation.updated"
 TOPIC_INSIGHT_REQUESTED = "insight.requested"
 TOPIC_ANALYSIS_REQUESTED = "analysis.requested"
+TOPIC_INSIGHT_DELTA = "insight.delta"
 
 TOPICS = (
     TOPIC_MESSAGES_SUBMITTED,
@@ -36,10 +37,11 @@ TOPICS = (
     TOPIC_CONVERSATION_UPDATED,
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_ANALYSIS_REQUESTED,
+    TOPIC_INSIGHT_DELTA,
 )
 """Every topic the services use; with their dead-letter topics, what a broker must carry."""
 
-BROADCAST_TOPICS = frozenset({TOPIC_CONVERSATION_UPDATED})
+BROADCAST_TOPICS = frozenset({TOPIC_CONVERSATION_UPDATED, TOPIC_INSIGHT_DELTA})
 """Topics every gateway replica must see; they travel on :data:`BROADCAST_PUBSUB`."""
 
 
@@ -74,6 +76,17 @@ class InsightStatus(StrEnum):
     PROCESSING = "processing"
     AVAILABLE = "available"
     UNAVAILABLE = "unavailable"
+
+
+class ReplyStrategy(StrEnum):
+    """How the ai-worker prompts the model for one message (its routing step)."""
+
+    SHORT_ANSWER = "short_answer"
+    CAREFUL_ANALYSIS = "careful_analysis"
+    ESCALATION = "escalation"
+
+
+ArticleSlug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
 
 
 class Event(BaseModel):
@@ -161,6 +174,31 @@ class AiCompleted(Event):
         pattern=r"^[0-9a-f]{32}$",
         description="W3C trace id of the analysis, for a link to the trace (None untraced)",
     )
+    strategy: ReplyStrategy | None = Field(
+        default=None, description="The prompt strategy the routing step chose"
+    )
+    articles: list[ArticleSlug] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Help articles the model was given through search_knowledge_base",
+    )
+
+
+class InsightDelta(Event):
+    """The suggested reply as far as the model has written it, while it writes.
+
+    Topic ``insight.delta`` (broadcast); producer: ai-worker, at most one per
+    ``AI_STREAM_INTERVAL_MS`` per message; consumer: every gateway replica, which pushes it to
+    its sockets. Best effort and never stored: the ``ai.completed`` insight replaces it. Each
+    carries the whole partial text, so a lost or reordered one costs nothing; a lower ``seq``
+    than one already shown is stale.
+    """
+
+    message_id: UUID
+    conversation_id: UUID
+    revision: int = Field(ge=1, description="Insight revision being written")
+    seq: int = Field(ge=1, description="1, 2, 3... per message and revision")
+    text: str = Field(max_length=2000, description="The suggested reply so far")
 
 
 class ConversationUpdated(Event):

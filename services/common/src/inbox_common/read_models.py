@@ -10,7 +10,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from inbox_common.events import AuthorRole, InsightStatus
+from inbox_common.events import AuthorRole, InsightStatus, ReplyStrategy
+
+
+class ArticleRef(BaseModel):
+    """A help article an insight was grounded on (``GET /api/v1/knowledge/{slug}``)."""
+
+    slug: str
+    title: str
 
 
 class Insight(BaseModel):
@@ -31,6 +38,12 @@ class Insight(BaseModel):
     )
     trace_id: str | None = Field(
         default=None, description="W3C trace id of the analysis that produced it, if traced"
+    )
+    strategy: ReplyStrategy | None = Field(
+        default=None, description="Prompt strategy: short_answer, careful_analysis, escalation"
+    )
+    articles: list[ArticleRef] = Field(
+        default_factory=list, description="Help articles the model consulted"
     )
 
 

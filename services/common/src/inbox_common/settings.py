@@ -42,6 +42,21 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description=(
+            "METRICS_PORT: port of the Prometheus metrics at /metrics, apart from the app's "
+            "own port (the gateway's public API never serves them); 0 turns them off"
+        ),
+    )
+    metrics_host: str = Field(
+        default="0.0.0.0",  # Prometheus scrapes the pod's address
+        min_length=1,
+        description="METRICS_HOST: address the metrics server listens on",
+    )
+
     @model_validator(mode="after")
     def _app_token_outside_development(self) -> "ServiceSettings":
         if self.environment == "production" and self.app_api_token is None:

@@ -9,9 +9,10 @@ import asyncio
 import logging
 
 from dapr.aio.clients import DaprClient
-from dapr.clients.exceptions import DaprGrpcError
-from dapr.clients.grpc._state import StateItem
+from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
+from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
 from dapr.clients.health import DaprHealth
+from grpc import StatusCode
 from pydantic import BaseModel
 
 from inbox_common.errors import TransientError
@@ -82,11 +83,57 @@ class Sidecar:
         Raises:
             TransientError: the sidecar or state store did not answer.
         """
+        data, _ = await self.get_state_and_etag(key)
+        return data
+
+    async def get_state_and_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """Read ``key`` and its ETag from ``inbox-state``; ``(None, None)`` when absent.
+
+        Raises:
+            TransientError: the sidecar or state store did not answer.
+        """
         try:
             response = await self.client.get_state(store_name=STATE_STORE, key=key)
         except DaprGrpcError as exc:
             raise TransientError(f"state get {key} failed: {exc.code()}: {exc.details()}") from exc
-        return response.data or None
+        return (response.data or None), (response.etag or None)
+
+    async def try_save_state(
+        self, key: str, value: str, etag: str | None, ttl_s: int | None = None
+    ) -> bool:
+        """Write ``key`` only if it still has ``etag`` (or, with ``etag`` ``None``, does not
+        exist yet): Dapr's optimistic concurrency, first-write-wins
+        (https://docs.dapr.io/developing-applications/building-blocks/state-management/state-management-overview/#concurrency).
+
+        Returns:
+            ``True`` when written, ``False`` when the store refused the write (another
+            writer got there first).
+
+        Raises:
+            TransientError: the sidecar or state store did not answer.
+        """
+        metadata = {"ttlInSeconds": str(ttl_s)} if ttl_s else {}
+        try:
+            await self.client.save_state(
+                store_name=STATE_STORE,
+                key=key,
+                value=value,
+                etag=etag,
+                options=StateOptions(concurrency=Concurrency.first_write),
+                state_metadata=metadata,
+            )
+        except DaprGrpcError as exc:
+            if exc.code() in (StatusCode.ABORTED, StatusCode.FAILED_PRECONDITION):
+                return False
+            raise TransientError(f"state save {key} failed: {exc.code()}: {exc.details()}") from exc
+        except DaprInternalError as exc:
+            # The async client keeps only the message, and stores word a conflict differently
+            # (Redis: "possible etag mismatch" or "failed to set key" for a new key; PostgreSQL:
+            # "no item was updated"). Report any refusal as a lost race: a real outage shows on
+            # the caller's next read.
+            log.debug("state save refused", extra={"key": key, "reason": str(exc)[:200]})
+            return False
+        return True
 
     async def save_states(self, items: dict[str, BaseModel], ttl_s: int | None = None) -> None:
         """Write several values to ``inbox-state`` in one bulk call (last write wins).

@@ -4,7 +4,9 @@ Dapr reads the app's reply to a delivery as follows (https://docs.dapr.io/refere
 2xx with ``{"status": "SUCCESS"}`` acknowledges, ``"RETRY"`` redelivers under the resiliency
 policy, ``"DROP"`` sends the event to the dead-letter topic; a 404 silently drops and any other
 status retries. So the endpoint here always answers 200 with one of the three words, and never
-lets FastAPI answer 422 for a body it does not like (that would be retried forever).
+lets FastAPI answer 422 for a body it does not like (that would be retried forever). Each
+answer is counted in ``inbox_subscription_deliveries_total{topic, result}``
+(:data:`inbox_common.metrics.DELIVERIES`).
 """
 
 import hmac
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from inbox_common import metrics
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import DEAD_LETTER_SUFFIX, dead_letter_topic, pubsub_for
 
@@ -173,14 +176,21 @@ def _register(
     dead_letter: str | None,
     metadata: dict[str, str] | None,
 ) -> None:
-    endpoint.__name__ = f"on_{topic.replace('.', '_').replace('-', '_')}"
+    metrics.watch_topic(topic)
+
+    async def counted(request: Request) -> dict[str, str]:
+        answer = await endpoint(request)
+        metrics.DELIVERIES.labels(topic, answer["status"]).inc()
+        return answer
+
+    counted.__name__ = f"on_{topic.replace('.', '_').replace('-', '_')}"
     dapr_app.subscribe(
         pubsub=pubsub_for(topic.removesuffix(DEAD_LETTER_SUFFIX)),
         topic=topic,
         route=f"/events/{topic}",
         dead_letter_topic=dead_letter,
         metadata=metadata or {},
-    )(endpoint)
+    )(counted)
 
 
 def _drop(topic: str, event_id: Any, reason: str) -> dict[str, str]:

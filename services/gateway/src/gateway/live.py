@@ -1,9 +1,14 @@
-"""Fan-out of conversation updates to the operators' WebSockets connected to this replica."""
+"""Fan-out of conversation updates to the operators' WebSockets connected to this replica.
+
+The Hub also keeps the WebSocket metrics (:mod:`inbox_common.metrics`): sockets opened and open,
+events pushed, and sockets closed as slow consumers with the events they lost.
+"""
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from inbox_common import metrics
 from starlette.websockets import WebSocket
 
 from gateway.core.security import Operator
@@ -38,10 +43,15 @@ class Hub:
     def add(self, socket: WebSocket, operator: Operator) -> Connection:
         connection = Connection(socket, operator, asyncio.Queue(self._queue_size))
         self._connections.add(connection)
+        metrics.WEBSOCKET_CONNECTIONS_OPENED.inc()
+        metrics.WEBSOCKET_OPEN_CONNECTIONS.inc()
         return connection
 
     def remove(self, connection: Connection) -> None:
-        self._connections.discard(connection)
+        """Forget ``connection``; removing it again (the writer after a slow close) is a no-op."""
+        if connection in self._connections:
+            self._connections.discard(connection)
+            metrics.WEBSOCKET_OPEN_CONNECTIONS.dec()
 
     def broadcast(self, payload: dict) -> int:
         """Queue ``payload`` for every connection; returns how many got it."""
@@ -55,7 +65,12 @@ class Hub:
                     "closing slow WebSocket", extra={"operator": connection.operator.username}
                 )
                 self.remove(connection)
+                dropped = 1  # this payload
                 while not connection.queue.empty():
-                    connection.queue.get_nowait()
+                    dropped += connection.queue.get_nowait() is not None
                 connection.queue.put_nowait(None)  # tells its writer to close with 1013
+                metrics.WEBSOCKET_SLOW_CONSUMER_CLOSES.inc()
+                metrics.WEBSOCKET_PUSHES_DROPPED.inc(dropped)
+        if delivered:
+            metrics.WEBSOCKET_PUSHES.labels(str(payload.get("type", "other"))).inc(delivered)
         return delivered

@@ -1,6 +1,7 @@
 """Gateway service: the edge of Support Inbox.
 
-Served by ``uvicorn --factory gateway.main:create_app``. OpenAPI docs at ``/docs``.
+Served by ``uvicorn --factory gateway.main:create_app``. OpenAPI docs at ``/docs``. Prometheus
+metrics are on ``METRICS_PORT``, never on this public port.
 """
 
 from collections.abc import AsyncIterator
@@ -11,14 +12,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from inbox_common import metrics
 from inbox_common.errors import TransientError
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware
 from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from gateway import subscriptions
-from gateway.api.routes import auth, client, conversations, inbound, ws
+from gateway.api.routes import auth, client, conversations, inbound, knowledge, ws
 from gateway.core.config import Settings, get_settings
+from gateway.core.ratelimit import RateLimited, RateLimits
 from gateway.live import Hub
 from gateway.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 
@@ -32,8 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with sidecar:
-            yield
+        with metrics.serve(settings.metrics_port, settings.metrics_host):
+            async with sidecar:
+                yield
 
     app = FastAPI(
         title="Support Inbox",
@@ -44,6 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sidecar = sidecar
     app.state.hub = hub
+    app.state.rate_limits = RateLimits.build(
+        sidecar,
+        {
+            "operator": settings.operator_rate_limit,
+            "channel": settings.channel_rate_limit,
+            "login": settings.login_rate_limit,
+        },
+    )
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     traces = settings.browser_traces_url
@@ -57,6 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"detail": "; ".join(problems), "errors": problems}, 422)
 
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        metrics.RATE_LIMIT_REJECTIONS.labels(exc.scope).inc()
+        return JSONResponse(
+            {"detail": str(exc)}, 429, headers={"Retry-After": str(exc.retry_after_s)}
+        )
+
     @app.exception_handler(TransientError)
     async def sidecar_unavailable(_: Request, exc: TransientError) -> JSONResponse:
         return JSONResponse(
@@ -65,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "2"},
         )
 
-    for module in (auth, client, conversations, inbound, ws):
+    for module in (auth, client, conversations, inbound, knowledge, ws):
         app.include_router(module.router)
     subscriptions.register(DaprApp(app), sidecar, hub)
 
@@ -74,5 +93,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "websockets": len(hub)}
 
     app.mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend")
+    metrics.instrument_http(app)
     instrument_app(app)
     return app

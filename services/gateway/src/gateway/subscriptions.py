@@ -1,8 +1,15 @@
-"""The gateway's Dapr subscription: ``conversation.updated`` -> every operator socket here."""
+"""The gateway's Dapr subscriptions: ``conversation.updated`` and ``insight.delta`` -> every
+operator socket connected to this replica."""
 
 from dapr.ext.fastapi import DaprApp
 from inbox_common.errors import TransientError
-from inbox_common.events import TOPIC_CONVERSATION_UPDATED, ConversationUpdated, conversation_key
+from inbox_common.events import (
+    TOPIC_CONVERSATION_UPDATED,
+    TOPIC_INSIGHT_DELTA,
+    ConversationUpdated,
+    InsightDelta,
+    conversation_key,
+)
 from inbox_common.read_models import Conversation
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
@@ -49,10 +56,20 @@ async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated)
         return sent
 
 
+def handle_delta(hub: Hub, event: InsightDelta) -> int:
+    """Push a partial suggested reply to every operator socket here; returns how many got it.
+    The page shows it only under its message while that insight is ``processing``."""
+    return hub.broadcast({"type": "insight.delta", **event.model_dump(mode="json")})
+
+
 def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub) -> None:
-    """Subscribe the gateway to ``conversation.updated``."""
+    """Subscribe the gateway to ``conversation.updated`` and ``insight.delta``."""
 
     async def on_updated(event: ConversationUpdated) -> None:
         await handle_updated(sidecar, hub, event)
 
+    async def on_delta(event: InsightDelta) -> None:
+        handle_delta(hub, event)
+
     subscribe(dapr_app, TOPIC_CONVERSATION_UPDATED, ConversationUpdated, on_updated)
+    subscribe(dapr_app, TOPIC_INSIGHT_DELTA, InsightDelta, on_delta)

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from inbox_common import metrics
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware
 from inbox_common.telemetry import instrument_app, setup_telemetry
@@ -42,14 +43,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await pool.open(wait=True, timeout=settings.db_connect_timeout_s)
-        async with pool, sidecar:
-            task = asyncio.create_task(relay.run(), name="outbox-relay")
-            try:
-                yield
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        with metrics.serve(settings.metrics_port, settings.metrics_host):
+            await pool.open(wait=True, timeout=settings.db_connect_timeout_s)
+            async with pool, sidecar:
+                task = asyncio.create_task(relay.run(), name="outbox-relay")
+                try:
+                    yield
+                finally:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
 
     app = FastAPI(title="Support Inbox messaging", lifespan=lifespan)
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
@@ -64,5 +66,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "database unavailable", "reason": str(exc)}, 503)
         return JSONResponse({"status": "ok"})
 
+    metrics.instrument_http(app)
     instrument_app(app)
     return app

@@ -6,12 +6,17 @@ and another takes over the moment it stops. Before a ``conversation.updated`` ro
 published, the conversation's read model and the inbox list are written to the state store,
 so a gateway that reacts to the event reads the new state. A row is stamped published only
 after Dapr accepted it; a crash in between publishes it again (consumers are idempotent).
+
+Each relay also measures the outbox lag (rows not yet published, age of the oldest) for the
+``inbox_outbox_*`` gauges, at most once per poll interval, whether or not it holds the lock.
 """
 
 import asyncio
 import logging
+import time
 from uuid import UUID
 
+from inbox_common import metrics
 from inbox_common.errors import TransientError
 from inbox_common.events import (
     INBOX_KEY,
@@ -36,6 +41,9 @@ _tracer = trace.get_tracer(__name__)
 RELAY_LOCK_ID = 0x1B0C_0001
 """pg_advisory_xact_lock key that makes one replica at a time the relay."""
 MAX_BACKOFF_S = 30.0
+LAG_QUERY_TIMEOUT_S = 2.0
+"""Longest wait for a connection to measure the lag: a database that is down must not hold
+the relay up twice."""
 
 _MODELS: dict[str, type[BaseModel]] = {
     TOPIC_MESSAGE_CREATED: MessageCreated,
@@ -63,6 +71,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
+        self._measured_at = float("-inf")
 
     def wake(self) -> None:
         """Ask for a scan now (called after a transaction that wrote outbox rows commits)."""
@@ -81,8 +90,10 @@ class OutboxRelay:
                     "outbox relay failed; backing off",
                     extra={"reason": str(exc), "backoff_s": backoff_s},
                 )
+                await self._measure_lag_when_due()
                 await asyncio.sleep(backoff_s)
                 continue
+            await self._measure_lag_when_due()
             if drained:
                 continue
             try:
@@ -90,6 +101,38 @@ class OutboxRelay:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def measure_lag(self) -> tuple[int, float]:
+        """Measure the outbox lag and set the ``inbox_outbox_*`` gauges.
+
+        Returns:
+            Rows committed but not yet published, and the age in seconds of the oldest of
+            them (0.0 when there is none). Reads only the pending rows (index `outbox_pending`).
+
+        Raises:
+            psycopg.Error: the database is unreachable.
+            psycopg_pool.PoolTimeout: no connection within ``LAG_QUERY_TIMEOUT_S``.
+        """
+        async with self._pool.connection(timeout=LAG_QUERY_TIMEOUT_S) as conn:
+            cur = await conn.execute(
+                "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp()"
+                " - min(created_at)), 0) FROM outbox WHERE published_at IS NULL"
+            )
+            rows, age_s = await cur.fetchone()  # type: ignore[misc]
+        metrics.OUTBOX_UNPUBLISHED_ROWS.set(rows)
+        metrics.OUTBOX_OLDEST_UNPUBLISHED_AGE.set(max(0.0, float(age_s)))
+        return rows, float(age_s)
+
+    async def _measure_lag_when_due(self) -> None:
+        """:meth:`measure_lag` when the last measurement is a poll interval old; a failure
+        leaves the gauges as they were."""
+        if time.monotonic() - self._measured_at < self._poll_interval_s:
+            return
+        self._measured_at = time.monotonic()
+        try:
+            await self.measure_lag()
+        except Exception as exc:  # noqa: BLE001 - a metric never stops the relay
+            log.debug("outbox lag not measured", extra={"reason": str(exc)})
 
     async def relay_batch(self) -> bool:
         """Publish one batch.

@@ -3,7 +3,9 @@
 from uuid import UUID
 
 from inbox_common.events import INBOX_MAX_ITEMS
+from inbox_common.knowledge import articles
 from inbox_common.read_models import (
+    ArticleRef,
     Conversation,
     ConversationSummary,
     Inbox,
@@ -30,12 +32,13 @@ async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Con
     await cur.execute(
         "SELECT m.message_id, m.seq, m.author_role, m.author_id, m.body, m.submitted_at,"
         " m.created_at, i.status, i.intent, i.summary, i.suggested_reply, i.model,"
-        " i.duration_ms, i.error, i.revision, i.requested_by, i.trace_id"
+        " i.duration_ms, i.error, i.revision, i.requested_by, i.trace_id, i.strategy, i.articles"
         " FROM messages m LEFT JOIN ai_insights i USING (message_id)"
         " WHERE m.conversation_id = %s ORDER BY m.seq",
         (conversation_id,),
     )
     messages = []
+    known = articles()
     for row in await cur.fetchall():
         insight = None
         if row["status"] is not None:
@@ -50,6 +53,12 @@ async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Con
                 revision=row["revision"],
                 requested_by=row["requested_by"],
                 trace_id=row["trace_id"],
+                strategy=row["strategy"],
+                articles=[
+                    ArticleRef(slug=slug, title=known[slug].title)
+                    for slug in row["articles"] or []
+                    if slug in known
+                ],
             )
         messages.append(
             Message(

@@ -101,7 +101,7 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
         cur = await conn.execute(
             "UPDATE ai_insights SET status = %s, intent = %s, summary = %s,"
             " suggested_reply = %s, model = %s, duration_ms = %s, error = %s, trace_id = %s,"
-            " completed_at = now()"
+            " strategy = %s, articles = %s, completed_at = now()"
             " WHERE message_id = %s AND status = 'processing' AND revision = %s"
             " RETURNING message_id",
             (
@@ -113,6 +113,8 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
                 event.duration_ms,
                 event.error,
                 event.trace_id,
+                event.strategy.value if event.strategy else None,
+                event.articles,
                 event.message_id,
                 event.revision,
             ),
@@ -174,7 +176,7 @@ async def request_insight(
             "UPDATE ai_insights SET status = 'processing', revision = %s, request_id = %s,"
             " requested_by = %s, intent = NULL, summary = NULL, suggested_reply = NULL,"
             " model = NULL, duration_ms = NULL, error = NULL, trace_id = NULL,"
-            " completed_at = NULL WHERE message_id = %s",
+            " strategy = NULL, articles = '{}', completed_at = NULL WHERE message_id = %s",
             (revision + 1, event.request_id, event.requested_by, event.message_id),
         )
         cur = await conn.execute(

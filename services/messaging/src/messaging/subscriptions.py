@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 import psycopg
 from dapr.ext.fastapi import DaprApp
+from inbox_common import metrics
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
@@ -28,24 +29,31 @@ log = logging.getLogger(__name__)
 async def handle_submitted(runtime: Runtime, event: MessageSubmitted) -> None:
     """Store a submitted message (idempotent by ``message_id``) and wake the outbox relay.
 
-    RETRY: the database is unreachable or a transaction failed transiently.
-    DROP: an operator reply to an unknown conversation, or data the schema refuses.
+    Counted in ``inbox_messages_stored_total``, or ``inbox_redeliveries_total{kind="message"}``
+    when it was stored already. RETRY: the database is unreachable or a transaction failed
+    transiently. DROP: an operator reply to an unknown conversation, or data the schema
+    refuses.
     """
     async with _connection(runtime) as conn:
         created = await store_message(conn, event)
     if created is None:
+        metrics.REDELIVERIES.labels("message").inc()
         log.info("duplicate message ignored", extra={"message_id": str(event.message_id)})
+    else:
+        metrics.MESSAGES_STORED.labels(event.author_role.value).inc()
     runtime.relay.wake()
 
 
 async def handle_ai_completed(runtime: Runtime, event: AiCompleted) -> None:
     """Store the first insight for a message and wake the outbox relay.
 
+    A duplicate is counted in ``inbox_redeliveries_total{kind="insight"}``.
     RETRY: the database is unreachable. DROP: the message does not exist.
     """
     async with _connection(runtime) as conn:
         stored = await store_insight(conn, event)
     if not stored:
+        metrics.REDELIVERIES.labels("insight").inc()
         log.info("duplicate insight ignored", extra={"message_id": str(event.message_id)})
     runtime.relay.wake()
 

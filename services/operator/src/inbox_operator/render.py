@@ -16,7 +16,11 @@ from inbox_operator.spec import GROUP, KIND, VERSION, Resources, SecretRef, Supp
 MANAGER = "support-inbox-operator"
 """Field manager for server-side apply and the ``app.kubernetes.io/managed-by`` label."""
 APP_PORT = 8000
-METRICS_PORT = 9090
+APP_METRICS_PORT = 9464
+"""The app container's Prometheus metrics (``METRICS_PORT``, port name ``metrics``)."""
+DAPR_METRICS_PORT = 9090
+"""The sidecar's Prometheus metrics (Dapr's default; the injector names the port
+``dapr-metrics``)."""
 PUBSUB = "inbox-pubsub"
 BROADCAST = "inbox-broadcast"
 STATE_STORE = "inbox-state"
@@ -284,6 +288,7 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
     env: list[Obj] = [
         {"name": "ENVIRONMENT", "value": "production"},
         {"name": "OTEL_SERVICE_NAME", "value": service},
+        {"name": "METRICS_PORT", "value": str(APP_METRICS_PORT)},
         _secret_env("APP_API_TOKEN", auth.app_api_token_secret_ref),
         _secret_env("DAPR_API_TOKEN", auth.dapr_api_token_secret_ref),
     ]
@@ -324,7 +329,12 @@ _SECURE_CONTAINER = {
 
 
 def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_hash: str) -> Obj:
-    """One app Deployment with its Dapr sidecar annotations."""
+    """One app Deployment with its Dapr sidecar annotations.
+
+    The app container serves HTTP on port ``http`` (8000) and its Prometheus metrics on port
+    ``metrics`` (9464, ``METRICS_PORT``); the sidecar serves its own on 9090, which the Dapr
+    injector names ``dapr-metrics``. A PodMonitor selects both by name.
+    """
     module = service.replace("-", "_")
     image = {
         "gateway": spec.images.gateway,
@@ -346,7 +356,7 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
         "dapr.io/app-token-secret": spec.auth.app_api_token_secret_ref.name,
         "dapr.io/log-as-json": "true",
         "dapr.io/enable-metrics": "true",
-        "dapr.io/metrics-port": str(METRICS_PORT),
+        "dapr.io/metrics-port": str(DAPR_METRICS_PORT),
         "dapr.io/sidecar-cpu-request": spec.sidecar.cpu_request,
         "dapr.io/sidecar-memory-request": spec.sidecar.memory_request,
         "dapr.io/sidecar-cpu-limit": spec.sidecar.cpu_limit,
@@ -369,7 +379,10 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
             str(APP_PORT),
             "--no-access-log",
         ],
-        "ports": [{"name": "http", "containerPort": APP_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": APP_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": APP_METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": _container_env(spec, service),
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {

@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from inbox_common.sidecar import Sidecar
 
 from gateway.core.config import Settings
+from gateway.core.ratelimit import RateLimits
 from gateway.core.security import InvalidToken, Operator, decode_access_token
 from gateway.live import Hub
 
@@ -26,9 +27,14 @@ def get_hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
+def get_rate_limits(request: Request) -> RateLimits:
+    return request.app.state.rate_limits
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SidecarDep = Annotated[Sidecar, Depends(get_sidecar)]
 HubDep = Annotated[Hub, Depends(get_hub)]
+RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 
 
 def current_operator(
@@ -53,14 +59,24 @@ def current_operator(
     return operator
 
 
-CurrentOperator = Annotated[Operator, Depends(current_operator)]
+async def limited_operator(
+    operator: Annotated[Operator, Depends(current_operator)], rate_limits: RateLimitsDep
+) -> Operator:
+    """:func:`current_operator`, counted against ``OPERATOR_RATE_LIMIT``; 429 beyond it."""
+    await rate_limits.hit("operator", operator.username)
+    return operator
 
 
-def channel_key(
+CurrentOperator = Annotated[Operator, Depends(limited_operator)]
+
+
+async def channel_key(
     settings: SettingsDep,
+    rate_limits: RateLimitsDep,
     x_api_key: Annotated[str | None, Header(description="A key from CHANNEL_API_KEYS")] = None,
 ) -> None:
-    """Require a valid customer-channel API key in ``X-API-Key``; 401 otherwise."""
+    """Require a valid customer-channel API key in ``X-API-Key`` (401 otherwise), counted
+    against ``CHANNEL_RATE_LIMIT`` (429 beyond it)."""
     if not x_api_key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
     sent = x_api_key.encode()
@@ -68,6 +84,7 @@ def channel_key(
         hmac.compare_digest(sent, k.get_secret_value().encode()) for k in settings.channel_api_keys
     ):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key")
+    await rate_limits.hit("channel", x_api_key)
 
 
 ChannelKey = Depends(channel_key)

@@ -4,6 +4,7 @@ from typing import Literal
 from uuid import UUID
 
 from fastapi import HTTPException, status
+from inbox_common import metrics
 from inbox_common.errors import TransientError
 from inbox_common.events import TOPIC_MESSAGES_SUBMITTED, MessageSubmitted
 from inbox_common.sidecar import Sidecar
@@ -30,6 +31,8 @@ async def publish(sidecar: Sidecar, topic: str, event: BaseModel, retry_hint: st
 
 
 async def publish_submitted(sidecar: Sidecar, event: MessageSubmitted) -> Accepted:
-    """Publish ``event`` on ``messages.submitted``; 503 with ``Retry-After`` if the bus is down."""
+    """Publish ``event`` on ``messages.submitted``; 503 with ``Retry-After`` if the bus is down.
+    Counted in ``inbox_messages_received_total{author_role}`` once published."""
     await publish(sidecar, TOPIC_MESSAGES_SUBMITTED, event, "retry with the same message_id")
+    metrics.MESSAGES_RECEIVED.labels(event.author_role.value).inc()
     return Accepted(message_id=event.message_id, conversation_id=event.conversation_id)

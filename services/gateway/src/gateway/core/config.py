@@ -5,7 +5,16 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from inbox_common.settings import ServiceSettings
-from pydantic import BaseModel, Field, HttpUrl, PrivateAttr, SecretStr, model_validator
+from limits import parse
+from pydantic import (
+    BaseModel,
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 DEV_JWT_SECRET_PREFIX = "dev-"  # noqa: S105 - a prefix to refuse, not a secret
 """Secrets starting with this are refused outside development."""
@@ -47,6 +56,24 @@ class Settings(ServiceSettings):
     ws_send_queue: int = Field(
         default=256, ge=8, description="Events buffered per WebSocket before it is closed as slow"
     )
+    operator_rate_limit: str = Field(
+        default="20/second",
+        description="OPERATOR_RATE_LIMIT: API requests per operator, across replicas",
+    )
+    channel_rate_limit: str = Field(
+        default="100/second",
+        description="CHANNEL_RATE_LIMIT: customer messages per channel API key, across replicas",
+    )
+    login_rate_limit: str = Field(
+        default="10/minute", description="LOGIN_RATE_LIMIT: login attempts per username"
+    )
+    ws_message_rate_limit: str = Field(
+        default="5/second",
+        description=(
+            "WS_MESSAGE_RATE_LIMIT: messages a client may send on one socket; beyond it they "
+            "are dropped with an error frame, and at twice it the socket is closed with 1008"
+        ),
+    )
     browser_traces_url: HttpUrl | None = Field(
         default=None,
         description=(
@@ -84,6 +111,17 @@ class Settings(ServiceSettings):
                 display_name="Administrator",
             )
         return self
+
+    @field_validator(
+        "operator_rate_limit", "channel_rate_limit", "login_rate_limit", "ws_message_rate_limit"
+    )
+    @classmethod
+    def _limit_syntax(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit such as '10/second': {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> "Settings":

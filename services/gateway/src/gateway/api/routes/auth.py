@@ -3,7 +3,7 @@
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import SettingsDep
+from gateway.api.deps import RateLimitsDep, SettingsDep
 from gateway.core.security import authenticate, create_access_token
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -26,9 +26,17 @@ class Token(BaseModel):
     operator: OperatorOut
 
 
-@router.post("/login", responses={401: {"description": "Wrong username or password"}})
-def login(body: LoginRequest, settings: SettingsDep) -> Token:
-    """Exchange operator credentials for a bearer token (JWT, HS256)."""
+@router.post(
+    "/login",
+    responses={
+        401: {"description": "Wrong username or password"},
+        429: {"description": "Too many attempts"},
+    },
+)
+async def login(body: LoginRequest, settings: SettingsDep, rate_limits: RateLimitsDep) -> Token:
+    """Exchange operator credentials for a bearer token (JWT, HS256). Attempts per username
+    are limited (``LOGIN_RATE_LIMIT``; 429 with ``Retry-After`` beyond it)."""
+    await rate_limits.hit("login", body.username.lower())
     operator = authenticate(settings, body.username, body.password)
     if operator is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")

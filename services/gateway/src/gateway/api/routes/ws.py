@@ -5,6 +5,10 @@ or invalid one is refused during the handshake with HTTP 401 and a JSON reason. 
 server sends ``{"type": "hello"}`` and then ``{"type": "conversation.updated", ...}`` events;
 the client may send ``{"type": "ping"}`` and gets ``{"type": "pong"}``. The socket closes with
 4401 when the token expires and 1013 when the client falls too far behind.
+
+A client that sends faster than ``WS_MESSAGE_RATE_LIMIT`` is throttled: its extra messages are
+dropped, each answered with ``{"type": "error", "detail": ...}``; at twice the limit the
+socket closes with 1008 (policy violation, RFC 6455).
 """
 
 import asyncio
@@ -13,6 +17,10 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
+from inbox_common import metrics
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from gateway.core.security import InvalidToken, decode_access_token
 from gateway.live import CLOSE_SLOW_CONSUMER, Connection
@@ -21,6 +29,8 @@ router = APIRouter()
 
 CLOSE_UNAUTHORIZED = 4401
 """Application close code (RFC 6455 4000-4999): the token expired or was invalid."""
+CLOSE_POLICY_VIOLATION = 1008
+"""RFC 6455 "Policy Violation": the client kept sending past twice its message rate limit."""
 
 
 @router.websocket("/ws")
@@ -45,7 +55,7 @@ async def live_updates(websocket: WebSocket, token: str | None = None) -> None:
         )
         tasks = [
             asyncio.create_task(_write(connection)),
-            asyncio.create_task(_read(connection)),
+            asyncio.create_task(_read(connection, parse(settings.ws_message_rate_limit))),
             asyncio.create_task(_expire(connection, expires_at)),
         ]
         _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -74,18 +84,37 @@ async def _write(connection: Connection) -> None:
         await connection.socket.send_json(payload)
 
 
-async def _read(connection: Connection) -> None:
+async def _read(connection: Connection, limit: RateLimitItem) -> None:
+    # A socket lives on one replica, so its limit is kept here, in memory.
+    limiter = MovingWindowRateLimiter(MemoryStorage())
+    hard = parse(f"{limit.amount * 2}/{limit.multiples} {limit.GRANULARITY.name}")
     try:
         while True:
             text = await connection.socket.receive_text()
+            if not await limiter.hit(hard, "hard"):
+                metrics.RATE_LIMIT_REJECTIONS.labels("websocket").inc()
+                await connection.socket.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+                return
+            if not await limiter.hit(limit, "soft"):
+                metrics.RATE_LIMIT_REJECTIONS.labels("websocket").inc()
+                _reply(connection, {"type": "error", "detail": f"too many messages ({limit})"})
+                continue
             try:
                 message = json.loads(text)
             except ValueError:
                 continue
             if isinstance(message, dict) and message.get("type") == "ping":
-                connection.queue.put_nowait({"type": "pong"})
+                _reply(connection, {"type": "pong"})
     except WebSocketDisconnect:
         return
+
+
+def _reply(connection: Connection, payload: dict) -> None:
+    """Queue an answer to the client; none when its queue is full (it is being closed)."""
+    try:
+        connection.queue.put_nowait(payload)
+    except asyncio.QueueFull:
+        pass
 
 
 async def _expire(connection: Connection, expires_at: int) -> None:

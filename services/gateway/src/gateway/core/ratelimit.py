@@ -1,0 +1,145 @@
+"""Rate limits shared by every gateway replica, kept in the Dapr state store.
+
+The ``limits`` library provides the limit syntax (``"120/minute"``) and the fixed-window
+strategy; :class:`DaprStateStorage` gives it a counter per window in ``inbox-state``, updated
+with Dapr's optimistic concurrency (ETag, first-write-wins), so two replicas never lose a hit.
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from inbox_common.errors import TransientError
+from inbox_common.sidecar import Sidecar
+from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "gateway:ratelimit:"
+MAX_ATTEMPTS = 25
+"""Compare-and-set attempts per hit before giving up (other requests won every race)."""
+
+
+class Contended(TransientError):
+    """Other requests on the same counter won every compare-and-set race."""
+
+
+class DaprStateStorage(Storage):
+    """A ``limits`` async storage on ``inbox-state``: one JSON ``{"count", "expires_at"}``
+    value per limit key, written with its ETag and a TTL of the window.
+
+    Raises :class:`~inbox_common.errors.TransientError` when the sidecar does not answer.
+    """
+
+    STORAGE_SCHEME = ["dapr"]
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        super().__init__()
+        self._sidecar = sidecar
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return TransientError
+
+    async def _read(self, key: str) -> tuple[dict | None, str | None]:
+        raw, etag = await self._sidecar.get_state_and_etag(KEY_PREFIX + key)
+        value = json.loads(raw) if raw else None
+        if value is not None and value.get("expires_at", 0) <= time.time():
+            value = None  # an expired window the store has not dropped yet
+        return value, etag
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to the window of ``key`` (a new one of ``expiry`` s when none is
+        open) and return the count."""
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                # jitter spreads the racers out, so each round one of them wins
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
+            value, etag = await self._read(key)
+            if value is None:
+                value = {"count": 0, "expires_at": time.time() + expiry}
+            value["count"] += amount
+            ttl = max(1, round(value["expires_at"] - time.time()) + 1)
+            if await self._sidecar.try_save_state(
+                KEY_PREFIX + key, json.dumps(value), etag, ttl_s=ttl
+            ):
+                return value["count"]
+        raise Contended(f"rate limit counter {key} kept changing under {MAX_ATTEMPTS} tries")
+
+    async def get(self, key: str) -> int:
+        value, _ = await self._read(key)
+        return value["count"] if value else 0
+
+    async def get_expiry(self, key: str) -> float:
+        value, _ = await self._read(key)
+        return value["expires_at"] if value else time.time()
+
+    async def check(self) -> bool:
+        try:
+            await self._sidecar.get_state_and_etag(KEY_PREFIX + "check")
+        except TransientError:
+            return False
+        return True
+
+    async def reset(self) -> int | None:
+        return None  # windows expire on their own (TTL)
+
+    async def clear(self, key: str) -> None:
+        value, etag = await self._read(key)
+        if value is not None:
+            await self._sidecar.try_save_state(
+                KEY_PREFIX + key, json.dumps({"count": 0, "expires_at": 0}), etag, ttl_s=1
+            )
+
+
+class RateLimited(Exception):
+    """Over the limit: retry after ``retry_after_s`` seconds (for ``Retry-After``)."""
+
+    def __init__(self, scope: str, limit: RateLimitItem, retry_after_s: int) -> None:
+        super().__init__(f"rate limit of {limit} per {scope} exceeded; retry in {retry_after_s} s")
+        self.scope = scope
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The limits per scope (``operator``, ``channel``, ``login``), enforced across replicas.
+
+    A state store that does not answer lets the request through (logged): an outage of the
+    limiter must not become an outage of the inbox. A counter so busy that a hit cannot be
+    counted is refused for a second, like a hit over the limit.
+    """
+
+    limiter: FixedWindowRateLimiter
+    items: dict[str, RateLimitItem]
+
+    @classmethod
+    def build(cls, sidecar: Sidecar, limits_by_scope: dict[str, str]) -> "RateLimits":
+        """``limits_by_scope``: scope -> a ``limits`` string such as ``"120/minute"``."""
+        items = {scope: parse(text) for scope, text in limits_by_scope.items()}
+        return cls(FixedWindowRateLimiter(DaprStateStorage(sidecar)), items)
+
+    async def hit(self, scope: str, identity: str) -> None:
+        """Count one request of ``identity`` (hashed, so no secret lands in the store).
+
+        Raises:
+            RateLimited: over the limit of ``scope``.
+        """
+        item = self.items[scope]
+        ident = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        try:
+            if await self.limiter.hit(item, scope, ident):
+                return
+            reset_at, _ = await self.limiter.get_window_stats(item, scope, ident)
+        except Contended:
+            raise RateLimited(scope, item, 1) from None
+        except TransientError as exc:
+            log.warning("rate limit not checked", extra={"scope": scope, "reason": str(exc)})
+            return
+        raise RateLimited(scope, item, max(1, int(reset_at - time.time() + 0.999)))

@@ -1,0 +1,3 @@
+ALTER TABLE ai_insights
+    DROP COLUMN articles,
+    DROP COLUMN strategy;
