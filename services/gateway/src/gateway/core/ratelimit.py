@@ -1,8 +1,9 @@
 """Rate limits shared by every gateway replica, kept in the Dapr state store.
 
-The ``limits`` library provides the limit syntax (``"120/minute"``) and the fixed-window
-strategy; :class:`DaprStateStorage` gives it a counter per window in ``inbox-state``, updated
-with Dapr's optimistic concurrency (ETag, first-write-wins), so two replicas never lose a hit.
+The ``limits`` library provides the limit syntax (``"120/minute"``), the key per limit and a
+storage interface; :class:`DaprStateStorage` implements it as a fixed-window counter in
+``inbox-state``, updated with Dapr's optimistic concurrency (ETag, first-write-wins), so two
+replicas never lose a hit.
 """
 
 import asyncio
@@ -11,13 +12,12 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inbox_common.errors import TransientError
 from inbox_common.sidecar import Sidecar
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
-from limits.aio.strategies import FixedWindowRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +107,47 @@ class RateLimited(Exception):
         self.retry_after_s = retry_after_s
 
 
-@dataclass(frozen=True)
+SYNC_INTERVAL_S = 0.05
+"""A replica adds its hits to the shared counter at least this often (s)..."""
+BATCH_SHARE = 20
+"""...or once it has admitted ``limit // BATCH_SHARE`` hits on its own since the last sync."""
+
+
+@dataclass
+class _Window:
+    """What this replica knows of one shared counter."""
+
+    shared: int = 0
+    pending: int = 0
+    synced_at: float = float("-inf")
+    resets_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class RateLimits:
     """The limits per scope (``operator``, ``channel``, ``login``), enforced across replicas.
+
+    Each replica adds its hits to the shared counter in small batches: between two syncs (at
+    most :data:`SYNC_INTERVAL_S` apart) it admits up to ``limit // BATCH_SHARE`` hits on its
+    own knowledge. So a busy key costs a compare-and-set per batch, not per request, and the
+    most a window can over-admit is that batch per replica (none for limits under
+    ``BATCH_SHARE``, which sync on every hit).
 
     A state store that does not answer lets the request through (logged): an outage of the
     limiter must not become an outage of the inbox. A counter so busy that a hit cannot be
     counted is refused for a second, like a hit over the limit.
     """
 
-    limiter: FixedWindowRateLimiter
-    items: dict[str, RateLimitItem]
+    def __init__(self, storage: DaprStateStorage, items: dict[str, RateLimitItem]) -> None:
+        self.items = items
+        self._storage = storage
+        self._windows: dict[str, _Window] = {}
 
     @classmethod
     def build(cls, sidecar: Sidecar, limits_by_scope: dict[str, str]) -> "RateLimits":
         """``limits_by_scope``: scope -> a ``limits`` string such as ``"120/minute"``."""
         items = {scope: parse(text) for scope, text in limits_by_scope.items()}
-        return cls(FixedWindowRateLimiter(DaprStateStorage(sidecar)), items)
+        return cls(DaprStateStorage(sidecar), items)
 
     async def hit(self, scope: str, identity: str) -> None:
         """Count one request of ``identity`` (hashed, so no secret lands in the store).
@@ -132,14 +156,39 @@ class RateLimits:
             RateLimited: over the limit of ``scope``.
         """
         item = self.items[scope]
-        ident = hashlib.sha256(identity.encode()).hexdigest()[:32]
-        try:
-            if await self.limiter.hit(item, scope, ident):
+        key = item.key_for(scope, hashlib.sha256(identity.encode()).hexdigest()[:32])
+        window = self._windows.get(key) or self._new_window(key)
+        async with window.lock:
+            now = time.time()
+            if (
+                now < window.resets_at
+                and now - window.synced_at < SYNC_INTERVAL_S
+                and window.pending < item.amount // BATCH_SHARE
+            ):
+                if window.shared + window.pending >= item.amount:
+                    raise RateLimited(scope, item, _seconds_until(window.resets_at))
+                window.pending += 1
                 return
-            reset_at, _ = await self.limiter.get_window_stats(item, scope, ident)
-        except Contended:
-            raise RateLimited(scope, item, 1) from None
-        except TransientError as exc:
-            log.warning("rate limit not checked", extra={"scope": scope, "reason": str(exc)})
-            return
-        raise RateLimited(scope, item, max(1, int(reset_at - time.time() + 0.999)))
+            amount, window.pending = window.pending + 1, 0
+            try:
+                window.shared = await self._storage.incr(key, item.get_expiry(), amount)
+                window.synced_at = time.time()
+                if window.resets_at <= now:
+                    window.resets_at = await self._storage.get_expiry(key)
+            except Contended:
+                raise RateLimited(scope, item, 1) from None
+            except TransientError as exc:
+                log.warning("rate limit not checked", extra={"scope": scope, "reason": str(exc)})
+                return
+            if window.shared > item.amount:
+                raise RateLimited(scope, item, _seconds_until(window.resets_at))
+
+    def _new_window(self, key: str) -> _Window:
+        if len(self._windows) > 10_000:  # forget the windows that are over
+            now = time.time()
+            self._windows = {k: w for k, w in self._windows.items() if w.resets_at > now}
+        return self._windows.setdefault(key, _Window())
+
+
+def _seconds_until(moment: float) -> int:
+    return max(1, int(moment - time.time() + 0.999))
