@@ -35,10 +35,10 @@ test: tools frontend
 test-unit:
 	@uv run --frozen pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
-## lint: ruff over the services, tools and tests
+## lint: ruff over the services, tools, tests and benchmarks
 .PHONY: lint
 lint:
-	@uv run --frozen ruff check services tools tests
+	@uv run --frozen ruff check services tools tests bench
 
 need = @command -v $(1) >/dev/null || { echo "make $@ needs $(1): $(2)"; exit 1; }
 IMAGE_REGISTRY ?= ghcr.io/support-inbox

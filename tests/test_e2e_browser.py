@@ -1,51 +1,10 @@
 """The inbox in headless Chromium (Debian's, driven by Playwright) against the whole stack."""
 
-from collections.abc import Iterator
-
 import pytest
-from devstack.fixtures import E2E_TIMEOUT_S
-from playwright.sync_api import Browser, Page, expect
+from devstack.browser import log_in, open_conversation
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.e2e
-
-TIMEOUT_MS = E2E_TIMEOUT_S * 1000
-
-
-@pytest.fixture
-def page(browser: Browser, stack, output_dir, request) -> Iterator[Page]:
-    context = browser.new_context(
-        base_url=stack.gateway_url, viewport={"width": 1360, "height": 860}
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda m: (
-            m.type == "error" and "Content Security Policy" in m.text and errors.append(m.text)
-        ),
-    )
-    yield page
-    page.screenshot(path=output_dir / f"{request.node.name}.png")
-    context.close()
-    assert errors == [], errors
-
-
-def log_in(page: Page, stack) -> None:
-    page.goto("/")
-    user, password = stack.operator
-    page.fill("#username", user)
-    page.fill("#password", password)
-    page.click("#login-submit")
-    expect(page.locator("#app")).to_be_visible()
-
-
-def open_conversation(page: Page, conversation_id: str) -> None:
-    item = page.locator(f'.conv-item[data-conversation-id="{conversation_id}"]')
-    expect(item).to_be_visible()
-    item.click()
-    expect(page.locator("#view-content")).to_be_visible()
 
 
 def test_insight_arrives_live_and_suggestion_is_only_copied(page: Page, stack, inbox) -> None:

@@ -13,6 +13,7 @@ import shutil
 import httpx2 as httpx
 import pytest
 import websockets
+from devstack.browser import log_in, open_conversation
 from devstack.fixtures import E2E_TIMEOUT_S, InboxClient, chromium, start_stack, wait_for
 from devstack.jaeger import Jaeger
 from playwright.sync_api import expect
@@ -205,13 +206,9 @@ def operate(browser, stack, jaeger, conversation_id: str, message_id: str) -> tu
         lambda ws: ws.on("framereceived", lambda frame: pushes.append(json.loads(frame))),
     )
     try:
-        page.goto("/")
-        user, password = stack.operator
-        page.fill("#username", user)
-        page.fill("#password", password)
-        page.click("#login-submit")
+        log_in(page, stack)
         expect(page.locator("#live-status")).to_have_attribute("data-mode", "websocket")
-        page.locator(f'.conv-item[data-conversation-id="{conversation_id}"]').click()
+        open_conversation(page, conversation_id)
         panel = page.locator(f'[data-message-id="{message_id}"] .ai-panel')
         expect(panel).to_have_attribute("data-status", "available")
 

@@ -13,53 +13,13 @@ from datetime import UTC, datetime
 import httpx2 as httpx
 import psycopg
 import pytest
-import redis
 import websockets
 from devstack.fixtures import start_stack, wait_for
-from inbox_common.events import conversation_key, pubsub_for
+from devstack.probe import Probe
+from inbox_common.events import conversation_key
 from inbox_common.read_models import Conversation, ConversationSummary
 
 pytestmark = pytest.mark.integration
-
-
-class Probe:
-    """Publish through a service's sidecar, read its state and the broker's streams."""
-
-    def __init__(self, stack, service: str) -> None:
-        self.stack = stack
-        ports = stack.services[service].ports
-        self.dapr = httpx.Client(
-            base_url=f"http://127.0.0.1:{ports.http}/v1.0",
-            timeout=10,
-            headers={"dapr-api-token": stack.dapr_api_token},
-        )
-        self.redis = redis.Redis(port=stack.redis.port, password=stack.redis.password)
-
-    def publish(self, topic: str, data: dict) -> None:
-        response = self.dapr.post(f"/publish/{pubsub_for(topic)}/{topic}", json=data)
-        assert response.status_code == 204, response.text
-
-    def state(self, key: str) -> dict | None:
-        response = self.dapr.get(f"/state/inbox-state/{key}")
-        return response.json() if response.status_code == 200 else None
-
-    def acked(self, topic: str, group: str) -> bool:
-        """Every entry of ``topic`` delivered to consumer group ``group`` and acknowledged."""
-        info = {g["name"].decode(): g for g in self.redis.xinfo_groups(topic)}
-        length = self.redis.xlen(topic)
-        return (
-            group in info
-            and info[group]["pending"] == 0
-            and info[group].get("entries-read", length) == length
-        )
-
-    def events(self, topic: str) -> list[dict]:
-        """The ``data`` of every CloudEvent on ``topic``'s stream, oldest first."""
-        found = []
-        for _, fields in self.redis.xrange(topic):
-            data = json.loads(fields[b"data"])["data"]
-            found.append(json.loads(data) if isinstance(data, str) else data)
-        return found
 
 
 def submitted(**fields: object) -> dict:
@@ -359,23 +319,6 @@ def test_worker_skips_operator_messages(worker) -> None:
     worker.publish("message.created", marker)
     wait_for(lambda: completions(worker, marker["message_id"]), what="marker analysed")
     assert completions(worker, operator["message_id"]) == []
-
-
-@pytest.fixture(scope="module")
-def worker_without_ollama(output_dir, fake_ollama):
-    from devstack.procs import free_port
-
-    stack = start_stack(
-        output_dir,
-        "int-ai-worker-no-ollama",
-        fake_ollama,
-        services=("ai-worker",),
-        env={"OLLAMA_URL": f"http://127.0.0.1:{free_port()}"},
-    )
-    try:
-        yield Probe(stack, "ai-worker")
-    finally:
-        stack.stop()
 
 
 def test_unreachable_ollama_means_unavailable(worker_without_ollama) -> None:

@@ -131,3 +131,8 @@ export function regenerateInsight(conversationId, messageId) {
   const m = encodeURIComponent(messageId);
   return request('POST', `/api/v1/conversations/${c}/messages/${m}/regenerate-insight`);
 }
+
+/** Change a conversation's status and/or assignee: `{status?, assignee?}` (null unassigns). */
+export function changeConversation(conversationId, change) {
+  return request('PATCH', `/api/v1/conversations/${encodeURIComponent(conversationId)}`, change);
+}

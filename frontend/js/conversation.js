@@ -4,7 +4,13 @@
 import * as api from './api.js';
 import { notify } from './notice.js';
 import { traced } from './tracing.js';
-import { renderConversationHeader, renderMessages } from './views.js';
+import {
+  renderActivity,
+  renderConversationHeader,
+  renderLifecycleControls,
+  renderMessages,
+  renderResolutionSummary,
+} from './views.js';
 
 const BOTTOM_SLACK_PX = 48;
 // If no push arrives for an accepted message (missed frame, slow pipeline), look again.
@@ -30,7 +36,8 @@ export function bodyLength(text) {
 /**
  * @param {object} o
  * @param {object} o.refs  view, emptyEl, loadingEl, contentEl, customerEl, subjectEl,
- *                         messagesEl, form, replyEl, sendEl, counterEl, errorEl
+ *                         messagesEl, form, replyEl, sendEl, counterEl, errorEl,
+ *                         statusEl, assigneeEl, assignEl, summaryEl, activityListEl, activityCountEl
  * @param {() => string} o.ownUsername
  * @param {(id: string, version: number) => void} o.onSeen
  * @param {(id: string|null) => void} o.onClosed   conversation vanished (404)
@@ -100,6 +107,7 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     else pending.delete(openId);
 
     renderConversationHeader(refs.customerEl, refs.subjectEl, data);
+    renderLifecycle(data);
     showState('content');
     renderBody({ stickToBottom: stick });
     onSeen(openId, Number(data.version));
@@ -169,6 +177,7 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     if (summary) {
       // The list already knows who this is; show it at once instead of a blank pane.
       renderConversationHeader(refs.customerEl, refs.subjectEl, summary);
+      renderLifecycle(summary);
       showState('content');
       refs.messagesEl.append(Object.assign(document.createElement('p'), {
         className: 'empty-state messages-loading',
@@ -198,6 +207,36 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     lastFailed = null;
     refs.replyEl.value = '';
     updateComposer();
+  }
+
+  function renderLifecycle(data) {
+    renderLifecycleControls(refs, data, ownUsername());
+    renderResolutionSummary(refs.summaryEl, data);
+    renderActivity(refs.activityListEl, refs.activityCountEl, data.events);
+  }
+
+  // Status and assignee changes are accepted at once and applied by messaging; the push (or
+  // these checks, when no push comes) brings the new state.
+  async function change(body, what) {
+    const id = openId;
+    if (!id) return;
+    refs.statusEl.disabled = true;
+    refs.assignEl.disabled = true;
+    try {
+      await api.changeConversation(id, body);
+      for (const delay of CONFIRM_CHECKS_MS.slice(0, 2)) {
+        setTimeout(() => {
+          if (openId === id) refresh();
+        }, delay);
+      }
+    } catch (err) {
+      if (err.status === 401) return;
+      notify(`Could not ${what}: ${err.detail}`);
+      refs.statusEl.value = refs.statusEl.dataset.current || 'open';
+    } finally {
+      refs.statusEl.disabled = false;
+      refs.assignEl.disabled = false;
+    }
   }
 
   function handleDelta(delta) {
@@ -345,6 +384,20 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     traced('regenerate insight', () => regenerate(messageId, button), {
       'inbox.conversation_id': openId || '',
       'inbox.message_id': messageId,
+    });
+  });
+
+  refs.statusEl.addEventListener('change', () => {
+    const status = refs.statusEl.value;
+    if (status === refs.statusEl.dataset.current) return;
+    traced('change status', () => change({ status }, 'change the status'), {
+      'inbox.conversation_id': openId || '',
+    });
+  });
+  refs.assignEl.addEventListener('click', () => {
+    const assignee = refs.assignEl.dataset.action === 'unassign' ? null : ownUsername();
+    traced('assign conversation', () => change({ assignee }, 'change the assignee'), {
+      'inbox.conversation_id': openId || '',
     });
   });
 

@@ -96,6 +96,12 @@ const convo = createConversationView({
     sendEl: $('reply-send'),
     counterEl: $('reply-counter'),
     errorEl: $('reply-error'),
+    statusEl: $('conversation-status'),
+    assigneeEl: $('conversation-assignee'),
+    assignEl: $('assign-button'),
+    summaryEl: $('resolution-summary'),
+    activityListEl: $('activity-list'),
+    activityCountEl: $('activity-count'),
   },
   ownUsername: () => (session && session.operator ? session.operator.username : ''),
   onSeen(id, version) {

@@ -18,9 +18,13 @@ A request that offers ``tools`` is the tool round: it is answered with a
 ``search_knowledge_base`` call for the customer text, and the insight that follows names the
 first article the tool returned. The reply also follows the system prompt's strategy
 (``Strategy: short answer|careful analysis|escalation``).
+A request whose system prompt is the ai-worker's resolution-summary prompt ("You summarise a
+resolved customer-support conversation") is answered with ``{"summary": ...}`` built from the
+``<message role=...>`` lines of the transcript: how many messages, the customer's first and
+the operator's last (modes and markers apply as above).
 ``GET /__fake__/stats`` counts insight calls per mode (``calls``), per customer text
-(``texts``), tool rounds per customer text (``tool_rounds``) and calls under way
-(``in_flight``).
+(``texts``), tool rounds per customer text (``tool_rounds``), summary calls per mode
+(``summaries``) and calls under way (``in_flight``).
 
 Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]
 [--token-delay-s 0.03]``
@@ -48,6 +52,8 @@ STRATEGIES = ("short answer", "careful analysis", "escalation")
 DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
 _MARKER = re.compile(r"\[\[fake:([a-z]+)\]\]")
 _CUSTOMER = re.compile(r"<customer_message>\n?(.*?)\n?</customer_message>", re.DOTALL)
+SUMMARY_PROMPT = "You summarise a resolved customer-support conversation"
+_TRANSCRIPT_LINE = re.compile(r'<message role="(customer|operator)">(.*?)</message>', re.DOTALL)
 
 
 def _labels() -> dict[str, str]:
@@ -84,6 +90,18 @@ def insight_for(
     return {"intent": intent, "summary": summary[:380], "suggested_reply": reply}
 
 
+def summary_for(transcript: str) -> dict[str, str]:
+    """A recognisable resolution summary of a ``<message role=...>`` transcript."""
+    lines = [
+        (role, _MARKER.sub("", body).strip()) for role, body in _TRANSCRIPT_LINE.findall(transcript)
+    ]
+    customer = next((body for role, body in lines if role == "customer"), "")
+    operator = next((body for role, body in reversed(lines) if role == "operator"), "")
+    summary = f'Resolved after {len(lines)} messages. The customer wrote: "{customer[:120]}".'
+    summary += f' The operator answered: "{operator[:120]}".' if operator else " No operator reply."
+    return {"summary": summary}
+
+
 class BrokenStream(Exception):
     """Raised inside a streamed answer: uvicorn drops the connection half-way."""
 
@@ -106,10 +124,16 @@ def create_app(
     stats: Counter[str] = Counter()
     texts: Counter[str] = Counter()
     tool_rounds: Counter[str] = Counter()
+    summaries: Counter[str] = Counter()
     labels = _labels()
 
-    def content_for(chosen: str, text: str, strategy: str, article: str | None) -> str:
-        body = json.dumps(insight_for(text, labels, strategy, article))
+    def content_for(
+        chosen: str, text: str, strategy: str, article: str | None, summarising: bool = False
+    ) -> str:
+        if summarising:
+            body = json.dumps(summary_for(text))
+        else:
+            body = json.dumps(insight_for(text, labels, strategy, article))
         return {
             "fenced": f"Here is the analysis:\n```json\n{body}\n```\nHope this helps.",
             "prose": "The customer seems to have a question about their card. Reply politely.",
@@ -138,6 +162,7 @@ def create_app(
         messages = payload.get("messages", [])
         system = next((m["content"] for m in messages if m.get("role") == "system"), "")
         strategy = next((s for s in STRATEGIES if f"Strategy: {s}" in system), "")
+        summarising = SUMMARY_PROMPT in system
         if chosen == "error":
             return JSONResponse({"error": "llama runner process has terminated"}, 500)
         if payload.get("tools"):
@@ -158,8 +183,11 @@ def create_app(
         for tool in (m for m in messages if m.get("role") == "tool"):
             found_articles = json.loads(tool.get("content") or "[]")
             article = article or (found_articles[0]["title"] if found_articles else None)
-        stats[chosen] += 1
-        texts[text] += 1
+        if summarising:
+            summaries[chosen] += 1
+        else:
+            stats[chosen] += 1
+            texts[text] += 1
         started = time.monotonic_ns()
         if chosen in ("slow", "delayed"):
             state["in_flight"] += 1
@@ -167,7 +195,7 @@ def create_app(
                 await asyncio.sleep(state["slow_s" if chosen == "slow" else "delay_s"])
             finally:
                 state["in_flight"] -= 1
-        content = content_for(chosen, text, strategy, article)
+        content = content_for(chosen, text, strategy, article, summarising)
         done = {
             "model": MODEL,
             "created_at": datetime.now(UTC).isoformat(),
@@ -249,6 +277,7 @@ def create_app(
                 "calls": dict(stats),
                 "texts": dict(texts),
                 "tool_rounds": dict(tool_rounds),
+                "summaries": dict(summaries),
                 "in_flight": state["in_flight"],
             }
         )

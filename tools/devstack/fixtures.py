@@ -125,6 +125,47 @@ def browser():
         yield browser
 
 
+@pytest.fixture
+def page(browser, stack: Stack, output_dir: Path, request: pytest.FixtureRequest):
+    """A fresh page on the first gateway. The test fails on any page error or CSP refusal;
+    a screenshot of the end state goes to ``test-output/<test name>.png``."""
+    context = browser.new_context(
+        base_url=stack.gateway_url, viewport={"width": 1360, "height": 860}
+    )
+    page = context.new_page()
+    page.set_default_timeout(E2E_TIMEOUT_S * 1000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error" and "Content Security Policy" in m.text and errors.append(m.text)
+        ),
+    )
+    yield page
+    page.screenshot(path=output_dir / f"{request.node.name}.png")
+    context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture(scope="module")
+def worker_without_ollama(output_dir: Path, fake_ollama: FakeOllama):
+    """The ai-worker alone (a :class:`~devstack.probe.Probe` on it), its Ollama unreachable."""
+    from devstack.probe import Probe
+
+    stack = start_stack(
+        output_dir,
+        "int-ai-worker-no-ollama",
+        fake_ollama,
+        services=("ai-worker",),
+        env={"OLLAMA_URL": f"http://127.0.0.1:{free_port()}"},
+    )
+    try:
+        yield Probe(stack, "ai-worker")
+    finally:
+        stack.stop()
+
+
 def start_stack(output_dir: Path, name: str, fake: FakeOllama, **kwargs: object) -> Stack:
     run_dir = output_dir / name
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -12,13 +12,12 @@ import json
 import logging
 import time
 
-import httpx
 import ollama
 from inbox_common.events import AiCompleted, InsightStatus, MessageCreated, ReplyStrategy
 from opentelemetry import trace
 
 from ai_worker.knowledge import SEARCH_TOOL, TOOL_NAME, search_knowledge_base
-from ai_worker.llm import BrokenStreamError, OllamaChat, OnOutput
+from ai_worker.llm import LLM_FAILURES, OllamaChat, OnOutput, describe_failure
 from ai_worker.parser import INSIGHT_SCHEMA, InsightParseError, parse_insight
 from ai_worker.prompts import system_prompt, user_prompt
 from ai_worker.routing import route
@@ -44,6 +43,11 @@ class Analyser:
         self._chat = OllamaChat(settings, client)
         self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
         self._tools = True
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """The semaphore bounding LLM calls in flight (``ai_max_concurrency``)."""
+        return self._slots
 
     async def analyse(
         self, message: MessageCreated, revision: int = 1, on_output: OnOutput | None = None
@@ -71,16 +75,8 @@ class Analyser:
                     used = await self._consult_knowledge(messages)
                     text = await self._chat.stream(messages, INSIGHT_SCHEMA, on_output)
                 insight = parse_insight(text)
-            except TimeoutError:
-                error = f"the model did not answer within {self._settings.ollama_timeout_s:g} s"
-            except ollama.ResponseError as exc:
-                error = f"Ollama answered HTTP {exc.status_code}: {str(exc.error)[:200]}"
-            except BrokenStreamError:
-                error = "the model's answer broke off before it was complete"
-            except (ConnectionError, httpx.TransportError) as exc:
-                error = (
-                    f"Ollama is unreachable at {self._settings.ollama_url}: {type(exc).__name__}"
-                )
+            except LLM_FAILURES as exc:
+                error = describe_failure(exc, self._settings)
             except InsightParseError as exc:
                 error = str(exc)
             else:

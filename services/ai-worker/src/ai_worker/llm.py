@@ -27,6 +27,28 @@ class BrokenStreamError(Exception):
     """Ollama's stream stopped before its final ``done`` chunk."""
 
 
+LLM_FAILURES = (
+    TimeoutError,
+    ollama.ResponseError,
+    BrokenStreamError,
+    ConnectionError,
+    httpx.TransportError,
+)
+"""What a call to Ollama may end with, besides an answer."""
+
+
+def describe_failure(exc: BaseException, settings: Settings) -> str:
+    """One line for an operator: why the model gave no answer (one of :data:`LLM_FAILURES`;
+    the ``TimeoutError`` is the caller's ``ollama_timeout_s`` running out)."""
+    if isinstance(exc, TimeoutError):
+        return f"the model did not answer within {settings.ollama_timeout_s:g} s"
+    if isinstance(exc, ollama.ResponseError):
+        return f"Ollama answered HTTP {exc.status_code}: {str(exc.error)[:200]}"
+    if isinstance(exc, BrokenStreamError):
+        return "the model's answer broke off before it was complete"
+    return f"Ollama is unreachable at {settings.ollama_url}: {type(exc).__name__}"
+
+
 class OllamaChat:
     """Chat calls to one Ollama server and model (``settings``)."""
 

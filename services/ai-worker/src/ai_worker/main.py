@@ -16,6 +16,7 @@ from inbox_common.telemetry import instrument_app, setup_telemetry
 from ai_worker import subscriptions
 from ai_worker.analysis import Analyser
 from ai_worker.settings import Settings, get_settings
+from ai_worker.summary import Summariser
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     setup_telemetry("ai-worker", settings.log_level)
     sidecar = Sidecar()
     analyser = Analyser(settings)
+    summariser = Summariser(settings, analyser.slots)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         analyser,
         settings.insight_cache_ttl_s,
         settings.ai_stream_interval_ms,
+        summariser,
     )
 
     @app.get("/healthz", include_in_schema=False)

@@ -56,13 +56,7 @@ def parse_insight(text: str) -> LlmInsight:
         raise InsightParseError("model returned no text")
     if len(text) > MAX_OUTPUT_CHARS:
         raise InsightParseError(f"model output longer than {MAX_OUTPUT_CHARS} characters")
-    fenced = _FENCE.search(text)
-    candidates = [fenced.group(1), text] if fenced else [text]
-    obj = None
-    for candidate in candidates:
-        obj = first_json_object(candidate)
-        if obj is not None:
-            break
+    obj = json_object_in(text)
     if obj is None:
         raise InsightParseError("no JSON object in model output")
     if isinstance(obj.get("intent"), str):
@@ -75,6 +69,17 @@ def parse_insight(text: str) -> LlmInsight:
         )
         reason = f"model output does not match the schema: {problems}"
         raise InsightParseError(reason[:400]) from None
+
+
+def json_object_in(text: str) -> dict | None:
+    """The first JSON object inside a Markdown code fence of ``text``, else the first one in
+    ``text`` itself (see :func:`first_json_object`); ``None`` when there is none."""
+    fenced = _FENCE.search(text)
+    for candidate in [fenced.group(1), text] if fenced else [text]:
+        obj = first_json_object(candidate)
+        if obj is not None:
+            return obj
+    return None
 
 
 def first_json_object(text: str) -> dict | None:

@@ -1,5 +1,6 @@
 """ai-worker's Dapr subscriptions: ``message.created`` (first analysis) and
-``analysis.requested`` (an operator's regenerate) -> analysis -> ``ai.completed``."""
+``analysis.requested`` (an operator's regenerate) -> analysis -> ``ai.completed``;
+``summary.requested`` (a resolve) -> resolution summary -> ``summary.completed``."""
 
 import logging
 import time
@@ -10,16 +11,21 @@ from inbox_common.events import (
     TOPIC_AI_COMPLETED,
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_MESSAGE_CREATED,
+    TOPIC_SUMMARY_COMPLETED,
+    TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     AnalysisRequested,
     AuthorRole,
     MessageCreated,
+    SummaryCompleted,
+    SummaryRequested,
 )
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
 
 from ai_worker.analysis import Analyser
 from ai_worker.streaming import ReplyStream
+from ai_worker.summary import Summariser
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +94,55 @@ async def handle_created(
     return completed
 
 
+def summary_key(conversation_id: object, resolution: int) -> str:
+    """State store key caching a finished resolution summary, for redeliveries."""
+    return f"ai-worker:summary:{conversation_id}:{resolution}"
+
+
+async def handle_summary_requested(
+    sidecar: Sidecar, summariser: Summariser, event: SummaryRequested, cache_ttl_s: int
+) -> SummaryCompleted:
+    """Summarise a resolved conversation and publish the outcome.
+
+    Cached in the state store before it is published, so a redelivery republishes it without
+    a second LLM call. RETRY: the sidecar could not read, write or publish. Never DROP: any
+    LLM failure is an ``unavailable`` summary.
+    """
+    key = summary_key(event.conversation_id, event.resolution)
+    ids = {"conversation_id": str(event.conversation_id), "resolution": event.resolution}
+    cached = await sidecar.get_state(key)
+    if cached is not None:
+        completed = SummaryCompleted.model_validate_json(cached)
+        metrics.REDELIVERIES.labels("cached_summary").inc()
+        log.info("republishing cached summary", extra=ids)
+    else:
+        log.info("summarising conversation", extra={**ids, "messages": len(event.messages)})
+        completed = await summariser.summarise(event)
+        await sidecar.save_states({key: completed}, ttl_s=cache_ttl_s)
+    await sidecar.publish(TOPIC_SUMMARY_COMPLETED, completed)
+    log.info("summary published", extra={**ids, "status": completed.status})
+    return completed
+
+
 def register(
     dapr_app: DaprApp,
     sidecar: Sidecar,
     analyser: Analyser,
     cache_ttl_s: int,
     stream_interval_ms: int = 0,
+    summariser: Summariser | None = None,
 ) -> None:
-    """Subscribe the worker to ``message.created`` and ``analysis.requested``."""
+    """Subscribe the worker to ``message.created`` and ``analysis.requested``, and to
+    ``summary.requested`` when given a ``summariser``."""
 
     async def on_created(event: MessageCreated | AnalysisRequested) -> None:
         await handle_created(sidecar, analyser, event, cache_ttl_s, stream_interval_ms)
 
     subscribe(dapr_app, TOPIC_MESSAGE_CREATED, MessageCreated, on_created)
     subscribe(dapr_app, TOPIC_ANALYSIS_REQUESTED, AnalysisRequested, on_created)
+    if summariser is not None:
+
+        async def on_summary(event: SummaryRequested) -> None:
+            await handle_summary_requested(sidecar, summariser, event, cache_ttl_s)
+
+        subscribe(dapr_app, TOPIC_SUMMARY_REQUESTED, SummaryRequested, on_summary)

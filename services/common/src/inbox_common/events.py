@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 PUBSUB = "inbox-pubsub"
 """Dapr pub/sub component for work: each event reaches one replica of each subscribing app
@@ -29,6 +29,9 @@ TOPIC_CONVERSATION_UPDATED = "conversation.updated"
 TOPIC_INSIGHT_REQUESTED = "insight.requested"
 TOPIC_ANALYSIS_REQUESTED = "analysis.requested"
 TOPIC_INSIGHT_DELTA = "insight.delta"
+TOPIC_CONVERSATION_CHANGED = "conversation.changed"
+TOPIC_SUMMARY_REQUESTED = "summary.requested"
+TOPIC_SUMMARY_COMPLETED = "summary.completed"
 
 TOPICS = (
     TOPIC_MESSAGES_SUBMITTED,
@@ -38,6 +41,9 @@ TOPICS = (
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_INSIGHT_DELTA,
+    TOPIC_CONVERSATION_CHANGED,
+    TOPIC_SUMMARY_REQUESTED,
+    TOPIC_SUMMARY_COMPLETED,
 )
 """Every topic the services use; with their dead-letter topics, what a broker must carry."""
 
@@ -76,6 +82,15 @@ class InsightStatus(StrEnum):
     PROCESSING = "processing"
     AVAILABLE = "available"
     UNAVAILABLE = "unavailable"
+
+
+class ConversationStatus(StrEnum):
+    """Where a conversation stands: ``open`` (to work on), ``pending`` (waiting for the
+    customer) or ``resolved``. A new customer message makes a pending or resolved one open."""
+
+    OPEN = "open"
+    PENDING = "pending"
+    RESOLVED = "resolved"
 
 
 class ReplyStrategy(StrEnum):
@@ -201,6 +216,94 @@ class InsightDelta(Event):
     text: str = Field(max_length=2000, description="The suggested reply so far")
 
 
+class ConversationChanged(Event):
+    """An operator changes a conversation's status, its assignee, or both.
+
+    Topic ``conversation.changed``; producer: gateway (``PATCH /api/v1/conversations/{id}``);
+    consumer: messaging, which applies it, logs it and, when it resolves the conversation,
+    asks for a resolution summary. Idempotency key: ``request_id``.
+
+    The assignee is encoded without a sentinel: ``assignee_set`` says whether the assignee
+    changes at all, and then ``assignee`` is the new one (``None`` unassigns).
+    """
+
+    request_id: UUID = Field(description="Unique per request, made by the gateway")
+    conversation_id: UUID
+    status: ConversationStatus | None = Field(
+        default=None, description="The new status, or None to leave it"
+    )
+    assignee_set: bool = Field(default=False, description="Whether the assignee changes")
+    assignee: AuthorId | None = Field(
+        default=None, description="The new assignee's username (None: unassigned)"
+    )
+    changed_by: AuthorId = Field(description="Operator username")
+    changed_at: datetime = Field(description="When the gateway accepted it (UTC)")
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> "ConversationChanged":
+        if self.status is None and not self.assignee_set:
+            raise ValueError("a change needs a status or assignee_set")
+        if self.assignee is not None and not self.assignee_set:
+            raise ValueError("assignee given without assignee_set")
+        return self
+
+
+SUMMARY_MAX_MESSAGES = 50
+"""Most messages (the latest) a resolution summary is asked for."""
+SUMMARY_MAX_CHARS = 12_000
+"""Most characters of message text a resolution summary is asked for (the latest messages
+first; one longer message is cut)."""
+SUMMARY_MAX_TEXT = 1000
+"""Longest resolution summary stored, in characters."""
+
+
+class TranscriptLine(Event):
+    """One message of a transcript sent for summarising."""
+
+    role: AuthorRole
+    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)]
+
+
+class SummaryRequested(Event):
+    """A resolved conversation to summarise, as of its ``resolution``-th resolve.
+
+    Topic ``summary.requested``; producer: messaging (through its outbox, in the transaction
+    that resolves the conversation); consumer: ai-worker. Idempotency key:
+    ``(conversation_id, resolution)``.
+    """
+
+    conversation_id: UUID
+    resolution: int = Field(ge=1, description="1 for the first resolve, +1 per later resolve")
+    messages: list[TranscriptLine] = Field(
+        max_length=SUMMARY_MAX_MESSAGES,
+        description=(
+            f"The latest messages, oldest first: at most {SUMMARY_MAX_MESSAGES}, "
+            f"{SUMMARY_MAX_CHARS} characters in all"
+        ),
+    )
+    omitted: int = Field(default=0, ge=0, description="Earlier messages left out of the bound")
+    requested_by: AuthorId = Field(description="Operator who resolved it")
+
+
+class SummaryCompleted(Event):
+    """The outcome of summarising a resolved conversation.
+
+    Topic ``summary.completed``; producer: ai-worker; consumer: messaging, which stores it
+    only for the conversation's current resolution. Idempotency key:
+    ``(conversation_id, resolution)`` (the first completion wins).
+    """
+
+    conversation_id: UUID
+    resolution: int = Field(ge=1)
+    status: Literal[InsightStatus.AVAILABLE, InsightStatus.UNAVAILABLE] = Field(
+        description="`available` with `summary`, or `unavailable` with `error`"
+    )
+    summary: str | None = Field(default=None, max_length=SUMMARY_MAX_TEXT)
+    model: str | None = Field(default=None, max_length=128, description="Ollama model name")
+    duration_ms: int | None = Field(default=None, ge=0, description="LLM call time in ms")
+    error: str | None = Field(default=None, max_length=500, description="Why unavailable")
+
+
 class ConversationUpdated(Event):
     """A conversation's read model changed in the state store.
 
@@ -211,9 +314,13 @@ class ConversationUpdated(Event):
 
     conversation_id: UUID
     version: int = Field(ge=1, description="Monotonic per conversation")
-    reason: Literal["message.created", "ai.completed", "insight.requested"] = Field(
-        description="What changed"
-    )
+    reason: Literal[
+        "message.created",
+        "ai.completed",
+        "insight.requested",
+        "conversation.changed",
+        "summary.completed",
+    ] = Field(description="What changed")
 
 
 def conversation_key(conversation_id: UUID | str) -> str:

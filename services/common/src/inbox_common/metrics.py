@@ -35,7 +35,7 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 AUTHOR_ROLES = ("customer", "operator")
 INSIGHT_STATUSES = ("available", "unavailable")
 DELIVERY_RESULTS = ("SUCCESS", "RETRY", "DROP")
-REDELIVERY_KINDS = ("message", "insight", "cached_insight")
+REDELIVERY_KINDS = ("message", "insight", "cached_insight", "summary", "cached_summary")
 RATE_LIMIT_SCOPES = ("operator", "channel", "login", "websocket")
 
 # ------------------------------------------------------------------ HTTP (every service)
@@ -175,7 +175,9 @@ REDELIVERIES = Counter(
 absorbed: ``message`` (messaging: a ``messages.submitted`` whose ``message_id`` is stored),
 ``insight`` (messaging: an ``ai.completed`` for a revision already complete or superseded),
 ``cached_insight`` (ai-worker: a ``message.created``/``analysis.requested`` answered from the
-insight cache and republished, without calling the model)."""
+insight cache and republished, without calling the model), ``summary`` (messaging: a
+``summary.completed`` already stored or of an earlier resolve), ``cached_summary`` (ai-worker:
+a ``summary.requested`` answered from the summary cache)."""
 
 # ------------------------------------------------------------------ rate limits
 

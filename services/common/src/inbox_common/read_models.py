@@ -6,11 +6,15 @@ the gateway only reads, so it never needs a PostgreSQL connection.
 """
 
 from datetime import datetime
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from inbox_common.events import AuthorRole, InsightStatus, ReplyStrategy
+from inbox_common.events import AuthorRole, ConversationStatus, InsightStatus, ReplyStrategy
+
+EVENT_LOG_ITEMS = 200
+"""Most event-log entries (the latest) a conversation read model carries."""
 
 
 class ArticleRef(BaseModel):
@@ -72,6 +76,41 @@ class ConversationSummary(BaseModel):
     awaiting_reply: bool = Field(description="The last message is the customer's")
     latest_intent: str | None = None
     latest_insight_status: InsightStatus | None = None
+    status: ConversationStatus = Field(
+        default=ConversationStatus.OPEN, description="open, pending or resolved"
+    )
+    assignee: str | None = Field(default=None, description="Operator username, if assigned")
+
+
+class ConversationEvent(BaseModel):
+    """One entry of a conversation's event log.
+
+    ``kind`` and ``data``: ``message`` (``message_id``, ``seq``, ``author_role``), ``insight``
+    (``message_id``, ``revision``, ``status``: ``requested``, ``available`` or
+    ``unavailable``; ``intent`` or ``error``), ``status`` (``from``, ``to``; ``reason`` when
+    not an operator's), ``assignment`` (``from``, ``to``: usernames or None), ``summary``
+    (``resolution``, ``status``, ``error``).
+    """
+
+    id: int = Field(description="Increasing in the order the changes were stored")
+    kind: Literal["message", "insight", "status", "assignment", "summary"]
+    actor: str | None = Field(
+        default=None, description="Operator or customer who caused it; None for the AI"
+    )
+    data: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class ResolutionSummary(BaseModel):
+    """The AI summary of the whole conversation, made when it was last resolved."""
+
+    resolution: int = Field(description="Which resolve it belongs to: 1, 2, ...")
+    status: InsightStatus = Field(description="processing, then available or unavailable")
+    text: str | None = None
+    error: str | None = Field(default=None, description="Why it is unavailable")
+    model: str | None = None
+    requested_at: datetime
+    completed_at: datetime | None = None
 
 
 class Conversation(BaseModel):
@@ -85,6 +124,16 @@ class Conversation(BaseModel):
     version: int
     summary: ConversationSummary = Field(description="The conversation's inbox row")
     messages: list[Message]
+    status: ConversationStatus = Field(default=ConversationStatus.OPEN)
+    assignee: str | None = Field(default=None, description="Operator username, if assigned")
+    resolved_at: datetime | None = Field(default=None, description="Set while resolved")
+    resolution_summary: ResolutionSummary | None = Field(
+        default=None, description="Of the latest resolve; None if never resolved"
+    )
+    events: list[ConversationEvent] = Field(
+        default_factory=list,
+        description=f"The event log, oldest first: at most the latest {EVENT_LOG_ITEMS}",
+    )
 
 
 class Inbox(BaseModel):

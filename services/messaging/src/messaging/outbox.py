@@ -23,9 +23,11 @@ from inbox_common.events import (
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_UPDATED,
     TOPIC_MESSAGE_CREATED,
+    TOPIC_SUMMARY_REQUESTED,
     AnalysisRequested,
     ConversationUpdated,
     MessageCreated,
+    SummaryRequested,
     conversation_key,
 )
 from inbox_common.sidecar import Sidecar
@@ -49,6 +51,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     TOPIC_MESSAGE_CREATED: MessageCreated,
     TOPIC_ANALYSIS_REQUESTED: AnalysisRequested,
     TOPIC_CONVERSATION_UPDATED: ConversationUpdated,
+    TOPIC_SUMMARY_REQUESTED: SummaryRequested,
 }
 """The event model of each topic messaging announces through the outbox."""
 

@@ -5,12 +5,15 @@ from uuid import UUID
 from inbox_common.events import INBOX_MAX_ITEMS
 from inbox_common.knowledge import articles
 from inbox_common.read_models import (
+    EVENT_LOG_ITEMS,
     ArticleRef,
     Conversation,
+    ConversationEvent,
     ConversationSummary,
     Inbox,
     Insight,
     Message,
+    ResolutionSummary,
 )
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -19,16 +22,35 @@ PREVIEW_CHARS = 140
 
 
 async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Conversation | None:
-    """One conversation with its messages (oldest first) and their insights; ``None`` if absent."""
+    """One conversation with its messages (oldest first) and their insights, its status,
+    assignee, latest resolution summary and event log; ``None`` if absent."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
-        "SELECT conversation_id, customer_id, subject, created_at, last_activity_at, version"
+        "SELECT conversation_id, customer_id, subject, created_at, last_activity_at, version,"
+        " status, assignee, resolved_at, resolution"
         " FROM conversations WHERE conversation_id = %s",
         (conversation_id,),
     )
     head = await cur.fetchone()
     if head is None:
         return None
+    resolution = head.pop("resolution")
+    resolution_summary = None
+    if resolution:
+        await cur.execute(
+            "SELECT resolution, status, summary AS text, error, model, requested_at,"
+            " completed_at FROM resolution_summaries"
+            " WHERE conversation_id = %s AND resolution = %s",
+            (conversation_id, resolution),
+        )
+        found = await cur.fetchone()
+        resolution_summary = ResolutionSummary(**found) if found else None
+    await cur.execute(
+        "SELECT * FROM (SELECT id, kind, actor, data, created_at FROM conversation_events"
+        " WHERE conversation_id = %s ORDER BY id DESC LIMIT %s) latest ORDER BY id",
+        (conversation_id, EVENT_LOG_ITEMS),
+    )
+    events = [ConversationEvent(**row) for row in await cur.fetchall()]
     await cur.execute(
         "SELECT m.message_id, m.seq, m.author_role, m.author_id, m.body, m.submitted_at,"
         " m.created_at, i.status, i.intent, i.summary, i.suggested_reply, i.model,"
@@ -73,7 +95,13 @@ async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Con
             )
         )
     (summary,) = await load_summaries(conn, [conversation_id])
-    return Conversation(**head, summary=summary, messages=messages)
+    return Conversation(
+        **head,
+        summary=summary,
+        messages=messages,
+        resolution_summary=resolution_summary,
+        events=events,
+    )
 
 
 async def load_inbox(conn: AsyncConnection) -> Inbox:
@@ -92,8 +120,8 @@ async def load_summaries(
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT c.conversation_id, c.customer_id, c.subject, c.last_activity_at,"
-        " c.message_count, c.version, last.body, last.author_role,"
-        " insight.intent, insight.status"
+        " c.message_count, c.version, c.status, c.assignee, last.body, last.author_role,"
+        " insight.intent, insight.status AS insight_status"
         " FROM conversations c"
         " LEFT JOIN LATERAL (SELECT body, author_role FROM messages m"
         "   WHERE m.conversation_id = c.conversation_id ORDER BY seq DESC LIMIT 1) last ON true"
@@ -118,7 +146,9 @@ async def load_summaries(
             version=row["version"],
             awaiting_reply=row["author_role"] == "customer",
             latest_intent=row["intent"],
-            latest_insight_status=row["status"],
+            latest_insight_status=row["insight_status"],
+            status=row["status"],
+            assignee=row["assignee"],
         )
         for row in await cur.fetchall()
     ]

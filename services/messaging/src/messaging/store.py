@@ -4,29 +4,42 @@ All SQL is parameterized. Functions take an open psycopg ``AsyncConnection`` in 
 and open their own transaction, so a change and the events announcing it commit together.
 """
 
+from uuid import UUID
+
 from inbox_common.errors import PoisonError
 from inbox_common.events import (
+    SUMMARY_MAX_CHARS,
+    SUMMARY_MAX_MESSAGES,
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_UPDATED,
     TOPIC_MESSAGE_CREATED,
+    TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     AnalysisRequested,
     AuthorRole,
+    ConversationChanged,
+    ConversationStatus,
     ConversationUpdated,
     InsightRequested,
     MessageCreated,
     MessageSubmitted,
+    SummaryCompleted,
+    SummaryRequested,
+    TranscriptLine,
 )
 from inbox_common.subscriptions import DeadLetter
 from opentelemetry import propagate
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
+from pydantic import BaseModel
 
 
 async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> MessageCreated | None:
     """Store a submitted message once, by ``message_id``.
 
     A customer message to an unknown conversation opens it; its insight starts ``processing``.
+    A customer message to a ``pending`` or ``resolved`` conversation makes it ``open`` again.
+    The message (and a reopen) goes to the event log.
 
     Returns:
         The stored message, or ``None`` when ``message_id`` was already stored (a redelivery).
@@ -43,12 +56,13 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
                 (event.conversation_id, event.author_id, event.subject),
             )
         cur = await conn.execute(
-            "SELECT message_count FROM conversations WHERE conversation_id = %s FOR UPDATE",
+            "SELECT message_count, status FROM conversations WHERE conversation_id = %s FOR UPDATE",
             (event.conversation_id,),
         )
         row = await cur.fetchone()
         if row is None:
             raise PoisonError(f"conversation {event.conversation_id} does not exist")
+        status = row[1]
         cur = await conn.execute(
             "INSERT INTO messages (message_id, conversation_id, seq, author_role, author_id,"
             " body, submitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -73,11 +87,32 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
             (seq, created_at, event.conversation_id),
         )
         (version,) = await cur.fetchone()  # type: ignore[misc]
+        await log_event(
+            conn,
+            event.conversation_id,
+            "message",
+            event.author_id,
+            {"message_id": str(event.message_id), "seq": seq, "author_role": event.author_role},
+        )
         if event.author_role is AuthorRole.CUSTOMER:
             await conn.execute(
                 "INSERT INTO ai_insights (message_id, status) VALUES (%s, 'processing')",
                 (event.message_id,),
             )
+            if status != ConversationStatus.OPEN:
+                # the customer wrote again: the conversation needs an operator once more
+                await conn.execute(
+                    "UPDATE conversations SET status = 'open', resolved_at = NULL"
+                    " WHERE conversation_id = %s",
+                    (event.conversation_id,),
+                )
+                await log_event(
+                    conn,
+                    event.conversation_id,
+                    "status",
+                    event.author_id,
+                    {"from": status, "to": "open", "reason": "customer message"},
+                )
         created = MessageCreated(**event.model_dump(), seq=seq, created_at=created_at)
         updated = ConversationUpdated(
             conversation_id=event.conversation_id, version=version, reason="message.created"
@@ -133,6 +168,19 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
             (event.message_id,),
         )
         conversation_id, version = await cur.fetchone()  # type: ignore[misc]
+        outcome = {"intent": event.intent} if event.intent else {"error": event.error}
+        await log_event(
+            conn,
+            conversation_id,
+            "insight",
+            None,
+            {
+                "message_id": str(event.message_id),
+                "revision": event.revision,
+                "status": event.status,
+                **outcome,
+            },
+        )
         updated = ConversationUpdated(
             conversation_id=conversation_id, version=version, reason="ai.completed"
         )
@@ -185,6 +233,13 @@ async def request_insight(
             (event.conversation_id,),
         )
         (version,) = await cur.fetchone()  # type: ignore[misc]
+        await log_event(
+            conn,
+            event.conversation_id,
+            "insight",
+            event.requested_by,
+            {"message_id": str(event.message_id), "revision": revision + 1, "status": "requested"},
+        )
         analysis = AnalysisRequested(
             message_id=event.message_id,
             conversation_id=event.conversation_id,
@@ -206,9 +261,196 @@ async def request_insight(
         return analysis
 
 
-async def _enqueue(
-    conn: AsyncConnection, topic: str, event: MessageCreated | ConversationUpdated
+async def change_conversation(
+    conn: AsyncConnection, event: ConversationChanged
+) -> ConversationUpdated | None:
+    """Apply an operator's status and assignee change once, by ``request_id``.
+
+    Each real change is written to the event log. Resolving counts a new resolution, sets
+    ``resolved_at``, starts its summary as ``processing`` and enqueues ``summary.requested``
+    with the latest messages (at most ``SUMMARY_MAX_MESSAGES`` and ``SUMMARY_MAX_CHARS``);
+    leaving ``resolved`` clears ``resolved_at``. The changes are applied in arrival order
+    (the last one wins).
+
+    Returns:
+        The ``conversation.updated`` enqueued, or ``None`` for a redelivered request or one
+        that changes nothing (it is still recorded as handled).
+
+    Raises:
+        PoisonError: the conversation does not exist.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT status, assignee, resolution FROM conversations WHERE conversation_id = %s"
+            " FOR UPDATE",
+            (event.conversation_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise PoisonError(f"conversation {event.conversation_id} does not exist")
+        status, assignee, resolution = row
+        cur = await conn.execute(
+            "INSERT INTO conversation_changes (request_id, conversation_id) VALUES (%s, %s)"
+            " ON CONFLICT (request_id) DO NOTHING",
+            (event.request_id, event.conversation_id),
+        )
+        if cur.rowcount == 0:
+            return None
+        new_status = event.status.value if event.status is not None else status
+        new_assignee = event.assignee if event.assignee_set else assignee
+        if (new_status, new_assignee) == (status, assignee):
+            return None
+        if new_assignee != assignee:
+            await log_event(
+                conn,
+                event.conversation_id,
+                "assignment",
+                event.changed_by,
+                {"from": assignee, "to": new_assignee},
+            )
+        summary = None
+        if new_status != status:
+            await log_event(
+                conn,
+                event.conversation_id,
+                "status",
+                event.changed_by,
+                {"from": status, "to": new_status},
+            )
+            if new_status == ConversationStatus.RESOLVED:
+                resolution += 1
+                summary = await _summary_request(conn, event, resolution)
+        cur = await conn.execute(
+            "UPDATE conversations SET status = %s, assignee = %s, resolution = %s,"
+            " resolved_at = CASE WHEN %s = 'resolved' THEN coalesce(resolved_at, %s) END,"
+            " version = version + 1 WHERE conversation_id = %s RETURNING version",
+            (
+                new_status,
+                new_assignee,
+                resolution,
+                new_status,
+                event.changed_at,
+                event.conversation_id,
+            ),
+        )
+        (version,) = await cur.fetchone()  # type: ignore[misc]
+        if summary is not None:
+            await conn.execute(
+                "INSERT INTO resolution_summaries (conversation_id, resolution, status,"
+                " requested_by) VALUES (%s, %s, 'processing', %s)",
+                (event.conversation_id, resolution, event.changed_by),
+            )
+            await _enqueue(conn, TOPIC_SUMMARY_REQUESTED, summary)
+        updated = ConversationUpdated(
+            conversation_id=event.conversation_id, version=version, reason="conversation.changed"
+        )
+        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        return updated
+
+
+async def _summary_request(
+    conn: AsyncConnection, event: ConversationChanged, resolution: int
+) -> SummaryRequested:
+    """The latest messages of the conversation within the summary bounds, oldest first."""
+    cur = await conn.execute(
+        "SELECT author_role, body FROM messages WHERE conversation_id = %s"
+        " ORDER BY seq DESC LIMIT %s",
+        (event.conversation_id, SUMMARY_MAX_MESSAGES),
+    )
+    newest_first = await cur.fetchall()
+    cur = await conn.execute(
+        "SELECT message_count FROM conversations WHERE conversation_id = %s",
+        (event.conversation_id,),
+    )
+    (total,) = await cur.fetchone()  # type: ignore[misc]
+    lines: list[TranscriptLine] = []
+    budget = SUMMARY_MAX_CHARS
+    for role, body in newest_first:
+        if budget <= 0:
+            break
+        text = body if len(body) <= budget else "…" + body[len(body) - budget + 1 :]
+        lines.append(TranscriptLine(role=role, body=text))
+        budget -= len(text)
+    lines.reverse()
+    return SummaryRequested(
+        conversation_id=event.conversation_id,
+        resolution=resolution,
+        messages=lines,
+        omitted=total - len(lines),
+        requested_by=event.changed_by,
+    )
+
+
+async def store_summary(conn: AsyncConnection, event: SummaryCompleted) -> bool:
+    """Store the first completion of the conversation's current resolution summary.
+
+    Returns:
+        ``True`` when stored; ``False`` when that summary was already complete, or belongs
+        to an earlier resolve (the conversation was reopened and resolved again since).
+
+    Raises:
+        PoisonError: no summary of this resolution was ever requested.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE resolution_summaries s SET status = %s, summary = %s, error = %s,"
+            " model = %s, duration_ms = %s, completed_at = now()"
+            " FROM conversations c WHERE c.conversation_id = s.conversation_id"
+            " AND s.conversation_id = %s AND s.resolution = %s AND c.resolution = s.resolution"
+            " AND s.status = 'processing' RETURNING s.resolution",
+            (
+                event.status.value,
+                event.summary,
+                event.error,
+                event.model,
+                event.duration_ms,
+                event.conversation_id,
+                event.resolution,
+            ),
+        )
+        if await cur.fetchone() is None:
+            cur = await conn.execute(
+                "SELECT 1 FROM resolution_summaries WHERE conversation_id = %s AND resolution = %s",
+                (event.conversation_id, event.resolution),
+            )
+            if await cur.fetchone() is None:
+                raise PoisonError(
+                    f"no summary of resolution {event.resolution} of conversation"
+                    f" {event.conversation_id} was requested"
+                )
+            return False
+        await log_event(
+            conn,
+            event.conversation_id,
+            "summary",
+            None,
+            {"resolution": event.resolution, "status": event.status, "error": event.error},
+        )
+        cur = await conn.execute(
+            "UPDATE conversations SET version = version + 1 WHERE conversation_id = %s"
+            " RETURNING version",
+            (event.conversation_id,),
+        )
+        (version,) = await cur.fetchone()  # type: ignore[misc]
+        updated = ConversationUpdated(
+            conversation_id=event.conversation_id, version=version, reason="summary.completed"
+        )
+        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        return True
+
+
+async def log_event(
+    conn: AsyncConnection, conversation_id: UUID, kind: str, actor: str | None, data: dict
 ) -> None:
+    """Append one entry to the conversation's event log (inside the caller's transaction)."""
+    await conn.execute(
+        "INSERT INTO conversation_events (conversation_id, kind, actor, data)"
+        " VALUES (%s, %s, %s, %s)",
+        (conversation_id, kind, actor, Jsonb(data)),
+    )
+
+
+async def _enqueue(conn: AsyncConnection, topic: str, event: BaseModel) -> None:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the current span's W3C trace context, if any
     await conn.execute(

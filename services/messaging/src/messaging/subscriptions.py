@@ -11,17 +11,29 @@ from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
     TOPIC_ANALYSIS_REQUESTED,
+    TOPIC_CONVERSATION_CHANGED,
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_MESSAGES_SUBMITTED,
+    TOPIC_SUMMARY_COMPLETED,
+    TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
+    ConversationChanged,
     InsightRequested,
     MessageSubmitted,
+    SummaryCompleted,
 )
 from inbox_common.subscriptions import DeadLetter, subscribe, subscribe_dead_letters
 
 from messaging.runtime import Runtime
-from messaging.store import request_insight, store_dead_letter, store_insight, store_message
+from messaging.store import (
+    change_conversation,
+    request_insight,
+    store_dead_letter,
+    store_insight,
+    store_message,
+    store_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +85,39 @@ async def handle_insight_requested(runtime: Runtime, event: InsightRequested) ->
     runtime.relay.wake()
 
 
+async def handle_conversation_changed(runtime: Runtime, event: ConversationChanged) -> None:
+    """Apply an operator's status or assignee change (idempotent by ``request_id``) and wake
+    the outbox relay; resolving also enqueues ``summary.requested``.
+
+    RETRY: the database is unreachable. DROP: the conversation does not exist.
+    """
+    async with _connection(runtime) as conn:
+        updated = await change_conversation(conn, event)
+    ids = {"conversation_id": str(event.conversation_id), "request_id": str(event.request_id)}
+    if updated is None:
+        log.info("conversation change ignored: handled already or nothing to change", extra=ids)
+    else:
+        log.info("conversation changed", extra={**ids, "version": updated.version})
+    runtime.relay.wake()
+
+
+async def handle_summary_completed(runtime: Runtime, event: SummaryCompleted) -> None:
+    """Store a resolution summary, if it is of the current resolution, and wake the relay.
+
+    A duplicate or stale one is counted in ``inbox_redeliveries_total{kind="summary"}``.
+    RETRY: the database is unreachable. DROP: no such summary was requested.
+    """
+    async with _connection(runtime) as conn:
+        stored = await store_summary(conn, event)
+    if not stored:
+        metrics.REDELIVERIES.labels("summary").inc()
+        log.info(
+            "summary ignored: stored already or of an earlier resolve",
+            extra={"conversation_id": str(event.conversation_id), "resolution": event.resolution},
+        )
+    runtime.relay.wake()
+
+
 async def handle_dead_letter(runtime: Runtime, letter: DeadLetter) -> None:
     """Keep a dead letter in ``dead_letters`` (once per topic and event id). RETRY: the
     database is unreachable."""
@@ -93,8 +138,9 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
 
 
 def register(dapr_app: DaprApp, runtime: Runtime) -> None:
-    """Subscribe messaging to ``messages.submitted``, ``ai.completed`` and
-    ``insight.requested``, and to the dead-letter topics of every work topic."""
+    """Subscribe messaging to ``messages.submitted``, ``ai.completed``,
+    ``insight.requested``, ``conversation.changed`` and ``summary.completed``, and to the
+    dead-letter topics of every work topic."""
     subscribe(
         dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted, lambda e: handle_submitted(runtime, e)
     )
@@ -105,12 +151,27 @@ def register(dapr_app: DaprApp, runtime: Runtime) -> None:
         InsightRequested,
         lambda e: handle_insight_requested(runtime, e),
     )
+    subscribe(
+        dapr_app,
+        TOPIC_CONVERSATION_CHANGED,
+        ConversationChanged,
+        lambda e: handle_conversation_changed(runtime, e),
+    )
+    subscribe(
+        dapr_app,
+        TOPIC_SUMMARY_COMPLETED,
+        SummaryCompleted,
+        lambda e: handle_summary_completed(runtime, e),
+    )
     work_topics = (
         TOPIC_MESSAGES_SUBMITTED,
         TOPIC_MESSAGE_CREATED,
         TOPIC_AI_COMPLETED,
         TOPIC_INSIGHT_REQUESTED,
         TOPIC_ANALYSIS_REQUESTED,
+        TOPIC_CONVERSATION_CHANGED,
+        TOPIC_SUMMARY_REQUESTED,
+        TOPIC_SUMMARY_COMPLETED,
     )
     for topic in work_topics:
         subscribe_dead_letters(dapr_app, topic, lambda letter: handle_dead_letter(runtime, letter))

@@ -276,7 +276,8 @@ def resiliency(owner: Owner) -> Obj:
                         }
                         for name in (PUBSUB, BROADCAST)
                     },
-                    STATE_STORE: {"outbound": {"timeout": "sidecar", "retry": "publish"}},
+                    # no retry: see dapr-components/base/resiliency.yaml
+                    STATE_STORE: {"outbound": {"timeout": "sidecar"}},
                 }
             },
         },

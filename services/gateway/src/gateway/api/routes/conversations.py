@@ -1,10 +1,10 @@
 """The operators' REST API: the inbox, one conversation, operator replies, regenerating an
-insight.
+insight, changing a conversation's status and assignee.
 
 Reads come from the read models messaging projects into the Dapr state store; a reply is
 published as ``messages.submitted`` and shows up once messaging has stored it; a regenerate
 request is published as ``insight.requested`` and shows up as the insight going back to
-``processing``.
+``processing``; a status or assignee change is published as ``conversation.changed``.
 """
 
 from datetime import UTC, datetime
@@ -14,8 +14,11 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, HTTPException, Query, status
 from inbox_common.events import (
     INBOX_KEY,
+    TOPIC_CONVERSATION_CHANGED,
     TOPIC_INSIGHT_REQUESTED,
     AuthorRole,
+    ConversationChanged,
+    ConversationStatus,
     InsightRequested,
     InsightStatus,
     MessageBody,
@@ -24,9 +27,9 @@ from inbox_common.events import (
 )
 from inbox_common.read_models import Conversation, ConversationSummary, Inbox
 from inbox_common.sidecar import Sidecar
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.api.deps import CurrentOperator, SidecarDep
+from gateway.api.deps import CurrentOperator, SettingsDep, SidecarDep
 from gateway.api.publishing import Accepted, publish, publish_submitted
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -138,3 +141,72 @@ async def regenerate_insight(
     return InsightRequestAccepted(
         request_id=event.request_id, message_id=message_id, conversation_id=conversation_id
     )
+
+
+class ConversationPatch(BaseModel):
+    """A change of status, assignee, or both; a field left out is left as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: ConversationStatus | None = Field(
+        default=None, description="`open`, `pending` or `resolved`"
+    )
+    assignee: str | None = Field(
+        default=None,
+        max_length=128,
+        description="A configured operator's username, or null to unassign",
+    )
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> "ConversationPatch":
+        if not self.model_fields_set:
+            raise ValueError("give `status`, `assignee` or both")
+        if "status" in self.model_fields_set and self.status is None:
+            raise ValueError("`status` must be open, pending or resolved, not null")
+        return self
+
+
+class ChangeAccepted(BaseModel):
+    request_id: UUID
+    conversation_id: UUID
+    status: Literal["accepted"] = "accepted"
+
+
+@router.patch(
+    "/{conversation_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        404: {"description": "Unknown conversation"},
+        422: {"description": "Empty body, unknown status or assignee"},
+        503: {"description": "Bus down"},
+    },
+)
+async def change_conversation(
+    conversation_id: UUID,
+    body: ConversationPatch,
+    operator: CurrentOperator,
+    sidecar: SidecarDep,
+    settings: SettingsDep,
+) -> ChangeAccepted:
+    """Change the status (``open``, ``pending``, ``resolved``) or the assignee (a configured
+    operator, or null). Accepted for delivery: the read model shows the change once messaging
+    has stored it. Resolving also starts an AI summary of the whole conversation, in the
+    background."""
+    assignee_set = "assignee" in body.model_fields_set
+    if assignee_set and body.assignee is not None and body.assignee not in settings.accounts:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"assignee: {body.assignee!r} is not an operator",
+        )
+    await read_conversation(sidecar, conversation_id)
+    event = ConversationChanged(
+        request_id=uuid4(),
+        conversation_id=conversation_id,
+        status=body.status,
+        assignee_set=assignee_set,
+        assignee=body.assignee if assignee_set else None,
+        changed_by=operator.username,
+        changed_at=datetime.now(UTC),
+    )
+    await publish(sidecar, TOPIC_CONVERSATION_CHANGED, event, "retry shortly")
+    return ChangeAccepted(request_id=event.request_id, conversation_id=conversation_id)
