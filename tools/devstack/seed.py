@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,13 +24,18 @@ def load_messages(path: Path = DATA_FILE) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+RETRY_FOR_S = 30.0
+
+
 def post_customer_message(
     gateway_url: str, api_key: str, row: dict, message_id: uuid.UUID | None = None
 ) -> dict:
-    """POST one data-set row to ``/api/v1/inbound/messages``; returns the 202 body.
+    """POST one data-set row to ``/api/v1/inbound/messages``; returns the 202 body. A 429
+    (rate limit) or 503 (bus down) is retried after the ``Retry-After`` it names, with the
+    same ``message_id``, for up to :data:`RETRY_FOR_S` seconds, as a channel client should.
 
     Raises:
-        urllib.error.HTTPError: the gateway refused it.
+        urllib.error.HTTPError: the gateway refused it, or kept asking to retry.
     """
     customer = "cust-" + row["id"].rsplit("-", 1)[-1]
     body = json.dumps(
@@ -45,8 +51,15 @@ def post_customer_message(
         method="POST",
         headers={"Content-Type": "application/json", "X-API-Key": api_key},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our gateway
-        return json.loads(response.read())
+    deadline = time.monotonic() + RETRY_FOR_S
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - ours
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 503) or time.monotonic() > deadline:
+                raise
+            time.sleep(float(exc.headers.get("Retry-After") or 1))
 
 
 class CustomerStream:
