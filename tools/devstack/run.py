@@ -84,7 +84,16 @@ def main() -> int:
         port = free_port()
         fake = Process(
             "fake-ollama",
-            [sys.executable, "-m", "devstack.fake_ollama", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "devstack.fake_ollama",
+                "--port",
+                str(port),
+                # a pause between streamed words, to watch replies being written
+                "--token-delay-s",
+                os.environ.get("FAKE_TOKEN_DELAY_S", "0"),
+            ],
             run_dir / "logs" / "fake-ollama.log",
             env=DEVSTACK_ENV,
         )
