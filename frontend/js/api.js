@@ -136,3 +136,14 @@ export function regenerateInsight(conversationId, messageId) {
 export function changeConversation(conversationId, change) {
   return request('PATCH', `/api/v1/conversations/${encodeURIComponent(conversationId)}`, change);
 }
+
+/** Record that this operator has seen the conversation at `version` (kept server-side). */
+export function markSeen(conversationId, version) {
+  return request('POST', `/api/v1/conversations/${encodeURIComponent(conversationId)}/seen`, { version });
+}
+
+/** Full-text search: `{items (best first, each with a headline), query, took_ms, …}`. */
+export function searchConversations(query, limit = 50) {
+  const qs = new URLSearchParams({ q: query, limit: String(limit) });
+  return request('GET', `/api/v1/conversations/search?${qs}`);
+}

@@ -1,10 +1,14 @@
 // Inbox list state: loaded summaries, offset paging, and merging of pushes with
 // (possibly older) list snapshots so a conversation's version never goes backwards.
+// The unread count is the server's (`unread_count`, the whole inbox for this operator),
+// corrected for the loaded rows whose unread state changed here since the snapshot.
 
 import * as api from './api.js';
 import { notify } from './notice.js';
 import { parseTime } from './time.js';
 import { renderConversationList } from './views.js';
+
+const RECONCILE_MS = 1000;
 
 function isSummary(s) {
   return s && typeof s === 'object' && typeof s.conversation_id === 'string' && s.conversation_id;
@@ -24,13 +28,17 @@ function byActivityDesc(a, b) {
  * @param {object} o
  * @param {object} o.refs  listEl, emptyEl, loadingEl, loadMoreEl, countEl
  * @param {(summary) => boolean} o.isUnread
+ * @param {(items: object[]) => void} o.onItems   rows from the server (with `unread`, `seen_version`)
  * @param {(summary, previous) => void} o.onChange   a push changed or added a summary
  * @param {(unreadCount: number) => void} o.onRendered
  */
-export function createInbox({ refs, isUnread, onChange, onRendered }) {
-  // id -> { summary, touched }; `touched` lets a snapshot tell which rows were pushed while it was in flight.
+export function createInbox({ refs, isUnread, onItems, onChange, onRendered }) {
+  // id -> { summary, touched, counted }; `touched` lets a snapshot tell which rows were pushed
+  // while it was in flight; `counted` says whether the server's unread_count included the row.
   let entries = new Map();
   let total = 0;
+  let serverUnread = 0;
+  let reconcileTimer = null;
   let loaded = false;
   let clock = 0;
   let selectedId = null;
@@ -50,9 +58,19 @@ export function createInbox({ refs, isUnread, onChange, onRendered }) {
     refs.loadMoreEl.hidden = !loaded || total <= items.length;
     refs.loadMoreEl.disabled = loadingMore;
     refs.loadMoreEl.textContent = loadingMore ? 'Loading…' : `Load more (${total - items.length} older)`;
-    const unread = items.filter((s) => s.conversation_id !== selectedId && isUnread(s)).length;
+    const unread = unreadCount();
     refs.countEl.textContent = loaded ? (unread ? `${unread} unread · ${total} total` : `${total} total`) : '';
     onRendered(unread);
+  }
+
+  function unreadNow(summary) {
+    return summary.conversation_id !== selectedId && isUnread(summary);
+  }
+
+  function unreadCount() {
+    let count = serverUnread;
+    for (const entry of entries.values()) count += (unreadNow(entry.summary) ? 1 : 0) - (entry.counted ? 1 : 0);
+    return Math.max(0, count);
   }
 
   function reportError(err, what) {
@@ -80,19 +98,25 @@ export function createInbox({ refs, isUnread, onChange, onRendered }) {
     if (gen !== generation) return;
     const next = new Map();
     for (const page of pages) {
+      onItems((page && page.items) || []);
       for (const s of (page && page.items) || []) {
         if (!isSummary(s)) continue;
         const have = next.get(s.conversation_id);
-        next.set(s.conversation_id, { summary: have ? newer(have.summary, s) : s, touched: startedAt });
+        next.set(s.conversation_id, {
+          summary: have ? newer(have.summary, s) : s,
+          touched: startedAt,
+          counted: s.unread === true,
+        });
       }
     }
     for (const [id, entry] of entries) {
       const fresh = next.get(id);
       if (fresh) fresh.summary = newer(entry.summary, fresh.summary);
-      else if (entry.touched > startedAt) next.set(id, entry);
+      else if (entry.touched > startedAt) next.set(id, { ...entry, counted: false });
     }
     entries = next;
     total = Math.max(Number(pages[0] && pages[0].total) || 0, entries.size);
+    serverUnread = Math.max(0, Number(pages[0] && pages[0].unread_count) || 0);
     loaded = true;
     render();
   }
@@ -105,10 +129,16 @@ export function createInbox({ refs, isUnread, onChange, onRendered }) {
     try {
       const page = await api.listConversations(entries.size);
       if (gen !== generation) return;
+      onItems((page && page.items) || []);
       for (const s of (page && page.items) || []) {
         if (!isSummary(s)) continue;
         const have = entries.get(s.conversation_id);
-        entries.set(s.conversation_id, { summary: have ? newer(have.summary, s) : s, touched: have ? have.touched : 0 });
+        entries.set(s.conversation_id, {
+          summary: have ? newer(have.summary, s) : s,
+          touched: have ? have.touched : 0,
+          // a row already loaded keeps what the snapshot's count said of it
+          counted: have ? have.counted : s.unread === true,
+        });
       }
       total = Math.max(Number(page && page.total) || 0, entries.size);
     } catch (err) {
@@ -121,21 +151,38 @@ export function createInbox({ refs, isUnread, onChange, onRendered }) {
     }
   }
 
+  // A pushed row that was not loaded may or may not be in the server's count already (it was
+  // beyond the loaded pages, or new): take a fresh snapshot soon, once for a burst of them.
+  function scheduleReconcile() {
+    if (reconcileTimer) return;
+    const gen = generation;
+    reconcileTimer = setTimeout(() => {
+      reconcileTimer = null;
+      if (gen === generation && loaded) refresh().catch(() => {});
+    }, RECONCILE_MS);
+  }
+
   function upsert(summary) {
     if (!isSummary(summary)) return;
     const have = entries.get(summary.conversation_id);
     if (have && Number(have.summary.version) > Number(summary.version)) return;
     clock += 1;
-    entries.set(summary.conversation_id, { summary, touched: clock });
-    if (!have) total += 1;
+    entries.set(summary.conversation_id, { summary, touched: clock, counted: have ? have.counted : false });
+    if (!have) {
+      total += 1;
+      scheduleReconcile();
+    }
     render();
     onChange(summary, have ? have.summary : null);
   }
 
   function reset() {
     generation += 1;
+    clearTimeout(reconcileTimer);
+    reconcileTimer = null;
     entries = new Map();
     total = 0;
+    serverUnread = 0;
     loaded = false;
     selectedId = null;
     loadingMore = false;

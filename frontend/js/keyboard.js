@@ -18,6 +18,7 @@ function isEditable(target) {
  * @param {HTMLElement} h.replyEl
  * @param {(delta: number, opts: {focusList: boolean}) => void} h.move   delta: ±1, or ±Infinity for Home/End
  * @param {() => void} h.focusReply
+ * @param {() => void} h.focusSearch
  * @param {() => void} h.leaveReply
  * @param {() => boolean} h.helpOpen
  * @param {(open?: boolean) => void} h.toggleHelp
@@ -72,6 +73,10 @@ export function initKeyboard(h) {
       case 'R':
         event.preventDefault();
         h.focusReply();
+        break;
+      case '/':
+        event.preventDefault();
+        h.focusSearch();
         break;
       case '?':
         event.preventDefault();

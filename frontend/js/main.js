@@ -5,6 +5,7 @@ import { createLive } from './live.js';
 import { createInbox } from './inbox.js';
 import { createConversationView } from './conversation.js';
 import { createSeenStore } from './seen.js';
+import { createSearch } from './search.js';
 import { initKeyboard } from './keyboard.js';
 import { initNotice, clearNotices } from './notice.js';
 import { refreshRelativeTimes } from './time.js';
@@ -71,6 +72,7 @@ const inbox = createInbox({
     countEl: $('inbox-count'),
   },
   isUnread: (summary) => (seen ? seen.isUnread(summary) : false),
+  onItems: (items) => seen && seen.absorb(items),
   onChange(summary, previous) {
     if (summary.last_author_role !== 'customer') return;
     const who = summary.customer_id || 'a customer';
@@ -80,6 +82,20 @@ const inbox = createInbox({
   onRendered(unread) {
     document.title = unread ? `(${unread}) Support Inbox` : 'Support Inbox';
   },
+});
+
+const search = createSearch({
+  refs: {
+    form: $('search-form'),
+    input: $('search-input'),
+    statusEl: $('search-status'),
+    summaryEl: $('search-summary'),
+    clearEl: $('search-clear'),
+    resultsEl: $('search-results'),
+    inboxEl: $('inbox-list-area'),
+  },
+  isUnread: (summary) => (seen ? seen.isUnread(summary) : false),
+  onItems: (items) => seen && seen.absorb(items),
 });
 
 const convo = createConversationView({
@@ -105,7 +121,10 @@ const convo = createConversationView({
   },
   ownUsername: () => (session && session.operator ? session.operator.username : ''),
   onSeen(id, version) {
-    if (seen && seen.markSeen(id, version)) inbox.render();
+    if (seen && seen.markSeen(id, version)) {
+      inbox.render();
+      search.render();
+    }
   },
   onClosed() {
     inbox.setSelected(null);
@@ -124,6 +143,7 @@ const live = createLive({
     const summary = msg.conversation;
     if (summary && typeof summary === 'object' && summary.conversation_id) {
       inbox.upsert(summary);
+      search.update(summary);
       convo.handleSummary(summary);
     } else if (msg.conversation_id) {
       // A frame without a summary still tells us something changed.
@@ -142,12 +162,18 @@ const live = createLive({
 function openConversation(id) {
   if (!id) return;
   inbox.setSelected(id);
+  search.setSelected(id);
   setHash(id);
-  traced('open conversation', () => convo.open(id, inbox.get(id)), { 'inbox.conversation_id': id });
+  const summary = inbox.get(id) || search.get(id);
+  traced('open conversation', () => convo.open(id, summary), { 'inbox.conversation_id': id });
+}
+
+function activeList() {
+  return search.active() ? $('search-results') : $('conversation-list');
 }
 
 function move(delta, { focusList }) {
-  const ids = inbox.order();
+  const ids = search.active() ? search.order() : inbox.order();
   if (!ids.length) return;
   const current = ids.indexOf(convo.openId());
   let next;
@@ -155,7 +181,7 @@ function move(delta, { focusList }) {
   else if (delta === -Infinity || current === -1) next = 0;
   else next = Math.min(ids.length - 1, Math.max(0, current + delta));
   if (next !== current) openConversation(ids[next]);
-  const item = findListItem($('conversation-list'), ids[next]);
+  const item = findListItem(activeList(), ids[next]);
   if (item) {
     item.scrollIntoView({ block: 'nearest' });
     if (focusList) item.focus({ preventScroll: true });
@@ -177,12 +203,13 @@ function toggleHelp(open) {
 
 initKeyboard({
   enabled: () => running,
-  listEl: $('conversation-list'),
+  listEl: document.querySelector('.inbox-pane .list-scroll'),
   replyEl: $('reply-body'),
   move,
   focusReply: () => convo.focusReply(),
+  focusSearch: () => search.focus(),
   leaveReply() {
-    const item = findListItem($('conversation-list'), convo.openId());
+    const item = findListItem(activeList(), convo.openId());
     if (item) item.focus();
     else $('reply-body').blur();
   },
@@ -190,18 +217,20 @@ initKeyboard({
   toggleHelp,
 });
 
-$('conversation-list').addEventListener('click', (event) => {
-  const item = event.target instanceof Element ? event.target.closest('[data-conversation-id]') : null;
-  if (item) openConversation(item.dataset.conversationId);
-});
-$('conversation-list').addEventListener('keydown', (event) => {
-  if (event.key !== 'Enter' && event.key !== ' ') return;
-  const item = event.target instanceof Element ? event.target.closest('[data-conversation-id]') : null;
-  if (!item) return;
-  event.preventDefault();
-  openConversation(item.dataset.conversationId);
-  convo.focusReply();
-});
+for (const list of [$('conversation-list'), $('search-results')]) {
+  list.addEventListener('click', (event) => {
+    const item = event.target instanceof Element ? event.target.closest('[data-conversation-id]') : null;
+    if (item) openConversation(item.dataset.conversationId);
+  });
+  list.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter' && event.key !== ' ') return;
+    const item = event.target instanceof Element ? event.target.closest('[data-conversation-id]') : null;
+    if (!item) return;
+    event.preventDefault();
+    openConversation(item.dataset.conversationId);
+    convo.focusReply();
+  });
+}
 $('shortcuts-button').addEventListener('click', () => toggleHelp());
 $('shortcuts-close').addEventListener('click', () => toggleHelp(false));
 $('shortcuts-help').addEventListener('click', (event) => {
@@ -233,7 +262,7 @@ async function startApp() {
     return;
   }
   const operator = session.operator || { username: 'operator', display_name: 'Operator' };
-  seen = createSeenStore(operator.username || 'operator');
+  seen = createSeenStore();
   $('operator-name').textContent = operator.display_name || operator.username || '';
   $('login-screen').hidden = true;
   $('app').hidden = false;
@@ -256,6 +285,7 @@ function stopApp() {
   live.stop();
   convo.reset();
   inbox.reset();
+  search.clear();
   clearNotices();
   toggleHelp(false);
   setLiveMode('connecting');

@@ -1,53 +1,41 @@
-// Per-operator "last seen version" of each conversation, kept in localStorage so
-// unread marks survive reloads but are not shared between operators on one machine.
+// Per-operator "last seen version" of each conversation. The server keeps it (one key per
+// operator in the state store), so unread marks follow the operator across browsers, tabs
+// and gateway replicas. This store mirrors it: list snapshots bring the server's marks
+// (`seen_version`), and opening a conversation marks it at once here (optimistic) while the
+// mark is sent to the server.
 
-const MAX_ENTRIES = 5000;
+import * as api from './api.js';
 
-export function createSeenStore(username) {
-  const key = `inbox.seen.${username}`;
-  let map = load();
+export function createSeenStore() {
+  const map = new Map();
 
-  function load() {
-    try {
-      const parsed = JSON.parse(localStorage.getItem(key) || '{}');
-      return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed : {};
-    } catch {
-      return {};
-    }
+  function get(id) {
+    const v = map.get(id);
+    return Number.isFinite(v) ? v : 0;
   }
-
-  function save() {
-    const ids = Object.keys(map);
-    if (ids.length > MAX_ENTRIES) {
-      // Insertion order approximates age; the oldest entries are the least useful.
-      for (const id of ids.slice(0, ids.length - MAX_ENTRIES)) delete map[id];
-    }
-    try {
-      localStorage.setItem(key, JSON.stringify(map));
-    } catch {
-      /* storage full or disabled: unread marks become session-only */
-    }
-  }
-
-  // Another tab of the same operator may have opened conversations.
-  window.addEventListener('storage', (event) => {
-    if (event.key === key) map = load();
-  });
 
   return {
-    get(id) {
-      const v = Number(map[id]);
-      return Number.isFinite(v) ? v : 0;
-    },
+    get,
     isUnread(summary) {
-      return Number(summary.version) > this.get(summary.conversation_id);
+      return Number(summary.version) > get(summary.conversation_id);
     },
+    /** Take the server's marks from list or search items; a mark never goes backwards. */
+    absorb(items) {
+      for (const item of items || []) {
+        const v = Number(item && item.seen_version);
+        if (item && typeof item.conversation_id === 'string' && Number.isFinite(v) && v > get(item.conversation_id)) {
+          map.set(item.conversation_id, v);
+        }
+      }
+    },
+    /** Mark seen here now and on the server; false when it was seen at that version already. */
     markSeen(id, version) {
       const v = Number(version);
-      if (!Number.isFinite(v) || v <= this.get(id)) return false;
-      delete map[id];
-      map[id] = v;
-      save();
+      if (!Number.isFinite(v) || v < 1 || v <= get(id)) return false;
+      map.set(id, v);
+      api.markSeen(id, v).catch(() => {
+        /* kept here for this page; the next mark or list refresh reconciles with the server */
+      });
       return true;
     },
   };

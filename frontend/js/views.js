@@ -36,6 +36,7 @@ function listItemSignature(summary, unread) {
     summary.latest_insight_status,
     summary.status,
     summary.assignee,
+    Array.isArray(summary.headline) ? summary.headline : null,
     unread,
   ]);
 }
@@ -77,7 +78,20 @@ function fillListItem(item, summary, unread) {
     tags.append(assignee);
   }
 
-  item.replaceChildren(top, line, tags);
+  const headline = Array.isArray(summary.headline) ? headlineElement(summary.headline) : null;
+  if (headline) item.replaceChildren(top, line, headline, tags);
+  else item.replaceChildren(top, line, tags);
+}
+
+// A search hit's excerpt: plain-text parts from the server, the matched words in <mark>.
+function headlineElement(parts) {
+  const line = el('div', 'conv-headline');
+  for (const part of parts) {
+    if (!part || typeof part.text !== 'string') continue;
+    line.append(part.match ? el('mark', 'conv-match', part.text) : document.createTextNode(part.text));
+  }
+  line.title = line.textContent;
+  return line.textContent ? line : null;
 }
 
 function createListItem(summary) {

@@ -241,6 +241,8 @@ class Stack:
             "INBOX_STATE_DATABASE_URL": self.postgres.url,
             **(self.redis.env if self.redis else {}),
             **(self.broker.env if self.broker else {}),
+            # the tests sign the same operator in many times a minute
+            "LOGIN_RATE_LIMIT": "120/minute",
             "OTEL_SERVICE_NAME": name,
             **({"OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint} if self.otlp_endpoint else {}),
             **self.extra_env,

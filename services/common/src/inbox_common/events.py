@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 PUBSUB = "inbox-pubsub"
 """Dapr pub/sub component for work: each event reaches one replica of each subscribing app
@@ -32,6 +32,7 @@ TOPIC_INSIGHT_DELTA = "insight.delta"
 TOPIC_CONVERSATION_CHANGED = "conversation.changed"
 TOPIC_SUMMARY_REQUESTED = "summary.requested"
 TOPIC_SUMMARY_COMPLETED = "summary.completed"
+TOPIC_SEARCH_REQUESTED = "search.requested"
 
 TOPICS = (
     TOPIC_MESSAGES_SUBMITTED,
@@ -44,6 +45,7 @@ TOPICS = (
     TOPIC_CONVERSATION_CHANGED,
     TOPIC_SUMMARY_REQUESTED,
     TOPIC_SUMMARY_COMPLETED,
+    TOPIC_SEARCH_REQUESTED,
 )
 """Every topic the services use; with their dead-letter topics, what a broker must carry."""
 
@@ -304,6 +306,41 @@ class SummaryCompleted(Event):
     error: str | None = Field(default=None, max_length=500, description="Why unavailable")
 
 
+SEARCH_MAX_QUERY_CHARS = 200
+"""Longest search query, in characters after trimming."""
+SEARCH_MAX_LIMIT = 50
+"""Most conversations one search returns."""
+SEARCH_RESULT_TTL_S = 60
+"""How long a search result stays in the state store, in seconds; a request older than this
+is not run (nobody waits for it any more)."""
+
+SearchQuery = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_MAX_QUERY_CHARS)
+]
+
+
+class SearchRequested(Event):
+    """An operator searches the conversations (PostgreSQL full-text search).
+
+    Topic ``search.requested``; producer: gateway (``GET /api/v1/conversations/search``);
+    consumer: messaging, which runs the query and writes a
+    :class:`~inbox_common.read_models.SearchResult` under :func:`search_key` with a TTL of
+    :data:`SEARCH_RESULT_TTL_S`, where the gateway waits for it. Idempotency key:
+    ``request_id`` (running it twice writes the same key again).
+    """
+
+    request_id: UUID = Field(description="Unique per search, made by the gateway")
+    query: SearchQuery = Field(
+        description=f"Web-search syntax (`websearch_to_tsquery`), 1 to {SEARCH_MAX_QUERY_CHARS} "
+        'characters: words, "quoted phrases", `or`, `-excluded`'
+    )
+    limit: int = Field(default=20, ge=1, le=SEARCH_MAX_LIMIT, description="Most conversations")
+    requested_by: AuthorId = Field(description="Operator username")
+    requested_at: AwareDatetime | None = Field(
+        default=None, description="When the gateway accepted it (UTC); None: run regardless"
+    )
+
+
 class ConversationUpdated(Event):
     """A conversation's read model changed in the state store.
 
@@ -326,6 +363,11 @@ class ConversationUpdated(Event):
 def conversation_key(conversation_id: UUID | str) -> str:
     """State store key of one conversation's read model."""
     return f"conversation:{conversation_id}"
+
+
+def search_key(request_id: UUID | str) -> str:
+    """State store key of one search's result (:class:`SearchRequested`)."""
+    return f"search:{request_id}"
 
 
 INBOX_KEY = "inbox:index"

@@ -141,3 +141,31 @@ class Inbox(BaseModel):
 
     items: list[ConversationSummary]
     total: int = Field(description="All conversations in the system of record")
+
+
+class HeadlinePart(BaseModel):
+    """One piece of a search headline; the page renders each as text and marks matches."""
+
+    text: str
+    match: bool = Field(default=False, description="A word the query matched")
+
+
+class SearchHit(ConversationSummary):
+    """One conversation a search found: its inbox row, the rank and the best excerpt."""
+
+    rank: float = Field(description="Sum of `ts_rank` over the matching subject and messages")
+    headline: list[HeadlinePart] = Field(
+        description="An excerpt of the best-matching message (or subject), as plain-text parts"
+    )
+
+
+class SearchResult(BaseModel):
+    """The answer to one ``search.requested``, under ``search:{request_id}`` for a minute.
+
+    Written by messaging, read by the gateway that published the request.
+    """
+
+    request_id: UUID
+    query: str
+    items: list[SearchHit] = Field(description="Best match first; empty when nothing matched")
+    took_ms: float = Field(description="Time messaging spent on the query, in ms")

@@ -22,6 +22,7 @@ from gateway import subscriptions
 from gateway.api.routes import auth, client, conversations, inbound, knowledge, ws
 from gateway.core.config import Settings, get_settings
 from gateway.core.ratelimit import RateLimited, RateLimits
+from gateway.core.seen import SeenStore
 from gateway.live import Hub
 from gateway.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sidecar = sidecar
     app.state.hub = hub
+    app.state.seen = SeenStore(sidecar, settings.seen_max_entries)
     app.state.rate_limits = RateLimits.build(
         sidecar,
         {

@@ -1,31 +1,39 @@
 """Messaging's Dapr subscriptions: thin adapters over :mod:`messaging.store`."""
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import psycopg
 from dapr.ext.fastapi import DaprApp
 from inbox_common import metrics
 from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import (
+    SEARCH_RESULT_TTL_S,
     TOPIC_AI_COMPLETED,
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_CHANGED,
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_MESSAGES_SUBMITTED,
+    TOPIC_SEARCH_REQUESTED,
     TOPIC_SUMMARY_COMPLETED,
     TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     ConversationChanged,
     InsightRequested,
     MessageSubmitted,
+    SearchRequested,
     SummaryCompleted,
+    search_key,
 )
+from inbox_common.read_models import SearchResult
 from inbox_common.subscriptions import DeadLetter, subscribe, subscribe_dead_letters
 
 from messaging.runtime import Runtime
+from messaging.search import search_conversations
 from messaging.store import (
     change_conversation,
     request_insight,
@@ -118,6 +126,34 @@ async def handle_summary_completed(runtime: Runtime, event: SummaryCompleted) ->
     runtime.relay.wake()
 
 
+async def handle_search_requested(runtime: Runtime, event: SearchRequested) -> None:
+    """Run an operator's full-text search and write the :class:`SearchResult` under
+    ``search:{request_id}`` with a TTL of ``SEARCH_RESULT_TTL_S``, where the gateway that
+    published the request is waiting. Read only, so a redelivery just writes the key again; a
+    request older than the TTL is skipped (its gateway gave up long ago).
+
+    RETRY: the database or the state store is unreachable. DROP: data the schema refuses (an
+    empty or over-long query, a bad limit), or a query the database refuses.
+    """
+    ids = {"request_id": str(event.request_id), "requested_by": event.requested_by}
+    if event.requested_at is not None:
+        age_s = (datetime.now(UTC) - event.requested_at).total_seconds()
+        if age_s > SEARCH_RESULT_TTL_S:
+            log.info("search skipped: nobody waits for it", extra={**ids, "age_s": age_s})
+            return
+    started = time.perf_counter()
+    async with _connection(runtime) as conn:
+        items = await search_conversations(conn, event.query, event.limit)
+    took_ms = (time.perf_counter() - started) * 1000
+    result = SearchResult(
+        request_id=event.request_id, query=event.query, items=items, took_ms=round(took_ms, 2)
+    )
+    await runtime.sidecar.save_states(
+        {search_key(event.request_id): result}, ttl_s=SEARCH_RESULT_TTL_S
+    )
+    log.info("search answered", extra={**ids, "hits": len(items), "took_ms": round(took_ms, 1)})
+
+
 async def handle_dead_letter(runtime: Runtime, letter: DeadLetter) -> None:
     """Keep a dead letter in ``dead_letters`` (once per topic and event id). RETRY: the
     database is unreachable."""
@@ -139,7 +175,8 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
 
 def register(dapr_app: DaprApp, runtime: Runtime) -> None:
     """Subscribe messaging to ``messages.submitted``, ``ai.completed``,
-    ``insight.requested``, ``conversation.changed`` and ``summary.completed``, and to the
+    ``insight.requested``, ``conversation.changed``, ``summary.completed`` and
+    ``search.requested``, and to the
     dead-letter topics of every work topic."""
     subscribe(
         dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted, lambda e: handle_submitted(runtime, e)
@@ -163,6 +200,12 @@ def register(dapr_app: DaprApp, runtime: Runtime) -> None:
         SummaryCompleted,
         lambda e: handle_summary_completed(runtime, e),
     )
+    subscribe(
+        dapr_app,
+        TOPIC_SEARCH_REQUESTED,
+        SearchRequested,
+        lambda e: handle_search_requested(runtime, e),
+    )
     work_topics = (
         TOPIC_MESSAGES_SUBMITTED,
         TOPIC_MESSAGE_CREATED,
@@ -172,6 +215,7 @@ def register(dapr_app: DaprApp, runtime: Runtime) -> None:
         TOPIC_CONVERSATION_CHANGED,
         TOPIC_SUMMARY_REQUESTED,
         TOPIC_SUMMARY_COMPLETED,
+        TOPIC_SEARCH_REQUESTED,
     )
     for topic in work_topics:
         subscribe_dead_letters(dapr_app, topic, lambda letter: handle_dead_letter(runtime, letter))

@@ -10,6 +10,7 @@ from inbox_common.sidecar import Sidecar
 from gateway.core.config import Settings
 from gateway.core.ratelimit import RateLimits
 from gateway.core.security import InvalidToken, Operator, decode_access_token
+from gateway.core.seen import SeenStore
 from gateway.live import Hub
 
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/login")
@@ -31,10 +32,15 @@ def get_rate_limits(request: Request) -> RateLimits:
     return request.app.state.rate_limits
 
 
+def get_seen(request: Request) -> SeenStore:
+    return request.app.state.seen
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SidecarDep = Annotated[Sidecar, Depends(get_sidecar)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
+SeenDep = Annotated[SeenStore, Depends(get_seen)]
 
 
 def current_operator(

@@ -74,6 +74,23 @@ class Settings(ServiceSettings):
             "are dropped with an error frame, and at twice it the socket is closed with 1008"
         ),
     )
+    search_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=30,
+        description=(
+            "SEARCH_TIMEOUT_S: how long a search waits for messaging's answer in the state "
+            "store before it answers 504, in seconds"
+        ),
+    )
+    seen_max_entries: int = Field(
+        default=5000,
+        ge=10,
+        description=(
+            "SEEN_MAX_ENTRIES: conversations whose seen version is kept per operator (the "
+            "newest marks; an older one forgotten counts as unread again)"
+        ),
+    )
     browser_traces_url: HttpUrl | None = Field(
         default=None,
         description=(

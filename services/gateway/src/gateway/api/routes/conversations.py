@@ -1,21 +1,31 @@
-"""The operators' REST API: the inbox, one conversation, operator replies, regenerating an
-insight, changing a conversation's status and assignee.
+"""The operators' REST API: the inbox, searching it, one conversation, marking it seen,
+operator replies, regenerating an insight, changing a conversation's status and assignee.
 
 Reads come from the read models messaging projects into the Dapr state store; a reply is
 published as ``messages.submitted`` and shows up once messaging has stored it; a regenerate
 request is published as ``insight.requested`` and shows up as the insight going back to
 ``processing``; a status or assignee change is published as ``conversation.changed``.
+
+A search is a query through pub/sub and the state store: published as ``search.requested``,
+answered by messaging (PostgreSQL full-text search) under ``search:{request_id}``, where the
+route waits for it. What each operator has seen lives under ``operator:{username}:seen``
+(:mod:`gateway.core.seen`), so the inbox marks unread conversations per operator.
 """
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from inbox_common.events import (
     INBOX_KEY,
+    SEARCH_MAX_LIMIT,
+    SEARCH_MAX_QUERY_CHARS,
     TOPIC_CONVERSATION_CHANGED,
     TOPIC_INSIGHT_REQUESTED,
+    TOPIC_SEARCH_REQUESTED,
     AuthorRole,
     ConversationChanged,
     ConversationStatus,
@@ -23,23 +33,43 @@ from inbox_common.events import (
     InsightStatus,
     MessageBody,
     MessageSubmitted,
+    SearchRequested,
     conversation_key,
+    search_key,
 )
-from inbox_common.read_models import Conversation, ConversationSummary, Inbox
+from inbox_common.read_models import (
+    Conversation,
+    ConversationSummary,
+    Inbox,
+    SearchHit,
+    SearchResult,
+)
 from inbox_common.sidecar import Sidecar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.api.deps import CurrentOperator, SettingsDep, SidecarDep
+from gateway.api.deps import CurrentOperator, SeenDep, SettingsDep, SidecarDep
 from gateway.api.publishing import Accepted, publish, publish_submitted
+from gateway.core.polling import wait_for_state
+from gateway.core.seen import is_unread, unread_count
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
 
+class InboxItem(ConversationSummary):
+    """An inbox row as the calling operator sees it."""
+
+    unread: bool = Field(description="Changed since this operator last saw it (version above)")
+    seen_version: int = Field(description="The version this operator last saw; 0 if never")
+
+
 class InboxPage(BaseModel):
-    items: list[ConversationSummary] = Field(description="Newest activity first")
+    items: list[InboxItem] = Field(description="Newest activity first")
     total: int
     limit: int
     offset: int
+    unread_count: int = Field(
+        description="Conversations unread by the calling operator in the whole inbox list"
+    )
 
 
 class ReplyRequest(BaseModel):
@@ -59,16 +89,117 @@ async def read_conversation(sidecar: Sidecar, conversation_id: UUID) -> Conversa
 
 @router.get("")
 async def list_conversations(
-    _: CurrentOperator,
+    operator: CurrentOperator,
     sidecar: SidecarDep,
+    seen_store: SeenDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> InboxPage:
-    """The inbox, newest activity first, ``limit`` items from ``offset``."""
-    raw = await sidecar.get_state(INBOX_KEY)
+    """The inbox, newest activity first, ``limit`` items from ``offset``, each marked
+    ``unread`` for the calling operator; ``unread_count`` counts the whole inbox list."""
+    raw, seen = await asyncio.gather(
+        sidecar.get_state(INBOX_KEY), seen_store.read(operator.username)
+    )
     inbox = Inbox.model_validate_json(raw) if raw else Inbox(items=[], total=0)
     return InboxPage(
-        items=inbox.items[offset : offset + limit], total=inbox.total, limit=limit, offset=offset
+        items=[
+            InboxItem(
+                **s.model_dump(),
+                unread=is_unread(s, seen),
+                seen_version=seen.get(str(s.conversation_id), 0),
+            )
+            for s in inbox.items[offset : offset + limit]
+        ],
+        total=inbox.total,
+        limit=limit,
+        offset=offset,
+        unread_count=unread_count(inbox.items, seen),
+    )
+
+
+class SearchItem(SearchHit):
+    """A conversation a search found, as the calling operator sees it."""
+
+    unread: bool = Field(description="Changed since this operator last saw it")
+    seen_version: int = Field(description="The version this operator last saw; 0 if never")
+
+
+class SearchPage(BaseModel):
+    request_id: UUID
+    query: str = Field(description="The query as searched (trimmed)")
+    limit: int
+    items: list[SearchItem] = Field(description="Best match first; empty when nothing matched")
+    took_ms: float = Field(description="From publishing the request to reading the answer, ms")
+    search_ms: float = Field(description="Time messaging spent in PostgreSQL, in ms")
+
+
+@router.get(
+    "/search",
+    responses={
+        422: {"description": f"q empty or over {SEARCH_MAX_QUERY_CHARS} characters; bad limit"},
+        503: {"description": "Bus or state store down"},
+        504: {"description": "Messaging did not answer within SEARCH_TIMEOUT_S"},
+    },
+)
+async def search_conversations(
+    operator: CurrentOperator,
+    sidecar: SidecarDep,
+    seen_store: SeenDep,
+    settings: SettingsDep,
+    q: Annotated[str, Query(description='Words, "a phrase", `or`, `-word`')],
+    limit: Annotated[int, Query(ge=1, le=SEARCH_MAX_LIMIT)] = 20,
+) -> SearchPage:
+    """Full-text search over every conversation's subject and messages (PostgreSQL,
+    English stemming: "cards" finds "card"), best match first, with a plain-text headline
+    of the best-matching message (``headline``: parts, ``match`` on the words found).
+
+    The gateway publishes ``search.requested`` and waits up to ``SEARCH_TIMEOUT_S`` for
+    messaging's answer in the state store: 504 when it does not come. 422 when ``q`` is
+    empty or longer than 200 characters after trimming, or holds a control character.
+    """
+    query = q.strip()
+    if not 1 <= len(query) <= SEARCH_MAX_QUERY_CHARS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"q: give 1 to {SEARCH_MAX_QUERY_CHARS} characters after trimming, got {len(query)}",
+        )
+    if any(ord(c) < 32 for c in query):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "q: control characters")
+    event = SearchRequested(
+        request_id=uuid4(),
+        query=query,
+        limit=limit,
+        requested_by=operator.username,
+        requested_at=datetime.now(UTC),
+    )
+    started = time.monotonic()
+    await publish(sidecar, TOPIC_SEARCH_REQUESTED, event, "retry shortly")
+    raw, seen = await asyncio.gather(
+        wait_for_state(sidecar, search_key(event.request_id), settings.search_timeout_s),
+        seen_store.read(operator.username),
+    )
+    took_ms = (time.monotonic() - started) * 1000
+    if raw is None:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            f"search timed out: messaging did not answer request {event.request_id} within "
+            f"{settings.search_timeout_s:g} s; retry shortly",
+        )
+    result = SearchResult.model_validate_json(raw)
+    return SearchPage(
+        request_id=event.request_id,
+        query=query,
+        limit=limit,
+        items=[
+            SearchItem(
+                **hit.model_dump(),
+                unread=is_unread(hit, seen),
+                seen_version=seen.get(str(hit.conversation_id), 0),
+            )
+            for hit in result.items
+        ],
+        took_ms=round(took_ms, 1),
+        search_ms=result.took_ms,
     )
 
 
@@ -210,3 +341,39 @@ async def change_conversation(
     )
     await publish(sidecar, TOPIC_CONVERSATION_CHANGED, event, "retry shortly")
     return ChangeAccepted(request_id=event.request_id, conversation_id=conversation_id)
+
+
+class SeenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The conversation version the page has shown")
+
+
+@router.post(
+    "/{conversation_id}/seen",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        404: {"description": "Unknown conversation"},
+        422: {"description": "A version the conversation does not have yet"},
+        503: {"description": "State store down or too contended"},
+    },
+)
+async def mark_seen(
+    conversation_id: UUID,
+    body: SeenRequest,
+    operator: CurrentOperator,
+    sidecar: SidecarDep,
+    seen_store: SeenDep,
+) -> Response:
+    """Record that the calling operator has seen the conversation at ``version``, for every
+    browser and gateway replica: it is no longer ``unread`` until its version moves on. A
+    lower version than one recorded changes nothing. 422 for a version above the
+    conversation's current one."""
+    conversation = await read_conversation(sidecar, conversation_id)
+    if body.version > conversation.version:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"version: {body.version} is newer than the conversation's ({conversation.version})",
+        )
+    await seen_store.mark(operator.username, str(conversation_id), body.version)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
