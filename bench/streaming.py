@@ -19,18 +19,15 @@ import asyncio
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import websockets
-from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
+from devstack.fake_ollama import MODEL, start_server
 from devstack.seed import load_messages
 from devstack.stack import Stack
-
-MODEL = "fake-insight:1b"
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -132,29 +129,16 @@ def main() -> int:
     args = parser.parse_args()
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
-    port = free_port()
-    fake = Process(
-        "fake-ollama",
-        [
-            sys.executable,
-            "-m",
-            "devstack.fake_ollama",
-            "--port",
-            str(port),
-            "--token-delay-s",
-            str(args.token_delay_ms / 1000),
-        ],
-        run_dir / "fake-ollama.log",
-        env=DEVSTACK_ENV,
-    ).start()
+    fake, ollama_url = start_server(
+        run_dir / "fake-ollama.log", token_delay_s=args.token_delay_ms / 1000
+    )
     stack = Stack(
         run_dir,
-        f"http://127.0.0.1:{port}",
+        ollama_url,
         MODEL,
         env={"AI_STREAM_INTERVAL_MS": str(args.interval_ms)},
     )
     try:
-        fake.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/version"), 30, "readiness")
         print("starting the stack (PostgreSQL, Redis, 3 services and their sidecars)…")
         stack.start()
         user, password = stack.operator

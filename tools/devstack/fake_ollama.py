@@ -34,16 +34,21 @@ import argparse
 import asyncio
 import json
 import re
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from devstack.procs import Process
 
 MODES = ("valid", "fenced", "prose", "garbage", "slow", "delayed", "error", "stream", "broken")
 MODEL = "fake-insight:1b"
@@ -291,6 +296,32 @@ def create_app(
             Route("/__fake__/stats", get_stats),
         ]
     )
+
+
+def start_server(
+    log: Path, *, slow_s: float = 120.0, token_delay_s: float = 0.0
+) -> tuple["Process", str]:
+    """Run the stand-in in a process of its own on a free loopback port, answering.
+
+    Returns:
+        The process (``stop()`` it) and its base URL, ``http://127.0.0.1:<port>``.
+
+    Raises:
+        StartError: it did not answer ``/api/version`` within 30 s.
+    """
+    from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
+
+    port = free_port()
+    command = ["--port", str(port), "--slow-s", str(slow_s), "--token-delay-s", str(token_delay_s)]
+    process = Process(
+        "fake-ollama",
+        [sys.executable, "-m", "devstack.fake_ollama", *command],
+        log,
+        env=DEVSTACK_ENV,
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    process.wait_until(lambda: http_ok(f"{url}/api/version"), 30, "readiness")
+    return process, url
 
 
 def main() -> None:

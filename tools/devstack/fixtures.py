@@ -21,7 +21,8 @@ import httpx2 as httpx
 import psycopg
 import pytest
 
-from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
+from devstack.fake_ollama import MODEL, start_server
+from devstack.procs import DEVSTACK_ENV, Process, free_port
 from devstack.stack import REPO, Stack
 
 T = TypeVar("T")
@@ -77,17 +78,9 @@ def output_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def fake_ollama(output_dir: Path) -> Iterator[FakeOllama]:
-    port = free_port()
-    process = Process(
-        "fake-ollama",
-        [sys.executable, "-m", "devstack.fake_ollama", "--port", str(port), "--slow-s", "30"],
-        output_dir / "fake-ollama.log",
-        env=DEVSTACK_ENV,
-    ).start()
+    process, url = start_server(output_dir / "fake-ollama.log", slow_s=30)
     try:
-        url = f"http://127.0.0.1:{port}"
-        process.wait_until(lambda: http_ok(f"{url}/api/version"), 30, "readiness")
-        yield FakeOllama(url, "fake-insight:1b")
+        yield FakeOllama(url, MODEL)
     finally:
         process.stop()
 

@@ -17,8 +17,8 @@ import urllib.request
 
 from ai_worker.settings import Settings
 
+from devstack.fake_ollama import MODEL, start_server
 from devstack.jaeger import JAEGER_BIN, Jaeger
-from devstack.procs import DEVSTACK_ENV, Process, free_port, http_ok
 from devstack.seed import CustomerStream
 from devstack.stack import BROKERS, REPO, STATE_STORES, Stack
 
@@ -81,25 +81,12 @@ def main() -> int:
         print(f"Using Ollama at {ollama_url} with model {ollama_model}")
     else:
         why = f"{ollama_url} does not serve {ollama_model}" if ollama_url else "OLLAMA_URL is unset"
-        port = free_port()
-        fake = Process(
-            "fake-ollama",
-            [
-                sys.executable,
-                "-m",
-                "devstack.fake_ollama",
-                "--port",
-                str(port),
-                # a pause between streamed words, to watch replies being written
-                "--token-delay-s",
-                os.environ.get("FAKE_TOKEN_DELAY_S", "0"),
-            ],
+        # FAKE_TOKEN_DELAY_S: a pause between streamed words, to watch replies being written
+        fake, ollama_url = start_server(
             run_dir / "logs" / "fake-ollama.log",
-            env=DEVSTACK_ENV,
+            token_delay_s=float(os.environ.get("FAKE_TOKEN_DELAY_S", "0")),
         )
-        fake.start()
-        fake.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/version"), 30, "readiness")
-        ollama_url, ollama_model = f"http://127.0.0.1:{port}", "fake-insight:1b"
+        ollama_model = MODEL
         print(f"{why}: using the stand-in model server (fake-insight:1b) at {ollama_url}")
 
     jaeger = None
