@@ -10,6 +10,7 @@ set. ``OTEL_SDK_DISABLED=true`` (the OpenTelemetry SDK's own switch) turns traci
 altogether: no instrumentation is installed and spans are no-ops.
 """
 
+import importlib.util
 import logging
 import os
 import sys
@@ -72,13 +73,19 @@ def tracing_disabled() -> bool:
 
 
 def _instrument_clients() -> None:
+    # Each service's image holds only its own dependencies (psycopg only in messaging, httpx
+    # not there): instrument the client libraries this process can import.
     from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
     GrpcAioInstrumentorClient().instrument()
-    HTTPXClientInstrumentor().instrument()
-    PsycopgInstrumentor().instrument(enable_commenter=False)
+    if importlib.util.find_spec("httpx") is not None:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor().instrument()
+    if importlib.util.find_spec("psycopg") is not None:
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        PsycopgInstrumentor().instrument(enable_commenter=False)
 
 
 def instrument_app(app: object) -> None:

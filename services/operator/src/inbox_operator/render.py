@@ -27,6 +27,11 @@ STATE_STORE = "inbox-state"
 CONFIGURATION = "inbox-config"
 RESILIENCY = "inbox-resiliency"
 SERVICES = ("gateway", "messaging", "ai-worker")
+REDIS_POOL_SIZE = "64"
+"""Connections per Redis pub/sub component and sidecar. Each subscribed stream holds one in a
+blocking XREADGROUP; go-redis's default, 10 per GOMAXPROCS, follows the sidecar's CPU limit
+(one core at 500m), and messaging's 20-odd streams then starve it ("connection pool
+timeout" on a real node)."""
 COMPONENTS_HASH = "supportinbox.io/components-hash"
 """Pod-template annotation: changes with the Dapr components, so a broker switch rolls pods."""
 
@@ -155,6 +160,7 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec, broadcast: bool = Fal
             _value("redeliverInterval", "10s"),
             _value("maxLenApprox", "10000" if broadcast else "100000"),
             *([] if broadcast else [_value("concurrency", "20")]),
+            _value("poolSize", REDIS_POOL_SIZE),
         ]
         if broker.secret_ref:
             metadata.append(_secret("redisPassword", broker.secret_ref))
@@ -362,6 +368,10 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
         "dapr.io/sidecar-memory-request": spec.sidecar.memory_request,
         "dapr.io/sidecar-cpu-limit": spec.sidecar.cpu_limit,
         "dapr.io/sidecar-memory-limit": spec.sidecar.memory_limit,
+        # The pods mount no ServiceAccount token, so the sidecar's built-in Kubernetes secret
+        # store cannot start ("stat /.kube/config" on a real node); the apps never call the
+        # secrets API, and Dapr's operator resolves the components' secretKeyRefs itself.
+        "dapr.io/disable-builtin-k8s-secret-store": "true",
         COMPONENTS_HASH: components_hash,
     }
     if service == "ai-worker":

@@ -1,0 +1,333 @@
+"""The chart on a real node: ``helm install`` into the local cluster of ``make cluster``
+(kubelet, containerd, CoreDNS, Dapr's control plane with its sidecar injector and mTLS), then
+real customer messages through the gateway Service, day-2 changes, tracing and uninstall.
+
+The tests run in file order and share one release; each names what it proves. The node is
+stopped at the end and the host is checked to be as it was: no process, mount, network
+interface or iptables chain of the node left.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+import yaml
+from devstack.delivery import wait_exactly_once
+from devstack.fixtures import Database, wait_for
+from devstack.node import LocalNode
+from devstack.procs import CACHE_DIR
+from devstack.seed import load_messages, post_customer_message
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASE = "support-inbox"
+NAMESPACE = "support-inbox"
+READY_BOUND_S = float(os.environ.get("CLUSTER_READY_BOUND_S", "420"))
+"""Bound on ``helm install`` to every pod Ready (measured on 2 cores: see the README)."""
+TIMINGS: dict[str, float] = {}
+
+
+def _host_state() -> dict[str, object]:
+    def out(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+    chains = sorted(
+        line.split()[0]
+        for table in ("nat", "filter", "mangle")
+        for line in out("iptables-save", "-t", table).splitlines()
+        if line.startswith(":")
+    )
+    links = sorted(line.split(":")[1].strip().split("@")[0]
+                   for line in out("ip", "-o", "link").splitlines())
+    mounts = sorted(line.split()[1] for line in Path("/proc/mounts").read_text().splitlines())
+    processes = sorted(
+        name
+        for name in ("containerd-shim", "kubelet", "kube-proxy", "kube-apiserver", "etcd",
+                     "coredns", "daprd")
+        if subprocess.run(["pgrep", "-f", name], capture_output=True).returncode == 0
+    )
+    return {"chains": chains, "links": links, "mounts": mounts, "processes": processes}
+
+
+@pytest.fixture(scope="module")
+def node(output_dir: Path) -> Iterator[LocalNode]:
+    """Docker builds the images, the node starts, and afterwards everything is undone."""
+    before = _host_state()
+    engine = REPO / "tools/docker-engine.sh"
+    subprocess.run([str(engine), "start"], check=True)
+    try:
+        started = time.monotonic()
+        subprocess.run([str(REPO / "tools/build-images.sh")], check=True)
+        TIMINGS["images_s"] = time.monotonic() - started
+    finally:
+        subprocess.run([str(engine), "stop"], check=False)
+    local = LocalNode(log_dir=output_dir / "cluster")
+    started = time.monotonic()
+    local.up(progress=print)
+    TIMINGS["node_s"] = time.monotonic() - started
+    try:
+        yield local
+    finally:
+        local.down(progress=print)
+        after = _host_state()
+        print(f"timings: {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
+        assert after == before, "the node left something behind"
+
+
+def helm(node: LocalNode, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [str(CACHE_DIR / "bin/helm"), "--kubeconfig", str(node.kubeconfig), *args],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    if check and done.returncode != 0:
+        pods = node.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+        pytest.fail(f"helm {' '.join(args)}:\n{done.stdout}{done.stderr}\n{pods}")
+    return done
+
+
+def get(node: LocalNode, *args: str) -> dict:
+    return json.loads(node.kubectl("get", "-n", NAMESPACE, *args, "-o", "json").stdout)
+
+
+def pods_by_app(node: LocalNode) -> dict[str, set[str]]:
+    """Running pod names per ``app.kubernetes.io/name``."""
+    found: dict[str, set[str]] = {}
+    for pod in get(node, "pods")["items"]:
+        if pod["metadata"].get("deletionTimestamp") or pod["status"].get("phase") != "Running":
+            continue
+        name = pod["metadata"]["labels"].get("app.kubernetes.io/name", "?")
+        found.setdefault(name, set()).add(pod["metadata"]["name"])
+    return found
+
+
+def all_pods_ready(node: LocalNode) -> bool:
+    pods = get(node, "pods")["items"]
+    if not pods:
+        return False
+    for pod in pods:
+        if pod["status"].get("phase") == "Succeeded":
+            continue
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") != "True":
+            return False
+    return True
+
+
+def secret(node: LocalNode, name: str, key: str) -> str:
+    data = get(node, "secret", name)["data"]
+    return base64.b64decode(data[key]).decode()
+
+
+def cluster_ip(node: LocalNode, service: str) -> str:
+    return get(node, "service", service)["spec"]["clusterIP"]
+
+
+def conditions(node: LocalNode) -> dict[str, str]:
+    status = get(node, "supportinbox", RELEASE).get("status") or {}
+    return {c["type"]: c["status"] for c in status.get("conditions", [])}
+
+
+class Release:
+    """The installed release as a client sees it: the gateway Service and the database."""
+
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+        self.url = f"http://{cluster_ip(node, 'gateway')}"
+        self.api_key = secret(node, f"{RELEASE}-auth", "channel-api-key")
+        password = secret(node, f"{RELEASE}-auth", "admin-password")
+        response = httpx.post(f"{self.url}/api/v1/auth/login",
+                              json={"username": "admin", "password": password}, timeout=15)
+        assert response.status_code == 200, response.text
+        self.token = response.json()["access_token"]
+        self.conversations: list[str] = []
+        url = secret(node, f"{RELEASE}-postgresql", "url")
+        self.db = Database(url.replace(f"@{RELEASE}-postgresql:",
+                                       f"@{cluster_ip(node, RELEASE + '-postgresql')}:"))
+
+    def post(self, rows: list[dict]) -> list[uuid.UUID]:
+        """POST each row through the channel API; returns the message ids. The conversation
+        of each 202 goes to :attr:`conversations`."""
+        ids = []
+        for row in rows:
+            message_id = uuid.uuid4()
+            accepted = post_customer_message(self.url, self.api_key, row, message_id)
+            self.conversations.append(accepted["conversation_id"])
+            ids.append(message_id)
+        return ids
+
+
+@pytest.fixture(scope="module")
+def release(node: LocalNode) -> Iterator[Release]:
+    started = time.monotonic()
+    helm(node, "install", RELEASE, str(REPO / "charts/support-inbox"), "-n", NAMESPACE,
+         "--create-namespace", "-f", str(REPO / "k8s/local-values.yaml"))
+    try:
+        wait_for(lambda: all_pods_ready(node) and {"gateway", "messaging", "ai-worker"}
+                 <= set(pods_by_app(node)), READY_BOUND_S, "every pod of the release Ready",
+                 interval_s=2)
+    except BaseException:
+        print(node.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout)
+        print(node.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp",
+                           check=False).stdout[-6000:])
+        raise
+    TIMINGS["install_to_ready_s"] = time.monotonic() - started
+    yield Release(node)
+
+
+def test_install_makes_every_pod_ready_with_an_injected_sidecar(node, release) -> None:
+    pods = get(node, "pods")["items"]
+    images = {c["name"]: c["image"] for p in pods for c in p["spec"]["containers"]}
+    print("pods:", json.dumps({p["metadata"]["name"]: [c["image"] for c in p["spec"]["containers"]]
+                               for p in pods}, indent=1))
+    for app in ("gateway", "messaging", "ai-worker"):
+        for pod in (p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/name")
+                    == app):
+            names = [c["name"] for c in pod["spec"]["containers"]]
+            assert "daprd" in names, f"{pod['metadata']['name']}: no sidecar injected ({names})"
+    assert images["daprd"].startswith("localhost/support-inbox/daprd")
+    assert TIMINGS["install_to_ready_s"] < READY_BOUND_S
+
+
+def test_supportinbox_reports_every_condition_true(node, release) -> None:
+    wait_for(lambda: all(conditions(node).get(t) == "True" for t in
+                         ("Ready", "BrokerReady", "DatabaseReady", "ModelReady")),
+             120, "SupportInbox conditions True", interval_s=2)
+
+
+def test_customer_messages_reach_operators_and_survive_an_ai_worker_deletion(
+    node, release
+) -> None:
+    rows = load_messages()[:100]
+    pushed: dict[str, str] = {}
+    stop = threading.Event()
+
+    def listen() -> None:
+        from websockets.sync.client import connect
+
+        url = release.url.replace("http://", "ws://") + f"/ws?token={release.token}"
+        with connect(url, open_timeout=15) as socket:
+            while not stop.is_set():
+                try:
+                    event = json.loads(socket.recv(timeout=1))
+                except TimeoutError:
+                    continue
+                summary = event.get("conversation") or {}
+                if summary.get("latest_insight_status") in ("available", "unavailable"):
+                    pushed.setdefault(event["conversation_id"], summary["latest_insight_status"])
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(1)
+    first = len(release.conversations)
+    ids = release.post(rows[:40])
+    (worker,) = pods_by_app(node)["ai-worker"]
+    node.kubectl("-n", NAMESPACE, "delete", "pod", worker, "--wait=false")
+    ids += release.post(rows[40:])
+    try:
+        statuses = wait_exactly_once(release.db, ids, timeout_s=300)
+        conversations = set(release.conversations[first:])
+        wait_for(lambda: conversations <= set(pushed), 120,
+                 "every insight pushed over the WebSocket")
+    finally:
+        stop.set()
+        listener.join(5)
+    assert sum(statuses.values()) == 100
+    assert statuses.get("available", 0) > 0
+
+
+def _uids(node: LocalNode) -> dict[str, set[str]]:
+    return {app: names for app, names in pods_by_app(node).items()
+            if app in ("gateway", "messaging", "ai-worker")}
+
+
+def _rolled(node: LocalNode, before: dict[str, set[str]], apps: set[str]) -> bool:
+    now = _uids(node)
+    if not all_pods_ready(node):
+        return False
+    return all(bool(now.get(a)) and not (now[a] & before[a]) for a in apps)
+
+
+def test_a_model_change_rolls_only_the_ai_worker(node, release) -> None:
+    before = _uids(node)
+    node.kubectl("-n", NAMESPACE, "patch", "supportinbox", RELEASE, "--type=merge",
+                 "-p", json.dumps({"spec": {"ollama": {"model": "qwen2.5:0.5b"}}}))
+    wait_for(lambda: _rolled(node, before, {"ai-worker"}), 300, "ai-worker rolled",
+             interval_s=2)
+    after = _uids(node)
+    assert after["gateway"] == before["gateway"]
+    assert after["messaging"] == before["messaging"]
+    env = {e["name"]: e.get("value") for c in get(node, "deployment", "ai-worker")["spec"][
+        "template"]["spec"]["containers"] if c["name"] == "ai-worker" for e in c.get("env", [])}
+    assert env["OLLAMA_MODEL"] == "qwen2.5:0.5b"
+
+
+def test_helm_upgrade_rolls_what_changed_and_keeps_the_secrets(node, release) -> None:
+    before = _uids(node)
+    key = release.api_key
+    helm(node, "upgrade", RELEASE, str(REPO / "charts/support-inbox"), "-n", NAMESPACE,
+         "-f", str(REPO / "k8s/local-values.yaml"), "--set", "ollama.model=llama3.2:1b")
+    wait_for(lambda: _rolled(node, before, {"ai-worker"}), 300, "ai-worker rolled",
+             interval_s=2)
+    assert _uids(node)["gateway"] == before["gateway"]
+    assert secret(node, f"{RELEASE}-auth", "channel-api-key") == key
+    ids = release.post(load_messages()[100:110])
+    wait_exactly_once(release.db, ids, timeout_s=180)
+
+
+def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, release) -> None:
+    (message_id,) = release.post(load_messages()[110:111])
+    conversation_id = release.conversations[-1]
+    wait_exactly_once(release.db, [message_id], timeout_s=120)
+    jaeger = f"http://{cluster_ip(node, RELEASE + '-jaeger')}:16686"
+    tags = urllib.parse.quote(json.dumps({"inbox.conversation_id": conversation_id}))
+    url = f"{jaeger}/api/traces?service=gateway&tags={tags}&limit=20&lookback=1h"
+
+    def emitters() -> set[tuple[str, str]] | None:
+        """(service, SDK language) of every span in the trace of the final push: the
+        services' spans are Python's, their sidecars' Go's."""
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                traces = json.loads(response.read())["data"]
+        except (OSError, ValueError):
+            return None
+        for trace in traces:
+            found = set()
+            for span in trace["spans"]:
+                process = trace["processes"][span["processID"]]
+                language = {t["key"]: t["value"] for t in process.get("tags", [])}.get(
+                    "telemetry.sdk.language", "?")
+                found.add((process["serviceName"], language))
+            if {(s, lang) for s in ("gateway", "messaging", "ai-worker")
+                    for lang in ("python", "go")} <= found:
+                return found
+        return None
+
+    found = wait_for(emitters, 120, "one trace with every service and sidecar", interval_s=2)
+    print("span emitters in the trace:", sorted(found))
+
+
+def test_uninstall_leaves_no_object_and_no_pod(node, release) -> None:
+    release.db.close()
+    helm(node, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+
+    def gone() -> bool:
+        left = node.kubectl("get", "all,secrets,configmaps,pvc,components.dapr.io,"
+                            "configurations.dapr.io,resiliencies.dapr.io,supportinboxes",
+                            "-n", NAMESPACE, "-o", "name", check=False).stdout.split()
+        left = [n for n in left if not n.endswith("/kube-root-ca.crt")]
+        return not left
+
+    wait_for(gone, 180, "nothing of the release left", interval_s=2)
+    leftovers = yaml.safe_load(node.kubectl("get", "pv", "-o", "yaml").stdout)["items"]
+    assert leftovers == []
