@@ -21,6 +21,10 @@ if [ -x "$dest" ] && "$dest" --version 2>/dev/null | grep -qx "${version#v}"; th
 fi
 work=$(dirname "$dest")/../src/dapr-${version}
 mkdir -p "$(dirname "$dest")" "$(dirname "$work")"
+# build-dapr-control-plane.sh unpacks the same source, possibly at the same time: one unpacks,
+# under a lock.
+exec 9>"$work.lock"
+flock 9
 if [ ! -d "$work" ]; then
   echo "daprd ${version}: downloading module source from the Go module proxy"
   tmp=$(mktemp -d)
@@ -30,6 +34,7 @@ if [ ! -d "$work" ]; then
   chmod -R u+w "$work"
   rm -rf "$tmp"
 fi
+flock -u 9
 for c in "${components[@]}"; do
   f="$work/cmd/daprd/components/$c.go"
   sed -i '1s#^//go:build \(.*\)$#//go:build inbox || \1#; 1s#inbox || inbox || #inbox || #' "$f"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager, etcd and etcdctl from the Go module proxy,
-# pinned, into DEST_BIN_DIR; a binary already there at the right version is not rebuilt.
+# Build the Kubernetes binaries of a single-node cluster (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl), etcd and etcdctl from
+# the Go module proxy, pinned, into DEST_BIN_DIR; a binary already there at the right version is
+# not rebuilt. Everything is built with CGO_ENABLED=0, so kubelet and kube-proxy are static too.
 #
 # Neither project can be built with `go install pkg@version`: k8s.io/kubernetes replaces every
 # staging module (k8s.io/api, k8s.io/apiserver, ...) with ./staging/src/..., and the etcd server
@@ -13,19 +15,20 @@
 # Usage: build-kube.sh DEST_BIN_DIR   (e.g. ~/.cache/support-inbox/bin)
 # Env:   KUBE_VERSION (default below), ETCD_VERSION (default: the one that Kubernetes release
 #        pins in build/dependencies.yaml), KUBE_COMMANDS (which cmd/ of k8s.io/kubernetes to
-#        build; kube-controller-manager only runs the garbage collector in the tests and adds
-#        ~2 min to a cold build), GOPROXY_URL (default https://proxy.golang.org).
+#        build; the tests only need kube-apiserver and kube-controller-manager, a real node the
+#        other four, which add ~4 min to a cold build), GOPROXY_URL (default
+#        https://proxy.golang.org).
 # Build logs: DEST_BIN_DIR/../logs/{kube,etcd}-build.log
 set -euo pipefail
 : "${KUBE_VERSION:=v1.37.1}"   # newest stable release whose zip the proxy serves (v1.37.2: 403)
 : "${ETCD_VERSION:=v3.7.0}"    # kubeadm DefaultEtcdVersion / build/dependencies.yaml of v1.37.1
-: "${KUBE_COMMANDS:=kube-apiserver kube-controller-manager}"
+: "${KUBE_COMMANDS:=kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl}"
 : "${GOPROXY_URL:=https://proxy.golang.org}"
 
 [ $# -eq 1 ] || { echo "usage: $0 DEST_BIN_DIR" >&2; exit 2; }
 [[ $KUBE_VERSION =~ ^v1\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]] || { echo "build-kube: KUBE_VERSION=$KUBE_VERSION is not v1.Y.Z" >&2; exit 2; }
 [[ $ETCD_VERSION =~ ^v3\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$ ]] || { echo "build-kube: ETCD_VERSION=$ETCD_VERSION is not v3.Y.Z" >&2; exit 2; }
-for c in go curl unzip python3 flock; do
+for c in go curl unzip python3 flock readelf; do
   command -v "$c" >/dev/null || { echo "build-kube: $c not found on PATH" >&2; exit 1; }
 done
 mkdir -p "$1"
@@ -48,6 +51,7 @@ version_of() {
   case ${name%.tmp} in
     etcd) out=$("$1" --version 2>/dev/null) || true; sed -n 's/^etcd Version: /etcd /p' <<<"$out" ;;
     etcdctl) out=$("$1" version 2>/dev/null) || true; sed -n 's/^etcdctl version: /etcd /p' <<<"$out" ;;
+    kubectl) out=$("$1" version --client 2>/dev/null) || true; sed -n 's/^Client Version: /Kubernetes /p' <<<"$out" ;;
     *) "$1" --version 2>/dev/null || true ;;
   esac
 }
@@ -102,6 +106,10 @@ build_kube() {
   for c in "${kube_missing[@]}"; do
     [ "$(version_of "$bin/.kube.tmp/$c")" = "Kubernetes $KUBE_VERSION" ] ||
       { echo "build-kube: built $c reports '$(version_of "$bin/.kube.tmp/$c")'" >&2; return 1; }
+    # A node's kubelet and kube-proxy run outside any image: they must not need a libc.
+    if readelf -l "$bin/.kube.tmp/$c" | grep -q 'program interpreter'; then
+      echo "build-kube: built $c is dynamically linked" >&2; return 1
+    fi
   done
   for c in "${kube_missing[@]}"; do mv "$bin/.kube.tmp/$c" "$bin/$c"; done
   rm -rf "$bin/.kube.tmp"
@@ -127,7 +135,7 @@ pids=() names=() labels=()
 if [ ${#kube_missing[@]} -eq 0 ]; then
   say "Kubernetes $KUBE_VERSION: already built: $KUBE_COMMANDS"
 else
-  say "Kubernetes $KUBE_VERSION: fetching k8s.io/kubernetes, compiling ${kube_missing[*]} (~9-11 min on an empty Go cache, ~15 s warm; log: $logs/kube-build.log)"
+  say "Kubernetes $KUBE_VERSION: fetching k8s.io/kubernetes, compiling ${kube_missing[*]} (~7 min for all six on an empty Go build cache when nothing else runs, 30-60 s for the four node binaries on a cache warm from the other two, ~1 s when all are there; log: $logs/kube-build.log)"
   ( set -x; build_kube ) >"$logs/kube-build.log" 2>&1 &
   pids+=($!) names+=(kube) labels+=("Kubernetes $KUBE_VERSION: built ${kube_missing[*]}")
 fi

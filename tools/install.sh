@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # `make tools`: install every real component the project runs, pinned, cached outside the
-# repository, skipping what is already there. Debian packages and the daprd build run in
-# parallel; each step says what it is doing.
+# repository, skipping what is already there. Debian packages and the builds run in parallel;
+# each step says what it is doing, a heartbeat every 30 s says which builds are still running,
+# and each build's result is reported as it ends.
 set -euo pipefail
 : "${INBOX_TOOLS_DIR:=$HOME/.cache/support-inbox}"
 : "${DAPR_VERSION:=v1.18.2}"
+# The Kubernetes release of every k8s binary and of the pause binary (build-kube.sh reads it too).
+: "${KUBE_VERSION:=v1.37.1}"
+export KUBE_VERSION
+: "${COREDNS_VERSION:=v1.14.7}"
+# The newest the Go module proxy serves; not in the checksum database, see the script.
+: "${LOCAL_PATH_PROVISIONER_VERSION:=v0.0.37}"
 : "${UV_VERSION:=0.13.9}"
 : "${HELM_VERSION:=v3.22.0}"
 # Must match KAFKA_VERSION in tools/devstack/kafka.py. 4.4.0 is listed on Maven Central but
@@ -23,33 +30,57 @@ missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-apt_pid=
+names=() pids=()
+# build NAME WHAT COMMAND...: run COMMAND in the background, logged to $logs/NAME.log.
+build() {
+  local name=$1 what=$2; shift 2
+  say "$what (log: $logs/$name.log)"
+  "$@" >"$logs/$name.log" 2>&1 &
+  names+=("$name") pids+=($!)
+}
 if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]} (log: $logs/apt.log)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  ( $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-      --no-install-recommends "${missing[@]}" ) >"$logs/apt.log" 2>&1 &
-  apt_pid=$!
+  build apt "installing Debian packages: ${missing[*]}" bash -c \
+    "$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ${missing[*]}"
 else
   say "Debian packages present: ${debian_packages[*]}"
 fi
 
-say "daprd $DAPR_VERSION (log: $logs/daprd.log)"
-"$here/build-daprd.sh" "$DAPR_VERSION" "$INBOX_TOOLS_DIR/bin/daprd" >"$logs/daprd.log" 2>&1 &
-daprd_pid=$!
-say "kube-apiserver, kube-controller-manager and etcd (log: $logs/kube.log)"
-"$here/build-kube.sh" "$INBOX_TOOLS_DIR/bin" >"$logs/kube.log" 2>&1 &
-kube_pid=$!
-say "helm $HELM_VERSION (log: $logs/helm.log)"
-"$here/build-helm.sh" "$HELM_VERSION" "$INBOX_TOOLS_DIR/bin/helm" >"$logs/helm.log" 2>&1 &
-helm_pid=$!
+bin=$INBOX_TOOLS_DIR/bin
+build daprd "daprd $DAPR_VERSION" "$here/build-daprd.sh" "$DAPR_VERSION" "$bin/daprd"
+build dapr-control-plane "Dapr control plane $DAPR_VERSION: operator, injector, sentry" \
+  "$here/build-dapr-control-plane.sh" "$DAPR_VERSION" "$bin/dapr"
+build kube "Kubernetes $KUBE_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl) and etcd" \
+  "$here/build-kube.sh" "$bin"
+build pause "pause of Kubernetes $KUBE_VERSION (static, gcc)" "$here/build-pause.sh" "$KUBE_VERSION" "$bin/pause"
+build coredns "CoreDNS $COREDNS_VERSION" "$here/build-coredns.sh" "$COREDNS_VERSION" "$bin/coredns"
+build local-path-provisioner "local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION" \
+  "$here/build-local-path-provisioner.sh" "$LOCAL_PATH_PROVISIONER_VERSION" "$bin/local-path-provisioner"
+build helm "helm $HELM_VERSION" "$here/build-helm.sh" "$HELM_VERSION" "$bin/helm"
+build jaeger "jaeger $JAEGER_VERSION" "$here/build-jaeger.sh" "$JAEGER_VERSION" "$bin/jaeger"
+build kafka "Kafka $KAFKA_VERSION jars from Maven Central" \
+  "$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION"
 
-say "jaeger $JAEGER_VERSION (log: $logs/jaeger.log)"
-"$here/build-jaeger.sh" "$JAEGER_VERSION" "$INBOX_TOOLS_DIR/bin/jaeger" >"$logs/jaeger.log" 2>&1 &
-jaeger_pid=$!
-say "Kafka $KAFKA_VERSION jars from Maven Central (log: $logs/kafka.log)"
-"$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION" >"$logs/kafka.log" 2>&1 &
-kafka_pid=$!
+# Heartbeat: every 30 s, the builds still running. It ends by itself once none is; the EXIT
+# trap ends it (and its sleep) earlier.
+heartbeat() {
+  local i s running
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  while :; do
+    sleep 30 >/dev/null 2>&1 &
+    sleeper=$!
+    wait "$sleeper"
+    running=()
+    for i in "${!pids[@]}"; do
+      s=$(ps -o stat= -p "${pids[$i]}" 2>/dev/null) && [ "${s:0:1}" != Z ] && running+=("${names[$i]}")
+    done
+    [ ${#running[@]} -gt 0 ] || return 0
+    say "still building: ${running[*]}"
+  done
+}
+heartbeat &
+heartbeat_pid=$!
+trap 'kill "$heartbeat_pid" 2>/dev/null || true' EXIT
 
 if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
   say "installing uv $UV_VERSION from PyPI"
@@ -59,16 +90,20 @@ say "Python environment from uv.lock (.venv)"
 uv sync --frozen --quiet
 
 fail=0
-if ! wait "$daprd_pid"; then say "daprd build FAILED:"; tail -20 "$logs/daprd.log"; fail=1; fi
-say "$(tail -1 "$logs/daprd.log")"
-if ! wait "$kube_pid"; then say "kube build FAILED:"; tail -20 "$logs/kube.log"; fail=1; fi
-say "$(tail -1 "$logs/kube.log")"
-if ! wait "$helm_pid"; then say "helm build FAILED:"; tail -20 "$logs/helm.log"; fail=1; fi
-say "$(tail -1 "$logs/helm.log")"
-if ! wait "$jaeger_pid"; then say "jaeger build FAILED:"; tail -20 "$logs/jaeger.log"; fail=1; fi
-say "$(tail -1 "$logs/jaeger.log")"
-if ! wait "$kafka_pid"; then say "Kafka install FAILED:"; tail -20 "$logs/kafka.log"; fail=1; fi
-say "$(tail -1 "$logs/kafka.log")"
-if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then say "apt-get FAILED:"; tail -20 "$logs/apt.log"; fail=1; fi
+declare -A name_of=()
+for i in "${!pids[@]}"; do name_of[${pids[$i]}]=${names[$i]}; done
+while [ ${#name_of[@]} -gt 0 ]; do   # report each step as it ends
+  rc=0 done_pid=
+  wait -n -p done_pid "${!name_of[@]}" || rc=$?
+  [ -n "$done_pid" ] || { say "lost track of: ${name_of[*]}"; fail=1; break; }
+  n=${name_of[$done_pid]}; unset "name_of[$done_pid]"
+  if [ "$rc" -eq 0 ]; then
+    say "$n: $(tail -1 "$logs/$n.log")"
+  else
+    say "$n FAILED (exit $rc), last lines of $logs/$n.log:"; tail -20 "$logs/$n.log"; fail=1
+  fi
+done
 [ "$fail" -eq 0 ] || exit 1
-say "done: daprd $("$INBOX_TOOLS_DIR/bin/daprd" --version), $(redis-server --version | cut -d' ' -f3), PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1), $(chromium --version 2>/dev/null | head -1)"
+say "done: daprd $("$bin/daprd" --version), $("$bin/kubelet" --version), $("$bin/coredns" -version | head -1), \
+$("$bin/local-path-provisioner" --version), $("$bin/pause" -v), $(redis-server --version | cut -d' ' -f3), \
+PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1), $(chromium --version 2>/dev/null | head -1)"
