@@ -45,42 +45,64 @@ IMAGE_REGISTRY ?= ghcr.io/support-inbox
 IMAGE_TAG ?= 0.1.0
 IMAGE_SERVICES := gateway messaging ai-worker operator
 
-## images: build the four service images with Docker (IMAGE_REGISTRY, IMAGE_TAG)
+## images: build, offline from image registries, the four service images (IMAGE_REGISTRY, IMAGE_TAG) and every image the chart and a local node run (localhost/support-inbox/*); starts this machine's dockerd for the build if no Docker engine answers
 .PHONY: images
 images:
 	$(call need,docker,https://docs.docker.com/engine/install/)
-	@docker info >/dev/null 2>&1 || { echo "make images: the Docker engine is not running"; exit 1; }
-	@for s in $(IMAGE_SERVICES); do \
-	  echo "building $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG)"; \
-	  docker build -f services/$$s/Dockerfile -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) . || exit 1; \
-	done
+	@IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) tools/build-images.sh
 
 KIND_CLUSTER ?= support-inbox
 NAMESPACE ?= support-inbox
 HELM := $(INBOX_TOOLS_DIR)/bin/helm
 
-## cluster: create the kind cluster (k8s/kind-config.yaml) and install Dapr into it
+# Where kind runs (a laptop with Docker and the internet) `make cluster` uses it; elsewhere, as on
+# machines that cannot run privileged containers, one real node on this machine.
+CLUSTER ?= $(if $(shell command -v kind 2>/dev/null),kind,local)
+LOCAL_KUBECONFIG := $(INBOX_TOOLS_DIR)/cluster/admin.kubeconfig
+
+## cluster: a cluster with Dapr to deploy to; CLUSTER=kind (k8s/kind-config.yaml, `dapr init -k`; the default where kind is installed) or CLUSTER=local (one real node on this machine: kubelet, containerd, CoreDNS, Dapr's chart; needs root)
 .PHONY: cluster
 cluster: tools
+ifeq ($(CLUSTER),local)
+	@tools/build-images.sh
+	@uv run --frozen python -m devstack.node up
+else
 	$(call need,docker,https://docs.docker.com/engine/install/)
 	$(call need,kind,https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
 	$(call need,dapr,https://docs.dapr.io/getting-started/install-dapr-cli/)
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --config k8s/kind-config.yaml
 	dapr init -k --wait
+endif
+
+## cluster-down: delete the cluster of `make cluster` (CLUSTER=local: stops the node and undoes its host changes)
+.PHONY: cluster-down
+cluster-down:
+ifeq ($(CLUSTER),local)
+	@uv run --frozen python -m devstack.node down
+else
+	kind delete cluster --name $(KIND_CLUSTER)
+endif
 
 ## bench: streaming benchmark on its own stack: time to the first visible word of a suggested reply against the final insight (baseline), and events per reply
 .PHONY: bench
 bench: tools frontend
 	@uv run --frozen python -m bench.streaming $(BENCH_ARGS)
 
-## deploy: build the images, load them into kind and helm install the chart
+## deploy: build the images, load them into the cluster of `make cluster` and helm install the chart (k8s/kind-values.yaml or k8s/local-values.yaml)
 .PHONY: deploy
-deploy: images
+deploy:
+ifeq ($(CLUSTER),local)
+	@tools/build-images.sh --load $(INBOX_TOOLS_DIR)/cluster/containerd/containerd.sock
+	$(HELM) upgrade --install support-inbox charts/support-inbox -n $(NAMESPACE) --create-namespace \
+	  --kubeconfig $(LOCAL_KUBECONFIG) -f k8s/local-values.yaml --wait --timeout 10m $(HELM_ARGS)
+else
+	@$(MAKE) --no-print-directory images
 	$(call need,kind,https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
 	@for s in $(IMAGE_SERVICES); do kind load docker-image --name $(KIND_CLUSTER) $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG); done
 	$(HELM) upgrade --install support-inbox charts/support-inbox -n $(NAMESPACE) --create-namespace \
 	  --set image.registry=$(IMAGE_REGISTRY) --set image.tag=$(IMAGE_TAG) -f k8s/kind-values.yaml $(HELM_ARGS)
 	kubectl apply -f k8s/kind-expose.yaml
+endif
 
 ## dev: skaffold dev: rebuild and redeploy on every change (profiles: kind, minikube, gpu)
 .PHONY: dev
@@ -92,7 +114,7 @@ dev: tools
 ## undeploy: helm uninstall the release (the CRD stays: Helm never deletes CRDs)
 .PHONY: undeploy
 undeploy:
-	$(HELM) uninstall support-inbox -n $(NAMESPACE)
+	$(HELM) uninstall support-inbox -n $(NAMESPACE) $(if $(filter local,$(CLUSTER)),--kubeconfig $(LOCAL_KUBECONFIG))
 
 ## load: replay real customer messages at RATE msg/s for DURATION s (or COUNT messages) with SOCKETS operator sockets against URL with API_KEY (both printed by `make run`; or a cluster's); prints rate, latency percentiles, errors and lost messages
 .PHONY: load

@@ -7,6 +7,7 @@ stopped at the end and the host is checked to be as it was: no process, mount, n
 interface or iptables chain of the node left.
 """
 
+import asyncio
 import base64
 import json
 import os
@@ -22,13 +23,14 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 import yaml
+from devstack.brokers import add_streams
 from devstack.delivery import wait_exactly_once
 from devstack.fixtures import Database, wait_for
 from devstack.node import LocalNode
 from devstack.procs import CACHE_DIR
 from devstack.seed import load_messages, post_customer_message
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASE = "support-inbox"
@@ -52,17 +54,20 @@ def _host_state() -> dict[str, object]:
                    for line in out("ip", "-o", "link").splitlines())
     mounts = sorted(line.split()[1] for line in Path("/proc/mounts").read_text().splitlines())
     processes = sorted(
-        name
-        for name in ("containerd-shim", "kubelet", "kube-proxy", "kube-apiserver", "etcd",
-                     "coredns", "daprd")
-        if subprocess.run(["pgrep", "-f", name], capture_output=True).returncode == 0
+        name  # process names as the kernel keeps them (15 characters at most)
+        for name in ("containerd-shim", "kubelet", "kube-proxy", "kube-apiserver",
+                     "kube-scheduler", "kube-controller", "etcd", "coredns", "daprd")
+        if subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0
     )
     return {"chains": chains, "links": links, "mounts": mounts, "processes": processes}
 
 
 @pytest.fixture(scope="module")
 def node(output_dir: Path) -> Iterator[LocalNode]:
-    """Docker builds the images, the node starts, and afterwards everything is undone."""
+    """Docker builds the images, the node starts with them, and afterwards everything the
+    node and the Docker engine changed on the host is undone."""
+    local = LocalNode(log_dir=output_dir / "cluster")
+    local.down(progress=print)  # a node left by an interrupted run
     before = _host_state()
     engine = REPO / "tools/docker-engine.sh"
     subprocess.run([str(engine), "start"], check=True)
@@ -70,19 +75,19 @@ def node(output_dir: Path) -> Iterator[LocalNode]:
         started = time.monotonic()
         subprocess.run([str(REPO / "tools/build-images.sh")], check=True)
         TIMINGS["images_s"] = time.monotonic() - started
+        started = time.monotonic()
+        local.up(progress=print)
+        TIMINGS["node_s"] = time.monotonic() - started
     finally:
         subprocess.run([str(engine), "stop"], check=False)
-    local = LocalNode(log_dir=output_dir / "cluster")
-    started = time.monotonic()
-    local.up(progress=print)
-    TIMINGS["node_s"] = time.monotonic() - started
     try:
         yield local
     finally:
+        started = time.monotonic()
         local.down(progress=print)
-        after = _host_state()
+        TIMINGS["down_s"] = time.monotonic() - started
         print(f"timings: {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
-        assert after == before, "the node left something behind"
+        assert _host_state() == before, "the node left something behind"
 
 
 def helm(node: LocalNode, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -258,6 +263,12 @@ def _rolled(node: LocalNode, before: dict[str, set[str]], apps: set[str]) -> boo
     return all(bool(now.get(a)) and not (now[a] & before[a]) for a in apps)
 
 
+def _ai_worker_env(node: LocalNode) -> dict[str, str]:
+    (container,) = [c for c in get(node, "deployment", "ai-worker")["spec"]["template"]["spec"][
+        "containers"] if c["name"] == "ai-worker"]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
 def test_a_model_change_rolls_only_the_ai_worker(node, release) -> None:
     before = _uids(node)
     node.kubectl("-n", NAMESPACE, "patch", "supportinbox", RELEASE, "--type=merge",
@@ -267,22 +278,62 @@ def test_a_model_change_rolls_only_the_ai_worker(node, release) -> None:
     after = _uids(node)
     assert after["gateway"] == before["gateway"]
     assert after["messaging"] == before["messaging"]
-    env = {e["name"]: e.get("value") for c in get(node, "deployment", "ai-worker")["spec"][
-        "template"]["spec"]["containers"] if c["name"] == "ai-worker" for e in c.get("env", [])}
-    assert env["OLLAMA_MODEL"] == "qwen2.5:0.5b"
+    assert _ai_worker_env(node)["OLLAMA_MODEL"] == "qwen2.5:0.5b"
+    # the stand-in serves one model: the operator says the new one is not there, and why
+    wait_for(lambda: conditions(node).get("ModelReady") == "False", 60, "ModelReady False")
+    message = next(c["message"] for c in get(node, "supportinbox", RELEASE)["status"][
+        "conditions"] if c["type"] == "ModelReady")
+    assert "qwen2.5:0.5b is not pulled" in message
+    node.kubectl("-n", NAMESPACE, "patch", "supportinbox", RELEASE, "--type=merge",
+                 "-p", json.dumps({"spec": {"ollama": {"model": "fake-insight:1b"}}}))
+    wait_for(lambda: _ai_worker_env(node)["OLLAMA_MODEL"] == "fake-insight:1b"
+             and all_pods_ready(node) and conditions(node).get("Ready") == "True",
+             300, "back on the stand-in's model", interval_s=2)
 
 
 def test_helm_upgrade_rolls_what_changed_and_keeps_the_secrets(node, release) -> None:
     before = _uids(node)
     key = release.api_key
     helm(node, "upgrade", RELEASE, str(REPO / "charts/support-inbox"), "-n", NAMESPACE,
-         "-f", str(REPO / "k8s/local-values.yaml"), "--set", "ollama.model=llama3.2:1b")
+         "-f", str(REPO / "k8s/local-values.yaml"), "--set", "inbox.aiWorker.maxConcurrency=3")
     wait_for(lambda: _rolled(node, before, {"ai-worker"}), 300, "ai-worker rolled",
              interval_s=2)
-    assert _uids(node)["gateway"] == before["gateway"]
+    annotations = get(node, "deployment", "ai-worker")["spec"]["template"]["metadata"][
+        "annotations"]
+    assert annotations["dapr.io/app-max-concurrency"] == "3"
+    after = _uids(node)
+    assert after["gateway"] == before["gateway"]
+    assert after["messaging"] == before["messaging"]
     assert secret(node, f"{RELEASE}-auth", "channel-api-key") == key
     ids = release.post(load_messages()[100:110])
     wait_exactly_once(release.db, ids, timeout_s=180)
+
+
+def test_a_broker_switch_rolls_all_three_and_stores_every_message_once(node, release) -> None:
+    """Redis -> NATS JetStream (a second broker in the cluster) by ``helm upgrade``, with a
+    customer writing throughout."""
+    node.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "tests/cluster/nats.yaml"))
+    node.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/nats", "--timeout=120s")
+    asyncio.run(add_streams(f"nats://{cluster_ip(node, 'nats')}:4222"))
+    before = _uids(node)
+    rows = load_messages()[120:180]
+    ids: list[uuid.UUID] = []
+    sender = threading.Thread(
+        target=lambda: [ids.extend(release.post([row])) or time.sleep(0.5) for row in rows]
+    )
+    sender.start()
+    wait_for(lambda: len(ids) >= 10, 60, "10 messages sent before the switch")
+    helm(node, "upgrade", RELEASE, str(REPO / "charts/support-inbox"), "-n", NAMESPACE,
+         "-f", str(REPO / "k8s/local-values.yaml"), "--set", "inbox.aiWorker.maxConcurrency=3",
+         "--set", "broker.type=jetstream", "--set", "broker.host=nats://nats:4222")
+    wait_for(lambda: _rolled(node, before, {"gateway", "messaging", "ai-worker"}), 300,
+             "gateway, messaging and ai-worker rolled", interval_s=2)
+    sender.join(120)
+    assert len(ids) == len(rows)
+    statuses = wait_exactly_once(release.db, ids, timeout_s=240)
+    assert sum(statuses.values()) == len(rows)
+    component = get(node, "components.dapr.io", "inbox-pubsub")
+    assert component["spec"]["type"] == "pubsub.jetstream"
 
 
 def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, release) -> None:

@@ -133,30 +133,8 @@ class NatsJetStream:
             self.log_dir / "nats.log",
         ).start()
         self.process.wait_until(lambda: port_open(self.port), 30, "client port")
-        asyncio.run(self._add_streams())
+        asyncio.run(add_streams(self.url, self.token))
         return self
-
-    async def _add_streams(self) -> None:
-        import nats
-        from nats.js.api import StorageType, StreamConfig
-
-        connection = await nats.connect(self.url, token=self.token, connect_timeout=5)
-        try:
-            jetstream = connection.jetstream()
-            for topic in TOPICS:
-                for subject in (topic, dead_letter_topic(topic)):
-                    name = subject.replace(".", "_").replace("-", "_")
-                    await jetstream.add_stream(
-                        StreamConfig(
-                            name=name,
-                            subjects=[subject],
-                            storage=StorageType.FILE,
-                            max_age=7 * 24 * 3600,  # seconds
-                            duplicate_window=120,  # Dapr sets Nats-Msg-Id to the event id
-                        )
-                    )
-        finally:
-            await connection.close()
 
     def restart(self) -> "NatsJetStream":
         """Stop the server and start it again on the same store (streams and consumers kept)."""
@@ -168,3 +146,28 @@ class NatsJetStream:
         if self.process:
             self.process.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+async def add_streams(url: str, token: str | None = None) -> None:
+    """One JetStream stream per topic and dead-letter topic (stream ``<topic with _>``,
+    subject ``<topic>``), as ``nats stream add`` would: Dapr's component creates none."""
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    connection = await nats.connect(url, token=token, connect_timeout=5)
+    try:
+        jetstream = connection.jetstream()
+        for topic in TOPICS:
+            for subject in (topic, dead_letter_topic(topic)):
+                name = subject.replace(".", "_").replace("-", "_")
+                await jetstream.add_stream(
+                    StreamConfig(
+                        name=name,
+                        subjects=[subject],
+                        storage=StorageType.FILE,
+                        max_age=7 * 24 * 3600,  # seconds
+                        duplicate_window=120,  # Dapr sets Nats-Msg-Id to the event id
+                    )
+                )
+    finally:
+        await connection.close()

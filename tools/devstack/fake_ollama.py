@@ -1,7 +1,9 @@
 """A stand-in Ollama server for the tests and for `make run` where no model can be fetched.
 
 It speaks the part of Ollama's HTTP API the ai-worker uses (https://github.com/ollama/ollama/blob/main/docs/api.md):
-``POST /api/chat`` (``stream`` true or false), ``GET /api/tags``, ``GET /api/version``. The
+``POST /api/chat`` (``stream`` true or false), ``GET /api/tags``, ``GET /api/version``, and
+``POST /api/pull`` as a cluster's pull Job calls it (its model is always there: a pull of it
+streams Ollama's status lines and succeeds, of any other model fails as Ollama's does). The
 answer depends on the mode, set for the whole server with ``POST /__fake__/mode``
 ``{"mode": ...}`` or for one message by a ``[[fake:<mode>]]`` marker in the customer text:
 
@@ -27,15 +29,24 @@ the operator's last (modes and markers apply as above).
 (``summaries``) and calls under way (``in_flight``).
 
 Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]
-[--token-delay-s 0.03]``
+[--token-delay-s 0.03]``. Like the ``ollama`` command (as the image
+``localhost/support-inbox/ollama-standin`` runs it in a cluster): ``serve`` (or no command)
+listens on ``$OLLAMA_HOST`` (default ``127.0.0.1:11434``) unless ``--host``/``--port`` say
+otherwise; ``pull MODEL`` pulls through ``POST /api/pull`` of the server at ``$OLLAMA_HOST``,
+printing its status lines, and exits 1 on an error.
 """
 
 import argparse
 import asyncio
+import hashlib
 import json
+import os
 import re
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +63,11 @@ if TYPE_CHECKING:
 
 MODES = ("valid", "fenced", "prose", "garbage", "slow", "delayed", "error", "stream", "broken")
 MODEL = "fake-insight:1b"
+MODEL_SIZE = 1_000_000
+MODEL_DIGEST = "sha256:" + hashlib.sha256(MODEL.encode()).hexdigest()
+"""The one blob a pull of MODEL reports, as Ollama reports each layer it pulls."""
+PULL_UNKNOWN = "pull model manifest: file does not exist"
+"""Ollama's error for a model the registry does not have."""
 STRATEGIES = ("short answer", "careful analysis", "escalation")
 """As the ai-worker's system prompts name them (``Strategy: <name>.``)."""
 DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
@@ -130,6 +146,7 @@ def create_app(
     texts: Counter[str] = Counter()
     tool_rounds: Counter[str] = Counter()
     summaries: Counter[str] = Counter()
+    pulls: Counter[str] = Counter()
     labels = _labels()
 
     def content_for(
@@ -265,6 +282,41 @@ def create_app(
     async def version(_: Request) -> JSONResponse:
         return JSONResponse({"version": "0.12.0"})
 
+    async def pull(request: Request) -> JSONResponse | StreamingResponse:
+        # Ollama's PullHandler: streamed status lines (an error as an {"error"} line of a 200
+        # stream), or with "stream": false one {"status": "success"} or a 500 {"error"}.
+        try:
+            payload = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "invalid JSON body"}, status_code=400)
+        name = str(payload.get("model") or payload.get("name") or "")
+        if not name:
+            return JSONResponse({"error": "model is required"}, status_code=400)
+        pulls[name] += 1
+        known = name == MODEL or f"{name}:latest" == MODEL
+        if payload.get("stream", True) is False:
+            if known:
+                return JSONResponse({"status": "success"})
+            return JSONResponse({"error": PULL_UNKNOWN}, status_code=500)
+        layer = {"digest": MODEL_DIGEST, "total": MODEL_SIZE}
+        lines: list[dict] = [{"status": "pulling manifest"}]
+        if known:
+            lines += [
+                {"status": f"pulling {MODEL_DIGEST[7:19]}", **layer},
+                {"status": f"pulling {MODEL_DIGEST[7:19]}", **layer, "completed": MODEL_SIZE},
+                {"status": "verifying sha256 digest"},
+                {"status": "writing manifest"},
+                {"status": "success"},
+            ]
+        else:
+            lines.append({"error": PULL_UNKNOWN})
+
+        async def chunks():
+            for line in lines:
+                yield json.dumps(line) + "\n"
+
+        return StreamingResponse(chunks(), media_type="application/x-ndjson")
+
     async def set_mode(request: Request) -> JSONResponse:
         body = await request.json()
         if body.get("mode") not in MODES:
@@ -283,6 +335,7 @@ def create_app(
                 "texts": dict(texts),
                 "tool_rounds": dict(tool_rounds),
                 "summaries": dict(summaries),
+                "pulls": dict(pulls),
                 "in_flight": state["in_flight"],
             }
         )
@@ -292,6 +345,7 @@ def create_app(
             Route("/api/chat", chat, methods=["POST"]),
             Route("/api/tags", tags),
             Route("/api/version", version),
+            Route("/api/pull", pull, methods=["POST"]),
             Route("/__fake__/mode", set_mode, methods=["POST"]),
             Route("/__fake__/stats", get_stats),
         ]
@@ -324,19 +378,81 @@ def start_server(
     return process, url
 
 
-def main() -> None:
+def ollama_host() -> tuple[str, str, int]:
+    """``$OLLAMA_HOST`` read as Ollama reads it: ``[scheme://]host[:port]``; the port defaults
+    to 11434 without a scheme (80 or 443 with one), the host to 127.0.0.1.
+
+    Returns:
+        (scheme, host, port).
+    """
+    raw = os.environ.get("OLLAMA_HOST", "").strip()
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        scheme, rest, default_port = "http", raw, 11434
+    else:
+        default_port = 443 if scheme == "https" else 80
+    parsed = urllib.parse.urlsplit(f"//{rest.split('/', 1)[0]}")
+    return scheme, parsed.hostname or "127.0.0.1", parsed.port or default_port
+
+
+def pull_cli(model: str) -> int:
+    """``ollama pull MODEL`` against the server at ``$OLLAMA_HOST``: its status lines on
+    stdout, an error on stderr and exit status 1."""
+    scheme, host, port = ollama_host()
+    url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}/api/pull"
+    body = json.dumps({"model": model, "stream": True}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - http(s) only
+            for raw in response:
+                if not raw.strip():
+                    continue
+                line = json.loads(raw)
+                if "error" in line:
+                    print(f"Error: {line['error']}", file=sys.stderr)
+                    return 1
+                status = line.get("status", "")
+                if line.get("completed") is not None and line.get("total"):
+                    status += f" {100 * line['completed'] // line['total']}% of {line['total']} B"
+                print(status, flush=True)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        print(f"Error: {message}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"Error: could not connect to ollama server at {url}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pull"]:
+        if len(argv) != 2:
+            print("usage: fake_ollama pull MODEL", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(pull_cli(argv[1]))
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--host", help="default: 127.0.0.1, or $OLLAMA_HOST's without --port")
+    parser.add_argument("--port", type=int, help="default: 11434, or $OLLAMA_HOST's")
     parser.add_argument("--mode", choices=MODES, default="valid")
     parser.add_argument("--slow-s", type=float, default=120.0)
     parser.add_argument(
         "--token-delay-s", type=float, default=0.0, help="pause between streamed words"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    host, port = args.host or "127.0.0.1", args.port or 11434
+    if args.host is None and args.port is None:
+        _, host, port = ollama_host()
     uvicorn.run(
         create_app(args.mode, args.slow_s, token_delay_s=args.token_delay_s),
-        host="127.0.0.1",
-        port=args.port,
+        host=host,
+        port=port,
         log_level="warning",
     )
 
