@@ -309,33 +309,6 @@ def test_helm_upgrade_rolls_what_changed_and_keeps_the_secrets(node, release) ->
     wait_exactly_once(release.db, ids, timeout_s=180)
 
 
-def test_a_broker_switch_rolls_all_three_and_stores_every_message_once(node, release) -> None:
-    """Redis -> NATS JetStream (a second broker in the cluster) by ``helm upgrade``, with a
-    customer writing throughout."""
-    node.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "tests/cluster/nats.yaml"))
-    node.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/nats", "--timeout=120s")
-    asyncio.run(add_streams(f"nats://{cluster_ip(node, 'nats')}:4222"))
-    before = _uids(node)
-    rows = load_messages()[120:180]
-    ids: list[uuid.UUID] = []
-    sender = threading.Thread(
-        target=lambda: [ids.extend(release.post([row])) or time.sleep(0.5) for row in rows]
-    )
-    sender.start()
-    wait_for(lambda: len(ids) >= 10, 60, "10 messages sent before the switch")
-    helm(node, "upgrade", RELEASE, str(REPO / "charts/support-inbox"), "-n", NAMESPACE,
-         "-f", str(REPO / "k8s/local-values.yaml"), "--set", "inbox.aiWorker.maxConcurrency=3",
-         "--set", "broker.type=jetstream", "--set", "broker.host=nats://nats:4222")
-    wait_for(lambda: _rolled(node, before, {"gateway", "messaging", "ai-worker"}), 300,
-             "gateway, messaging and ai-worker rolled", interval_s=2)
-    sender.join(120)
-    assert len(ids) == len(rows)
-    statuses = wait_exactly_once(release.db, ids, timeout_s=240)
-    assert sum(statuses.values()) == len(rows)
-    component = get(node, "components.dapr.io", "inbox-pubsub")
-    assert component["spec"]["type"] == "pubsub.jetstream"
-
-
 def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, release) -> None:
     (message_id,) = release.post(load_messages()[110:111])
     conversation_id = release.conversations[-1]
@@ -366,6 +339,33 @@ def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, re
 
     found = wait_for(emitters, 120, "one trace with every service and sidecar", interval_s=2)
     print("span emitters in the trace:", sorted(found))
+
+
+def test_a_broker_switch_rolls_all_three_and_stores_every_message_once(node, release) -> None:
+    """Redis -> NATS JetStream (a second broker in the cluster) by ``helm upgrade``, with a
+    customer writing throughout."""
+    node.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "tests/cluster/nats.yaml"))
+    node.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/nats", "--timeout=120s")
+    asyncio.run(add_streams(f"nats://{cluster_ip(node, 'nats')}:4222"))
+    before = _uids(node)
+    rows = load_messages()[120:180]
+    ids: list[uuid.UUID] = []
+    sender = threading.Thread(
+        target=lambda: [ids.extend(release.post([row])) or time.sleep(0.5) for row in rows]
+    )
+    sender.start()
+    wait_for(lambda: len(ids) >= 10, 60, "10 messages sent before the switch")
+    helm(node, "upgrade", RELEASE, str(REPO / "charts/support-inbox"), "-n", NAMESPACE,
+         "-f", str(REPO / "k8s/local-values.yaml"), "--set", "inbox.aiWorker.maxConcurrency=3",
+         "--set", "broker.type=jetstream", "--set", "broker.host=nats://nats:4222")
+    wait_for(lambda: _rolled(node, before, {"gateway", "messaging", "ai-worker"}), 300,
+             "gateway, messaging and ai-worker rolled", interval_s=2)
+    sender.join(120)
+    assert len(ids) == len(rows)
+    statuses = wait_exactly_once(release.db, ids, timeout_s=240)
+    assert sum(statuses.values()) == len(rows)
+    component = get(node, "components.dapr.io", "inbox-pubsub")
+    assert component["spec"]["type"] == "pubsub.jetstream"
 
 
 def test_uninstall_leaves_no_object_and_no_pod(node, release) -> None:

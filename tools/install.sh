@@ -25,7 +25,10 @@ mkdir -p "$INBOX_TOOLS_DIR/bin" "$logs"
 started=$(date +%s)
 say() { printf '[tools %3ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
-debian_packages=(postgresql redis-server rabbitmq-server nats-server chromium fonts-liberation)
+# The second line is the local Kubernetes node's (make cluster CLUSTER=local, tests/test_cluster.py):
+# Docker to build images, mmdebstrap for their base, containerd and runc as the CRI, CNI plugins.
+debian_packages=(postgresql redis-server rabbitmq-server nats-server chromium fonts-liberation
+  docker.io mmdebstrap containerd runc containernetworking-plugins iptables conntrack)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -32,7 +32,8 @@ def post_customer_message(
 ) -> dict:
     """POST one data-set row to ``/api/v1/inbound/messages``; returns the 202 body. A 429
     (rate limit) or 503 (bus down) is retried after the ``Retry-After`` it names, with the
-    same ``message_id``, for up to :data:`RETRY_FOR_S` seconds, as a channel client should.
+    same ``message_id``, for up to :data:`RETRY_FOR_S` seconds, as a channel client should; so is
+    a connection that fails without an answer.
 
     Raises:
         urllib.error.HTTPError: the gateway refused it, or kept asking to retry.
@@ -60,6 +61,11 @@ def post_customer_message(
             if exc.code not in (429, 503) or time.monotonic() > deadline:
                 raise
             time.sleep(float(exc.headers.get("Retry-After") or 1))
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            # no answer at all (a gateway restarting): the same message_id again is safe
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 class CustomerStream:

@@ -51,8 +51,11 @@ capabilities: { drop: [ALL] }
 {{- .Values.inbox.existingAuthSecret | default (printf "%s-auth" .Release.Name) }}
 {{- end }}
 
+{{- /* The Redis of the state store (and of the broker when it is redis): broker.host names
+another broker's address for the other types, so it counts only for redis. */}}
 {{- define "inbox.redisHost" -}}
-{{- .Values.broker.host | default (printf "%s:6379" (include "inbox.fullname" (dict "root" . "component" "redis"))) }}
+{{- $chartRedis := printf "%s:6379" (include "inbox.fullname" (dict "root" . "component" "redis")) }}
+{{- if eq .Values.broker.type "redis" }}{{ .Values.broker.host | default $chartRedis }}{{ else }}{{ $chartRedis }}{{ end }}
 {{- end }}
 
 {{- define "inbox.ollamaUrl" -}}

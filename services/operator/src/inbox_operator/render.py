@@ -27,6 +27,8 @@ STATE_STORE = "inbox-state"
 CONFIGURATION = "inbox-config"
 RESILIENCY = "inbox-resiliency"
 SERVICES = ("gateway", "messaging", "ai-worker")
+PRE_STOP_S = 5
+"""Seconds a terminating app container keeps serving before it is sent SIGTERM."""
 REDIS_POOL_SIZE = "64"
 """Connections per Redis pub/sub component and sidecar. Each subscribed stream holds one in a
 blocking XREADGROUP; go-redis's default, 10 per GOMAXPROCS, follows the sidecar's CPU limit
@@ -402,6 +404,9 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
             "failureThreshold": 6,
         },
         "securityContext": _SECURE_CONTAINER,
+        # A terminating pod stays in the Service's endpoints until kube-proxy hears of it:
+        # keep serving meanwhile, or a rolling update refuses connections (seen on a node).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir mount, not a shared /tmp
     }
     if res := _resources(resources):
