@@ -318,8 +318,8 @@ def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, re
     url = f"{jaeger}/api/traces?service=gateway&tags={tags}&limit=20&lookback=1h"
 
     def emitters() -> set[tuple[str, str]] | None:
-        """(service, SDK language) of every span in the trace of the final push: the
-        services' spans are Python's, their sidecars' Go's."""
+        """(service, ``app`` or ``sidecar``) of every span in the trace of the final push:
+        the services' spans carry the Python SDK's resource, daprd's none."""
         try:
             with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
                 traces = json.loads(response.read())["data"]
@@ -330,10 +330,10 @@ def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, re
             for span in trace["spans"]:
                 process = trace["processes"][span["processID"]]
                 language = {t["key"]: t["value"] for t in process.get("tags", [])}.get(
-                    "telemetry.sdk.language", "?")
-                found.add((process["serviceName"], language))
-            if {(s, lang) for s in ("gateway", "messaging", "ai-worker")
-                    for lang in ("python", "go")} <= found:
+                    "telemetry.sdk.language")
+                found.add((process["serviceName"], "app" if language == "python" else "sidecar"))
+            if {(s, kind) for s in ("gateway", "messaging", "ai-worker")
+                    for kind in ("app", "sidecar")} <= found:
                 return found
         return None
 
@@ -368,17 +368,30 @@ def test_a_broker_switch_rolls_all_three_and_stores_every_message_once(node, rel
     assert component["spec"]["type"] == "pubsub.jetstream"
 
 
-def test_uninstall_leaves_no_object_and_no_pod(node, release) -> None:
+def test_uninstall_leaves_only_the_data_volumes_and_no_pod(node, release) -> None:
+    """Everything of the release goes, but the StatefulSets' data PVCs (PostgreSQL's and
+    Redis's), which Kubernetes keeps by design (``persistentVolumeClaimRetentionPolicy``
+    Retain): an uninstall must not destroy the system of record. Deleting them then frees
+    their volumes (reclaim policy Delete)."""
     release.db.close()
     helm(node, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    node.kubectl("delete", "-n", NAMESPACE, "-f", str(REPO / "tests/cluster/nats.yaml"),
+                 "--ignore-not-found")
+    kept = {f"persistentvolumeclaim/data-{RELEASE}-postgresql-0",
+            f"persistentvolumeclaim/data-{RELEASE}-redis-0"}
+    left: list[str] = []
 
-    def gone() -> bool:
-        left = node.kubectl("get", "all,secrets,configmaps,pvc,components.dapr.io,"
-                            "configurations.dapr.io,resiliencies.dapr.io,supportinboxes",
-                            "-n", NAMESPACE, "-o", "name", check=False).stdout.split()
-        left = [n for n in left if not n.endswith("/kube-root-ca.crt")]
-        return not left
+    def only_data_left() -> bool:
+        left[:] = [n for n in node.kubectl(
+            "get", "all,secrets,configmaps,pvc,components.dapr.io,configurations.dapr.io,"
+            "resiliencies.dapr.io,supportinboxes", "-n", NAMESPACE, "-o", "name", check=False,
+        ).stdout.split() if not n.endswith("/kube-root-ca.crt")]
+        return set(left) == kept
 
-    wait_for(gone, 180, "nothing of the release left", interval_s=2)
-    leftovers = yaml.safe_load(node.kubectl("get", "pv", "-o", "yaml").stdout)["items"]
-    assert leftovers == []
+    try:
+        wait_for(only_data_left, 180, "nothing but the data PVCs left", interval_s=2)
+    finally:
+        print("left after uninstall:", left)
+    node.kubectl("delete", "pvc", "--all", "-n", NAMESPACE)
+    wait_for(lambda: not yaml.safe_load(node.kubectl("get", "pv", "-o", "yaml").stdout)["items"],
+             120, "the volumes deleted", interval_s=2)
