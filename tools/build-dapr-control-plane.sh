@@ -32,19 +32,7 @@ mkdir -p "$dest"
 src=$(cd "$dest/../.." && pwd)/src
 work=$src/dapr-${version}
 mkdir -p "$src"
-# build-daprd.sh unpacks the same source, possibly at the same time: one unpacks, under a lock.
-exec 9>"$work.lock"
-flock 9
-if [ ! -d "$work" ]; then
-  echo "dapr control plane ${version}: downloading module source from the Go module proxy"
-  tmp=$(mktemp -d)
-  curl -fsSL --retry 3 -o "$tmp/dapr.zip" "${GOPROXY_URL:-https://proxy.golang.org}/github.com/dapr/dapr/@v/${version}.zip"
-  (cd "$tmp" && unzip -q dapr.zip)
-  mv "$tmp/github.com/dapr/dapr@${version}" "$work"
-  chmod -R u+w "$work"
-  rm -rf "$tmp"
-fi
-flock -u 9
+"$(dirname "${BASH_SOURCE[0]}")/fetch-dapr-source.sh" "$version" "$work"
 echo "dapr control plane ${version}: compiling ${missing[*]} (~2 min on an empty Go build cache, ~40 s after daprd, ~6 s warm)"
 cd "$work"
 rm -rf "$dest/.tmp"

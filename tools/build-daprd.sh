@@ -21,20 +21,7 @@ if [ -x "$dest" ] && "$dest" --version 2>/dev/null | grep -qx "${version#v}"; th
 fi
 work=$(dirname "$dest")/../src/dapr-${version}
 mkdir -p "$(dirname "$dest")" "$(dirname "$work")"
-# build-dapr-control-plane.sh unpacks the same source, possibly at the same time: one unpacks,
-# under a lock.
-exec 9>"$work.lock"
-flock 9
-if [ ! -d "$work" ]; then
-  echo "daprd ${version}: downloading module source from the Go module proxy"
-  tmp=$(mktemp -d)
-  curl -fsSL --retry 3 -o "$tmp/dapr.zip" "${GOPROXY_URL:-https://proxy.golang.org}/github.com/dapr/dapr/@v/${version}.zip"
-  (cd "$tmp" && unzip -q dapr.zip)
-  mv "$tmp/github.com/dapr/dapr@${version}" "$work"
-  chmod -R u+w "$work"
-  rm -rf "$tmp"
-fi
-flock -u 9
+"$(dirname "${BASH_SOURCE[0]}")/fetch-dapr-source.sh" "$version" "$work"
 for c in "${components[@]}"; do
   f="$work/cmd/daprd/components/$c.go"
   sed -i '1s#^//go:build \(.*\)$#//go:build inbox || \1#; 1s#inbox || inbox || #inbox || #' "$f"
