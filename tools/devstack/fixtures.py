@@ -127,6 +127,11 @@ def page(browser, stack: Stack, output_dir: Path, request: pytest.FixtureRequest
     )
     page = context.new_page()
     page.set_default_timeout(E2E_TIMEOUT_S * 1000)
+    # what a page shows after a click has crossed the broker twice (JetStream delivers one
+    # at a time): the same bound as every other wait, not Playwright's 5 s
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=E2E_TIMEOUT_S * 1000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on(
