@@ -332,10 +332,12 @@ class Stack:
 
     def _wait_or_restart(self, name: str, attempts: int = 3) -> None:
         """Wait for ``name``; restart it, as Kubernetes would, when it lost a start-up race:
-        a port it was given got taken meanwhile, or its sidecar failed to initialise a
+        a port it was given got taken meanwhile (daprd then exits with "could not listen on any
+        endpoint"), or its sidecar failed to initialise a
         component because another sidecar was creating the same tables (Dapr's PostgreSQL
         state store runs ``CREATE TABLE IF NOT EXISTS``, which concurrent sessions can fail)."""
-        races = ("address already in use", "already exists (sqlstate")
+        races = ("address already in use", "could not listen on any endpoint",
+                 "already exists (sqlstate")
         for attempt in range(1, attempts + 1):
             try:
                 self.wait_ready(name)
