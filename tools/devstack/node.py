@@ -475,8 +475,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def _load_images(self, progress: Progress) -> None:
+        # the images are built by the caller first (make cluster, the test fixture)
         done = subprocess.run(
-            [str(REPO / "tools/build-images.sh"), "--load", str(self.containerd_socket)],
+            [str(REPO / "tools/load-images.sh"), str(self.containerd_socket)],
             capture_output=True, text=True, check=False,
         )
         for line in done.stdout.splitlines():

@@ -18,16 +18,20 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _write(path: Path, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    path.with_suffix(".key").write_bytes(
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
     )
-    path.with_suffix(".key").chmod(0o600)
+    path.chmod(0o600)
+
+
+def _write(path: Path, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
+    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(path.with_suffix(".key"), key)
 
 
 def _name(cn: str, org: str | None = None) -> x509.Name:
@@ -115,14 +119,7 @@ def make_pki(
         ExtendedKeyUsageOID.CLIENT_AUTH,
     )
     sa = _key()
-    (directory / "sa.key").write_bytes(
-        sa.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    (directory / "sa.key").chmod(0o600)
+    _write_key(directory / "sa.key", sa)
     (directory / "sa.pub").write_bytes(
         sa.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
