@@ -10,10 +10,15 @@ PYTEST_ARGS ?=
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //' | awk -F': ' '{ n = $$1; sub(/^[^:]*: /, ""); printf "  %-10s %s\n", n, $$0 }'
 
-## tools: install daprd and Dapr's control plane, the Kubernetes binaries, etcd, helm, Jaeger, CoreDNS, local-path (built from the Go module proxy), Kafka (Maven Central), PostgreSQL, Redis, RabbitMQ, NATS, Chromium, Docker, containerd (Debian) and the Python env; skips what is there
+## tools: install everything the tests need: daprd and Dapr's control plane, the Kubernetes binaries, etcd, helm, Jaeger, CoreDNS, local-path (built from the Go module proxy), Kafka (Maven Central), PostgreSQL, Redis, RabbitMQ, NATS, Chromium, Docker, containerd (Debian) and the Python env; skips what is there
 .PHONY: tools
 tools:
-	@tools/install.sh
+	@tools/install.sh all
+
+## tools-run: install only what `make run` starts: daprd, PostgreSQL, the broker and state store of BROKER and STATE_STORE, the Python env (Jaeger is used when `make tools` built it)
+.PHONY: tools-run
+tools-run:
+	@tools/install.sh run
 
 ## frontend: bundle the OpenTelemetry web SDK from npm into frontend/vendor/otel.js (skips when up to date)
 .PHONY: frontend
@@ -22,7 +27,7 @@ frontend:
 
 ## run: the whole inbox locally (3 services + 3 daprd, PostgreSQL, a broker), seeded with real messages; BROKER=redis|rabbitmq|kafka|jetstream, STATE_STORE=redis|postgresql, REPLICAS=N; Ctrl-C stops it
 .PHONY: run
-run: tools frontend
+run: tools-run frontend
 	@uv run --frozen python -m devstack.run
 
 ## test: unit, integration and end-to-end tests against real daprd, Redis, PostgreSQL and Chromium
@@ -87,6 +92,11 @@ endif
 .PHONY: bench
 bench: tools frontend
 	@uv run --frozen python -m bench.streaming $(BENCH_ARGS)
+
+## bench-parser: the model-output parser on hostile text (unbalanced braces, deep nesting, long strings, unclosed fences) at sizes up to its 20,000-character bound, in ms per call against json.loads of a valid document of the same size (baseline); BENCH_ARGS=--parser FILE times another parser.py
+.PHONY: bench-parser
+bench-parser:
+	@uv run --frozen python -m bench.parser $(BENCH_ARGS)
 
 ## deploy: build the images, load them into the cluster of `make cluster` and helm install the chart (k8s/kind-values.yaml or k8s/local-values.yaml)
 .PHONY: deploy

@@ -275,8 +275,11 @@ class LoadRun:
         return response.json()["access_token"]
 
     async def _open(self, token: str) -> websockets.ClientConnection:
+        # the token rides in Sec-WebSocket-Protocol, never in the URL
         ws = await websockets.connect(
-            f"{self.config.ws_url}?token={token}", open_timeout=SOCKET_OPEN_TIMEOUT_S
+            self.config.ws_url,
+            subprotocols=["inbox.v1", f"inbox.bearer.{token}"],
+            open_timeout=SOCKET_OPEN_TIMEOUT_S,
         )
         try:
             async with asyncio.timeout(SOCKET_OPEN_TIMEOUT_S):

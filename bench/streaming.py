@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import websockets
 from devstack.fake_ollama import MODEL, start_server
+from devstack.fixtures import ws_subprotocols
 from devstack.seed import load_messages
 from devstack.stack import Stack
 
@@ -38,11 +39,14 @@ def percentile(values: list[float], q: int) -> float:
 
 
 async def measure(stack: Stack, texts: list[str], concurrency: int, token: str) -> list[dict]:
-    url = stack.gateway_url.replace("http://", "ws://") + f"/ws?token={token}"
+    url = stack.gateway_url.replace("http://", "ws://") + "/ws"
     results: dict[str, dict] = {}
     waiting: dict[str, asyncio.Future] = {}
 
-    async with websockets.connect(url, max_size=None) as ws, httpx.AsyncClient() as http:
+    async with (
+        websockets.connect(url, max_size=None, subprotocols=ws_subprotocols(token)) as ws,
+        httpx.AsyncClient() as http,
+    ):
         assert json.loads(await ws.recv())["type"] == "hello"
 
         async def listen() -> None:

@@ -160,6 +160,71 @@ def test_broker_profiles(profile: str, broker: str) -> None:
     assert spec["broker"]["type"] == broker
 
 
+def _pubsub_metadata(profile: str) -> dict[str, dict]:
+    """The operator's ``inbox-pubsub`` for the SupportInbox ``helm template`` renders."""
+    spec = SupportInboxSpec.model_validate(inbox_spec(render(profile)))
+    owner = operator_render.Owner("inbox", "support", "uid")
+    component = operator_render.pubsub_component(owner, spec)
+    return {m["name"]: m for m in component["spec"]["metadata"]}
+
+
+@pytest.mark.parametrize(
+    ("profile", "credentials"),
+    [
+        ("default", {"redisPassword": ("inbox-redis", "password")}),
+        ("broker-rabbitmq", {"connectionString": ("rabbitmq-connection", "connectionString")}),
+        (
+            "broker-kafka",
+            {
+                "saslUsername": ("kafka-auth", "username"),
+                "saslPassword": ("kafka-auth", "password"),
+            },
+        ),
+        ("broker-jetstream", {"token": ("nats-auth", "token")}),
+    ],
+)
+def test_every_broker_is_authenticated_from_a_secret(profile: str, credentials: dict) -> None:
+    metadata = _pubsub_metadata(profile)
+    for name, (secret, key) in credentials.items():
+        assert metadata[name]["secretKeyRef"] == {"name": secret, "key": key}, name
+        assert "value" not in metadata[name]
+    if profile == "broker-kafka":
+        assert metadata["authType"]["value"] == "password"
+        assert metadata["saslMechanism"]["value"] == "SHA-512"
+
+
+@pytest.mark.parametrize("broker", ["kafka", "jetstream"])
+def test_an_external_broker_without_credentials_is_refused(broker: str) -> None:
+    done = helm(
+        "template", "inbox", str(CHART), *DAPR, "--set", f"broker.type={broker}",
+        "--set", "broker.host=x:1", check=False,
+    )
+    assert done.returncode != 0
+    assert f"broker.existingSecret is required for {broker}" in done.stderr
+
+
+def test_the_operator_watches_its_namespace_unless_told_cluster_wide() -> None:
+    objects = render("default")
+    kinds = {o["kind"] for o in objects}
+    assert {"Role", "RoleBinding"} <= kinds
+    assert not {"ClusterRole", "ClusterRoleBinding"} & kinds
+    (role,) = by_kind(objects, "Role")
+    assert role["metadata"]["namespace"] == "support"
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert not {"namespaces", "customresourcedefinitions"} & resources
+    (operator,) = [d for d in by_kind(objects, "Deployment") if d["metadata"]["name"].endswith(
+        "-operator")]
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=support" in args and "--all-namespaces" not in args
+
+    wide = render("default", "--set", "operator.clusterWide=true")
+    assert {"ClusterRole", "ClusterRoleBinding"} <= {o["kind"] for o in wide}
+    assert not {"Role", "RoleBinding"} & {o["kind"] for o in wide}
+    (operator,) = [d for d in by_kind(wide, "Deployment") if d["metadata"]["name"].endswith(
+        "-operator")]
+    assert "--all-namespaces" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_ingress_and_tracing_profiles() -> None:
     (ingress,) = by_kind(render("ingress"), "Ingress")
     assert ingress["spec"]["rules"][0]["host"] == "inbox.example.com"
@@ -340,6 +405,8 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
         "--wait=false",
         "--set",
         "ollama.model=llama3.2:1b",
+        "--set",  # the operator fixture serves every namespace with this release's identity
+        "operator.clusterWide=true",
     )
     manifest = helm("get", "manifest", release, "-n", namespace, "--kubeconfig", str(cfg)).stdout
     kinds = sorted({d["kind"] for d in yaml.safe_load_all(manifest) if d})
@@ -373,9 +440,15 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
     assert env["OLLAMA_MODEL"].value == "llama3.2:1b"
     assert env["OLLAMA_URL"].value == f"http://{release}-ollama:11434"
     gateway = admin.get(Deployment, "gateway", namespace=namespace)
-    gateway_env = {e.name: e for e in gateway.spec.template.spec.containers[0].env}
-    password_ref = gateway_env["ADMIN_PASSWORD"].valueFrom.secretKeyRef
-    assert (password_ref.name, password_ref.key) == (f"{release}-auth", "admin-password")
+    assert not [e for e in gateway.spec.template.spec.containers[0].env if e.valueFrom]
+    (files,) = [v for v in gateway.spec.template.spec.volumes if v.name == "secrets"]
+    password = [
+        (source.secret.name, item.key)
+        for source in files.projected.sources
+        for item in source.secret.items
+        if item.path == "ADMIN_PASSWORD"
+    ]
+    assert password == [(f"{release}-auth", "admin-password")]
 
     auth = admin.get(Secret, f"{release}-auth", namespace=namespace)
     helm(
@@ -389,6 +462,8 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
         "--wait=false",
         "--set",
         "ollama.model=qwen2.5:3b",
+        "--set",
+        "operator.clusterWide=true",
     )
     assert admin.get(Secret, f"{release}-auth", namespace=namespace).data == auth.data  # kept
 

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -25,7 +26,7 @@ import pytest
 import yaml
 from devstack.brokers import add_streams
 from devstack.delivery import wait_exactly_once
-from devstack.fixtures import Database, wait_for
+from devstack.fixtures import Database, wait_for, ws_subprotocols
 from devstack.node import LocalNode
 from devstack.procs import CACHE_DIR
 from devstack.seed import load_messages, post_customer_message
@@ -204,6 +205,29 @@ def test_install_makes_every_pod_ready_with_an_injected_sidecar(node, release) -
     assert TIMINGS["install_to_ready_s"] < READY_BOUND_S
 
 
+def test_secrets_reach_the_apps_as_files_and_the_operator_one_namespace(node, release) -> None:
+    """No container of an app pod carries a Secret in its environment (the sidecar, which
+    Dapr's injector configures, is not ours to change); the operator's RBAC is a namespaced
+    Role."""
+    apps = [p for p in get(node, "pods")["items"]
+            if p["metadata"]["labels"].get("app.kubernetes.io/name") in
+            ("gateway", "messaging", "ai-worker")]
+    assert apps
+    for pod in apps:
+        spec = pod["spec"]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            if container["name"] == "daprd":
+                continue
+            from_secrets = [e["name"] for e in container.get("env", [])
+                            if "secretKeyRef" in (e.get("valueFrom") or {})]
+            assert not from_secrets, f"{pod['metadata']['name']}/{container['name']}"
+        (app,) = [c for c in spec["containers"] if c["name"] != "daprd"]
+        assert "/run/secrets" in {m["mountPath"] for m in app["volumeMounts"]}
+    roles = node.kubectl("get", "clusterroles,clusterrolebindings", "-o", "name").stdout
+    assert f"{RELEASE}-operator" not in roles
+    assert get(node, "role", f"{RELEASE}-operator")["metadata"]["namespace"] == NAMESPACE
+
+
 def test_supportinbox_reports_every_condition_true(node, release) -> None:
     wait_for(lambda: all(conditions(node).get(t) == "True" for t in
                          ("Ready", "BrokerReady", "DatabaseReady", "ModelReady")),
@@ -220,8 +244,10 @@ def test_customer_messages_reach_operators_and_survive_an_ai_worker_deletion(
     def listen() -> None:
         from websockets.sync.client import connect
 
-        url = release.url.replace("http://", "ws://") + f"/ws?token={release.token}"
-        with connect(url, open_timeout=15) as socket:
+        url = release.url.replace("http://", "ws://") + "/ws"
+        with connect(
+            url, subprotocols=ws_subprotocols(release.token), open_timeout=15
+        ) as socket:
             while not stop.is_set():
                 try:
                     event = json.loads(socket.recv(timeout=1))
@@ -346,9 +372,18 @@ def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, re
 def test_a_broker_switch_rolls_all_three_and_stores_every_message_once(node, release) -> None:
     """Redis -> NATS JetStream (a second broker in the cluster) by ``helm upgrade``, with a
     customer writing throughout."""
+    token = secrets.token_urlsafe(24)
+    node.kubectl("-n", NAMESPACE, "create", "secret", "generic", "nats-auth",
+                 f"--from-literal=token={token}",
+                 f"--from-literal=nats.conf=authorization {{ token: \"{token}\" }}\n")
     node.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "tests/cluster/nats.yaml"))
     node.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/nats", "--timeout=120s")
-    asyncio.run(add_streams(f"nats://{cluster_ip(node, 'nats')}:4222"))
+    nats_url = f"nats://{cluster_ip(node, 'nats')}:4222"
+    # no token, no connection: the server answers "Authorization Violation", and nats-py,
+    # having retried, reports that no server is available
+    with pytest.raises(Exception, match="(?i)authorization|no servers available"):
+        asyncio.run(add_streams(nats_url))
+    asyncio.run(add_streams(nats_url, token))
     before = _uids(node)
     rows = load_messages()[120:180]
     ids: list[uuid.UUID] = []
@@ -359,7 +394,8 @@ def test_a_broker_switch_rolls_all_three_and_stores_every_message_once(node, rel
     wait_for(lambda: len(ids) >= 10, 60, "10 messages sent before the switch")
     helm(node, "upgrade", RELEASE, str(REPO / "charts/support-inbox"), "-n", NAMESPACE,
          "-f", str(REPO / "k8s/local-values.yaml"), "--set", "inbox.aiWorker.maxConcurrency=3",
-         "--set", "broker.type=jetstream", "--set", "broker.host=nats://nats:4222")
+         "--set", "broker.type=jetstream", "--set", "broker.host=nats://nats:4222",
+         "--set", "broker.existingSecret=nats-auth")
     wait_for(lambda: _rolled(node, before, {"gateway", "messaging", "ai-worker"}), 300,
              "gateway, messaging and ai-worker rolled", interval_s=2)
     sender.join(120)
@@ -368,6 +404,9 @@ def test_a_broker_switch_rolls_all_three_and_stores_every_message_once(node, rel
     assert sum(statuses.values()) == len(rows)
     component = get(node, "components.dapr.io", "inbox-pubsub")
     assert component["spec"]["type"] == "pubsub.jetstream"
+    metadata = {m["name"]: m for m in component["spec"]["metadata"]}
+    assert metadata["token"]["secretKeyRef"] == {"name": "nats-auth", "key": "token"}
+    assert metadata["publishingScopes"]["value"].startswith("gateway=")
 
 
 def test_uninstall_leaves_only_the_data_volumes_and_no_pod(node, release) -> None:
@@ -379,6 +418,7 @@ def test_uninstall_leaves_only_the_data_volumes_and_no_pod(node, release) -> Non
     helm(node, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
     node.kubectl("delete", "-n", NAMESPACE, "-f", str(REPO / "tests/cluster/nats.yaml"),
                  "--ignore-not-found")
+    node.kubectl("delete", "-n", NAMESPACE, "secret", "nats-auth", "--ignore-not-found")
     kept = {f"persistentvolumeclaim/data-{RELEASE}-postgresql-0",
             f"persistentvolumeclaim/data-{RELEASE}-redis-0"}
     left: list[str] = []

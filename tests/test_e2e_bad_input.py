@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import websockets
-from devstack.fixtures import wait_for
+from devstack.fixtures import wait_for, ws_subprotocols
 from jose import jwt
 
 pytestmark = pytest.mark.e2e
@@ -63,20 +63,38 @@ def test_operator_routes_refuse_bad_tokens(inbox, kind) -> None:
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("kind", ["missing", "expired", "forged", "alg-none", "garbage"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "no-protocol", "expired", "forged", "alg-none", "garbage"]
+)
 def test_websocket_refuses_bad_tokens_during_the_handshake(inbox, kind) -> None:
-    url = inbox.ws_url.split("?")[0]
-    if kind != "missing":
-        url += f"?token={forged_tokens(inbox.stack)[kind]}"
+    offered = {
+        "missing": ["inbox.v1"],
+        "no-protocol": [f"inbox.bearer.{inbox.token}"],
+    }.get(kind) or ws_subprotocols(forged_tokens(inbox.stack).get(kind, ""))
 
     async def connect() -> None:
-        async with websockets.connect(url):
+        async with websockets.connect(inbox.ws_url, subprotocols=offered):
             pass
 
     with pytest.raises(websockets.InvalidStatus) as refused:
         asyncio.run(connect())
     assert refused.value.response.status_code == 401
     assert b"invalid token" in refused.value.response.body
+
+
+def test_websocket_refuses_a_token_in_the_url(inbox) -> None:
+    """Even a valid token: a URL lands in logs and traces, so the token would be spent."""
+
+    async def connect() -> None:
+        async with websockets.connect(
+            f"{inbox.ws_url}?token={inbox.token}", subprotocols=inbox.ws_subprotocols
+        ):
+            pass
+
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        asyncio.run(connect())
+    assert refused.value.response.status_code == 400
+    assert b"Sec-WebSocket-Protocol" in refused.value.response.body
 
 
 def test_login_failures(inbox) -> None:

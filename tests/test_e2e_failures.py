@@ -7,36 +7,15 @@ import json
 import time
 import uuid
 
-import httpx2 as httpx
 import pytest
 from devstack.delivery import PatientCustomer, during, replicas, wait_exactly_once
-from devstack.fixtures import Database, InboxClient, start_matrix_stack, wait_for
+from devstack.fixtures import own_stack, publish_through, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-# A stack of its own per broker, so what a failure leaves behind cannot reach other tests.
-@pytest.fixture(scope="module")
-def stack(output_dir, fake_ollama, broker):
-    running = start_matrix_stack(output_dir, f"failures-{broker}", fake_ollama, broker)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def inbox(stack):
-    client = InboxClient(stack)
-    yield client
-    client.http.close()
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    database = Database(stack.postgres.url)
-    yield database
-    database.close()
+# A stack of its own per broker, so what these tests leave behind reaches no other test.
+stack, inbox, db = own_stack("failures")
 
 
 def _log_events(service, message: str) -> list[dict]:
@@ -59,21 +38,8 @@ def test_poison_message_ends_in_the_dead_letter_topic_and_the_rest_flows(stack, 
     first = inbox.send_customer("Is there a fee for top ups?")
     event_id = str(uuid.uuid4())
     poison = {"message_id": "not-a-uuid", "conversation_id": str(uuid.uuid4())}
-    sidecar = stack.services["gateway"].ports.http
-    response = httpx.post(
-        f"http://127.0.0.1:{sidecar}/v1.0/publish/inbox-pubsub/messages.submitted",
-        json={
-            "specversion": "1.0",
-            "id": event_id,
-            "source": "tests",
-            "type": "com.example.poison",
-            "datacontenttype": "application/json",
-            "data": poison,
-        },
-        headers={
-            "Content-Type": "application/cloudevents+json",
-            "dapr-api-token": stack.dapr_api_token,
-        },
+    response = publish_through(
+        stack, "gateway", "messages.submitted", poison, event_id=event_id
     )
     assert response.status_code == 204, response.text
     last = inbox.send_customer("Can I top up with a cheque?")

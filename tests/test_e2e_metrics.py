@@ -208,7 +208,7 @@ def test_open_sockets_follow_a_websocket(stack, inbox) -> None:
     open_before, opened_before, pushed_before = gauge(), opened(), pushed()
 
     async def scenario() -> int:
-        async with websockets.connect(inbox.ws_url) as ws:
+        async with websockets.connect(inbox.ws_url, subprotocols=inbox.ws_subprotocols) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
             await asyncio.to_thread(
                 wait_for, lambda: gauge() == open_before + 1, E2E_TIMEOUT_S, "gauge up"

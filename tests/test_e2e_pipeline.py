@@ -53,7 +53,7 @@ def test_every_model_behaviour_ends_in_a_final_status(inbox, mode, status, reaso
 
 def test_insight_is_pushed_over_the_websocket(inbox) -> None:
     async def scenario() -> list[dict]:
-        async with websockets.connect(inbox.ws_url) as ws:
+        async with websockets.connect(inbox.ws_url, subprotocols=inbox.ws_subprotocols) as ws:
             hello = json.loads(await ws.recv())
             assert hello["type"] == "hello"
             assert hello["operator"]["username"] == "demo"

@@ -10,7 +10,7 @@ import httpx2 as httpx
 import pytest
 import websockets
 from devstack.delivery import replicas
-from devstack.fixtures import E2E_TIMEOUT_S, InboxClient, start_stack
+from devstack.fixtures import E2E_TIMEOUT_S, InboxClient, start_stack, ws_subprotocols
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
@@ -116,8 +116,8 @@ def test_a_flooding_websocket_is_throttled_then_closed(limited) -> None:
     token = InboxClient(stack).token
 
     async def flood() -> tuple[list[str], dict, int, str]:
-        url = urls[0].replace("http://", "ws://") + f"/ws?token={token}"
-        async with websockets.connect(url) as ws:
+        url = urls[0].replace("http://", "ws://") + "/ws"
+        async with websockets.connect(url, subprotocols=ws_subprotocols(token)) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
             async with asyncio.timeout(E2E_TIMEOUT_S):
                 answers = []

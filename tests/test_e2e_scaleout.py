@@ -8,7 +8,7 @@ import httpx2 as httpx
 import pytest
 import websockets
 from devstack.delivery import PatientCustomer, replicas, sidecar_metric, wait_exactly_once
-from devstack.fixtures import E2E_TIMEOUT_S, wait_for
+from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 
 pytestmark = pytest.mark.e2e
 
@@ -18,10 +18,13 @@ def test_every_gateway_replica_pushes_a_change_made_through_another(stack, inbox
     way round."""
     gateways = replicas(stack, "gateway")
     assert len(gateways) == 2
-    urls = [g.url.replace("http://", "ws://") + f"/ws?token={inbox.token}" for g in gateways]
+    urls = [g.url.replace("http://", "ws://") + "/ws" for g in gateways]
 
     async def scenario() -> dict[str, set[int]]:
-        sockets = [await websockets.connect(url) for url in urls]
+        sockets = [
+            await websockets.connect(url, subprotocols=ws_subprotocols(inbox.token))
+            for url in urls
+        ]
         try:
             for ws in sockets:
                 assert json.loads(await ws.recv())["type"] == "hello"
@@ -56,10 +59,10 @@ def test_a_reply_being_written_reaches_every_gateway_replica(stack, inbox) -> No
     """The partial reply travels as batched ``insight.delta`` events on the broadcast
     component: an operator on each replica sees it grow, then the final insight."""
     gateways = replicas(stack, "gateway")
-    urls = [g.url.replace("http://", "ws://") + f"/ws?token={inbox.token}" for g in gateways]
+    urls = [g.url.replace("http://", "ws://") + "/ws" for g in gateways]
 
     async def watch(url: str, started: asyncio.Event, conversation: list[str]) -> dict:
-        async with websockets.connect(url) as ws:
+        async with websockets.connect(url, subprotocols=ws_subprotocols(inbox.token)) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
             started.set()
             texts, final = [], None

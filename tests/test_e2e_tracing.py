@@ -8,28 +8,25 @@ hop: gateway -> messaging -> ai-worker (Ollama) -> messaging -> gateway's push.
 import asyncio
 import json
 import secrets
-import shutil
 
 import httpx2 as httpx
 import pytest
 import websockets
 from devstack.browser import log_in, open_conversation
-from devstack.fixtures import E2E_TIMEOUT_S, InboxClient, chromium, start_stack, wait_for
-from devstack.jaeger import Jaeger
+from devstack.fixtures import (
+    E2E_TIMEOUT_S,
+    InboxClient,
+    chromium,
+    own_jaeger,
+    start_stack,
+    wait_for,
+)
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def jaeger(output_dir):
-    run_dir = output_dir / "jaeger"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    server = Jaeger(run_dir).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+jaeger = own_jaeger("jaeger")
 
 
 @pytest.fixture(scope="module", params=["redis", "kafka"])
@@ -55,7 +52,7 @@ def test_one_trace_from_the_caller_to_the_push(traced, jaeger) -> None:
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
 
     async def scenario() -> dict:
-        async with websockets.connect(inbox.ws_url) as ws:
+        async with websockets.connect(inbox.ws_url, subprotocols=inbox.ws_subprotocols) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
             response = await asyncio.to_thread(
                 httpx.post,

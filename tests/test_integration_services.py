@@ -411,7 +411,7 @@ def test_gateway_pushes_conversation_updates_to_sockets(gateway) -> None:
     )
 
     async def scenario() -> dict:
-        async with websockets.connect(client.ws_url) as ws:
+        async with websockets.connect(client.ws_url, subprotocols=client.ws_subprotocols) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
             await asyncio.to_thread(
                 probe.publish,

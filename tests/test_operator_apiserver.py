@@ -306,6 +306,74 @@ def test_second_inbox_in_a_namespace_is_refused(admin, operator) -> None:
     admin.delete(SupportInbox, "second", namespace="support")
 
 
+def _refused(admin: Client, namespace: str, reason: str) -> dict:
+    return wait_for(
+        lambda: (lambda c: c if c.get("Ready", {}).get("reason") == reason else None)(
+            conditions(admin, namespace)
+        ),
+        60,
+        reason,
+    )
+
+
+def test_an_object_someone_else_made_is_never_taken_over(admin, operator) -> None:
+    """A Deployment named like one the inbox renders, made by another manager, stays as it
+    is: the operator applies nothing and names the object and its manager."""
+    make_namespace(admin, "occupied")
+    theirs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "gateway", "namespace": "occupied"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "theirs"}},
+            "template": {
+                "metadata": {"labels": {"app": "theirs"}},
+                "spec": {"containers": [{"name": "web", "image": "example/theirs:1"}]},
+            },
+        },
+    }
+    admin.apply(codecs.from_dict(theirs), field_manager="someone-else")
+    create(admin, inbox_manifest("occupied"))
+    status = _refused(admin, "occupied", "ObjectNotOwned")
+    assert "Deployment/gateway" in status["Ready"]["message"]
+    assert "someone-else" in status["Ready"]["message"]
+    gateway = admin.get(Deployment, "gateway", namespace="occupied")
+    assert not gateway.metadata.ownerReferences
+    assert gateway.spec.template.spec.containers[0].image == "example/theirs:1"
+    assert ("Deployment", "messaging") not in owned(admin, "occupied")  # nothing half-applied
+    admin.delete(SupportInbox, "inbox", namespace="occupied")
+
+
+def test_a_field_another_manager_took_is_not_forced_back(admin, operator) -> None:
+    """``kubectl scale`` of an owned Deployment: the next reconcile leaves the replicas as the
+    other manager set them and says which field conflicts with whom."""
+    make_namespace(admin, "scaled")
+    create(admin, inbox_manifest("scaled"))
+    wait_for(lambda: all_owned(admin, "scaled"), 60, "owned objects")
+    admin.patch(
+        Deployment,
+        "messaging",
+        {"spec": {"replicas": 5}},
+        namespace="scaled",
+        patch_type=PatchType.MERGE,
+        field_manager="kubectl-scale",
+    )
+    admin.patch(  # any spec change reconciles
+        SupportInbox,
+        "inbox",
+        {"spec": {"ollama": {"model": "qwen2.5:0.5b"}}},
+        namespace="scaled",
+        patch_type=PatchType.MERGE,
+    )
+    status = _refused(admin, "scaled", "FieldConflict")
+    message = status["Ready"]["message"]
+    assert "Deployment/messaging" in message and "kubectl-scale" in message, message
+    assert ".spec.replicas" in message
+    assert admin.get(Deployment, "messaging", namespace="scaled").spec.replicas == 5
+    admin.delete(SupportInbox, "inbox", namespace="scaled")
+
+
 def test_operator_identity_is_least_privilege(kube) -> None:
     operator_client = Client(config=KubeConfig.from_file(kube.operator_kubeconfig))
     with pytest.raises(ApiError) as denied:

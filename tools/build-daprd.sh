@@ -33,7 +33,8 @@ sed -i '1s#^//go:build !allcomponents && !stablecomponents$#//go:build !allcompo
 head -1 "$work/cmd/daprd/components/zz_notag.go" | grep -q '!inbox' || { echo "daprd: cannot retag zz_notag.go" >&2; exit 1; }
 echo "daprd ${version}: compiling cmd/daprd with ${#components[@]} components (several minutes on a cold cache)"
 cd "$work"
-GOFLAGS=-mod=mod CGO_ENABLED=0 go build -tags inbox -trimpath \
+# -v: each package is logged as it compiles, so the heartbeat of install.sh shows where it is
+GOFLAGS=-mod=mod CGO_ENABLED=0 go build -v -tags inbox -trimpath \
   -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=${version#v}" \
   -o "$dest.tmp" ./cmd/daprd
 mv "$dest.tmp" "$dest"

@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# `make tools`: install every real component the project runs, pinned, cached outside the
-# repository, skipping what is already there. Debian packages and the builds run in parallel;
-# each step says what it is doing, a heartbeat every 30 s says which builds are still running,
-# and each build's result is reported as it ends.
+# Install the real components the project runs, pinned, cached outside the repository,
+# skipping what is already there. Debian packages and the builds run in parallel; each step
+# says what it is doing, a heartbeat every 30 s says which are still running (with the last
+# line of each one's log), and each result is reported as it ends.
+#
+# Usage: install.sh [all|run]
+#   all  (`make tools`, `make test`, the default): everything, for the tests and the local
+#        Kubernetes node as well.
+#   run  (`make run`): only what `make run` starts: daprd, PostgreSQL, the broker and state
+#        store named by BROKER and STATE_STORE (default redis), and the Python env. Jaeger is
+#        left out (`make run` traces only when it is there); so are Chromium and the cluster.
 set -euo pipefail
+group=${1:-all}
+case $group in
+  all | run) ;;
+  *) echo "usage: $0 [all|run]   (got '$group')" >&2; exit 2 ;;
+esac
+: "${BROKER:=redis}" "${STATE_STORE:=redis}"
 : "${INBOX_TOOLS_DIR:=$HOME/.cache/support-inbox}"
 : "${DAPR_VERSION:=v1.18.2}"
 # The Kubernetes release of every k8s binary and of the pause binary (build-kube.sh reads it too).
@@ -29,6 +42,12 @@ say() { printf '[tools %3ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 # Docker to build images, mmdebstrap for their base, containerd and runc as the CRI, CNI plugins.
 debian_packages=(postgresql redis-server rabbitmq-server nats-server chromium fonts-liberation
   docker.io mmdebstrap containerd runc containernetworking-plugins iptables conntrack)
+if [ "$group" = run ]; then
+  debian_packages=(postgresql)
+  [ "$BROKER" = redis ] || [ "$STATE_STORE" = redis ] && debian_packages+=(redis-server)
+  [ "$BROKER" = rabbitmq ] && debian_packages+=(rabbitmq-server)
+  [ "$BROKER" = jetstream ] && debian_packages+=(nats-server)
+fi
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,11 +65,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   build apt "installing Debian packages: ${missing[*]}" bash -c \
     "$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ${missing[*]}"
 else
-  say "Debian packages present: ${debian_packages[*]}"
+    say "Debian packages present: ${debian_packages[*]}"
 fi
 
 bin=$INBOX_TOOLS_DIR/bin
+say "installing the '$group' group$([ "$group" = run ] && echo " (BROKER=$BROKER, STATE_STORE=$STATE_STORE)")"
 build daprd "daprd $DAPR_VERSION" "$here/build-daprd.sh" "$DAPR_VERSION" "$bin/daprd"
+if [ "$group" = run ]; then
+  [ "$BROKER" = kafka ] && build kafka "Kafka $KAFKA_VERSION jars from Maven Central" \
+    "$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION"
+else
 build dapr-control-plane "Dapr control plane $DAPR_VERSION: operator, injector, sentry" \
   "$here/build-dapr-control-plane.sh" "$DAPR_VERSION" "$bin/dapr"
 build kube "Kubernetes $KUBE_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl) and etcd" \
@@ -63,6 +87,16 @@ build helm "helm $HELM_VERSION" "$here/build-helm.sh" "$HELM_VERSION" "$bin/helm
 build jaeger "jaeger $JAEGER_VERSION" "$here/build-jaeger.sh" "$JAEGER_VERSION" "$bin/jaeger"
 build kafka "Kafka $KAFKA_VERSION jars from Maven Central" \
   "$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION"
+fi
+
+if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  say "installing uv $UV_VERSION from PyPI"
+  python3 -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+fi
+# In the background like the builds, so the heartbeat covers it (a cold sync downloads
+# every wheel from PyPI).
+build python-env "Python environment from uv.lock (.venv)" bash -c \
+  "uv sync --frozen --quiet && echo '.venv in sync with uv.lock'"
 
 # Heartbeat: every 30 s, the builds still running. It ends by itself once none is; the EXIT
 # trap ends it (and its sleep) earlier.
@@ -78,19 +112,16 @@ heartbeat() {
       s=$(ps -o stat= -p "${pids[$i]}" 2>/dev/null) && [ "${s:0:1}" != Z ] && running+=("${names[$i]}")
     done
     [ ${#running[@]} -gt 0 ] || return 0
-    say "still building: ${running[*]}"
+    say "still running: ${running[*]}"
+    for n in "${running[@]}"; do   # what each is doing: its log's last line
+      printf '             %s: %s\n' "$n" "$(tail -c 2000 "$logs/$n.log" 2>/dev/null | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -1 | cut -c1-100)"
+    done
   done
 }
 heartbeat &
 heartbeat_pid=$!
 trap 'kill "$heartbeat_pid" 2>/dev/null || true' EXIT
 
-if ! command -v uv >/dev/null || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
-  say "installing uv $UV_VERSION from PyPI"
-  python3 -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
-fi
-say "Python environment from uv.lock (.venv)"
-uv sync --frozen --quiet
 
 fail=0
 declare -A name_of=()
@@ -107,6 +138,11 @@ while [ ${#name_of[@]} -gt 0 ]; do   # report each step as it ends
   fi
 done
 [ "$fail" -eq 0 ] || exit 1
+if [ "$group" = run ]; then
+  say "done ('run' group; \`make tools\` adds Jaeger, Chromium and the cluster's tools):" \
+    "daprd $("$bin/daprd" --version), PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1)"
+  exit 0
+fi
 say "done: daprd $("$bin/daprd" --version), $("$bin/kubelet" --version), $("$bin/coredns" -version | head -1), \
 $("$bin/local-path-provisioner" --version), $("$bin/pause" -v), $(redis-server --version | cut -d' ' -f3), \
 PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1), $(chromium --version 2>/dev/null | head -1)"

@@ -10,6 +10,10 @@ const BACKOFF_MAX_MS = 30000;
 const AUTH_FAILURE_CODE = 4401;
 // A handshake that hangs (proxy black hole) must not leave the UI without updates.
 const CONNECT_TIMEOUT_MS = 8000;
+// The token rides in Sec-WebSocket-Protocol, never in the URL (URLs are logged and traced):
+// the server selects PROTOCOL and never echoes the token (RFC 6455 section 4.2.2).
+const PROTOCOL = 'inbox.v1';
+const BEARER_PREFIX = 'inbox.bearer.';
 
 /**
  * @param {object} opts
@@ -35,9 +39,9 @@ export function createLive(opts) {
     opts.onMode(mode);
   }
 
-  function socketUrl(token) {
+  function socketUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return `${proto}//${location.host}/ws?token=${encodeURIComponent(token)}`;
+    return `${proto}//${location.host}/ws`;
   }
 
   function connect() {
@@ -49,7 +53,7 @@ export function createLive(opts) {
 
     let socket;
     try {
-      socket = new WebSocket(socketUrl(token));
+      socket = new WebSocket(socketUrl(), [PROTOCOL, BEARER_PREFIX + token]);
     } catch {
       handleDown();
       return;

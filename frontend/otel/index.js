@@ -15,6 +15,20 @@ export { context, propagation, SpanKind, SpanStatusCode, trace };
 
 let provider = null;
 
+// A URL's query can hold customer text (a search) or a secret, and whoever reads the traces
+// is not meant to see either: every URL the instrumentations record loses its query and
+// fragment before the span ends. The services strip theirs the same way.
+function stripQuery(url) {
+  return String(url).split('?', 1)[0].split('#', 1)[0];
+}
+
+function stripUrlAttributes(span) {
+  for (const key of ['url.full', 'http.url']) {
+    const value = span.attributes && span.attributes[key];
+    if (typeof value === 'string') span.setAttribute(key, stripQuery(value));
+  }
+}
+
 export function startTracing({ serviceName, serviceVersion, tracesUrl }) {
   if (provider) return; // a second provider would double every span and patch fetch twice
   // The provider takes `resource` as is; merging keeps the telemetry.sdk.* attributes.
@@ -41,11 +55,18 @@ export function startTracing({ serviceName, serviceVersion, tracesUrl }) {
   registerInstrumentations({
     tracerProvider: provider,
     instrumentations: [
-      new DocumentLoadInstrumentation(),
+      new DocumentLoadInstrumentation({
+        applyCustomAttributesOnSpan: {
+          documentLoad: stripUrlAttributes,
+          documentFetch: stripUrlAttributes,
+          resourceFetch: stripUrlAttributes,
+        },
+      }),
       // traceparent goes only to same-origin URLs (the default), so third-party hosts never
       // see it and need no CORS allowance for it. The exporter already bypasses the patched
       // fetch; ignoring its URL also keeps a future exporter change from tracing its own posts.
-      new FetchInstrumentation({ ignoreUrls: [url] }),
+      // url.full is set when the span starts, and requestHook runs right after, on every path.
+      new FetchInstrumentation({ ignoreUrls: [url], requestHook: stripUrlAttributes }),
     ],
   });
   // The batch would otherwise be lost when the tab is closed or discarded; "hidden" is the

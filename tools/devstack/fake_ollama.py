@@ -5,7 +5,8 @@ It speaks the part of Ollama's HTTP API the ai-worker uses (https://github.com/o
 ``POST /api/pull`` as a cluster's pull Job calls it (its model is always there: a pull of it
 streams Ollama's status lines and succeeds, of any other model fails as Ollama's does). The
 answer depends on the mode, set for the whole server with ``POST /__fake__/mode``
-``{"mode": ...}`` or for one message by a ``[[fake:<mode>]]`` marker in the customer text:
+``{"mode": ...}`` or for one message by a ``[[fake:<mode>]]`` marker in the customer text
+(the last ``user`` message):
 
 ``valid`` JSON insight; ``fenced`` the same inside a Markdown fence with prose around it;
 ``prose`` text without JSON; ``garbage`` broken JSON; ``slow`` a valid answer after
@@ -22,11 +23,14 @@ first article the tool returned. The reply also follows the system prompt's stra
 (``Strategy: short answer|careful analysis|escalation``).
 A request whose system prompt is the ai-worker's resolution-summary prompt ("You summarise a
 resolved customer-support conversation") is answered with ``{"summary": ...}`` built from the
-``<message role=...>`` lines of the transcript: how many messages, the customer's first and
-the operator's last (modes and markers apply as above).
+conversation's turns: how many ``user`` and ``assistant`` messages, the customer's first
+(``user``) and the operator's last (``assistant``); modes apply as above, a marker in any
+turn.
 ``GET /__fake__/stats`` counts insight calls per mode (``calls``), per customer text
 (``texts``), tool rounds per customer text (``tool_rounds``), summary calls per mode
-(``summaries``) and calls under way (``in_flight``).
+(``summaries``) and calls under way (``in_flight``). ``GET /__fake__/requests`` returns the
+bodies of the last :data:`KEPT_REQUESTS` ``/api/chat`` requests as received, oldest first
+(``{"requests": [...]}``), so tests can check what reaches the model.
 
 Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]
 [--token-delay-s 0.03]``. Like the ``ollama`` command (as the image
@@ -47,7 +51,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,13 +72,12 @@ MODEL_DIGEST = "sha256:" + hashlib.sha256(MODEL.encode()).hexdigest()
 """The one blob a pull of MODEL reports, as Ollama reports each layer it pulls."""
 PULL_UNKNOWN = "pull model manifest: file does not exist"
 """Ollama's error for a model the registry does not have."""
+KEPT_REQUESTS = 1000
 STRATEGIES = ("short answer", "careful analysis", "escalation")
 """As the ai-worker's system prompts name them (``Strategy: <name>.``)."""
 DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
 _MARKER = re.compile(r"\[\[fake:([a-z]+)\]\]")
-_CUSTOMER = re.compile(r"<customer_message>\n?(.*?)\n?</customer_message>", re.DOTALL)
 SUMMARY_PROMPT = "You summarise a resolved customer-support conversation"
-_TRANSCRIPT_LINE = re.compile(r'<message role="(customer|operator)">(.*?)</message>', re.DOTALL)
 
 
 def _labels() -> dict[str, str]:
@@ -111,13 +114,21 @@ def insight_for(
     return {"intent": intent, "summary": summary[:380], "suggested_reply": reply}
 
 
-def summary_for(transcript: str) -> dict[str, str]:
-    """A recognisable resolution summary of a ``<message role=...>`` transcript."""
-    lines = [
-        (role, _MARKER.sub("", body).strip()) for role, body in _TRANSCRIPT_LINE.findall(transcript)
+def conversation_turns(messages: list[dict]) -> list[tuple[str, str]]:
+    """The ``(role, content)`` of each ``user`` and ``assistant`` message, oldest first; an
+    assistant message that only calls tools is no turn."""
+    return [
+        (m["role"], m.get("content") or "")
+        for m in messages
+        if m.get("role") == "user" or (m.get("role") == "assistant" and not m.get("tool_calls"))
     ]
-    customer = next((body for role, body in lines if role == "customer"), "")
-    operator = next((body for role, body in reversed(lines) if role == "operator"), "")
+
+
+def summary_for(turns: list[tuple[str, str]]) -> dict[str, str]:
+    """A recognisable resolution summary of a conversation's ``(role, content)`` turns."""
+    lines = [(role, _MARKER.sub("", body).strip()) for role, body in turns]
+    customer = next((body for role, body in lines if role == "user"), "")
+    operator = next((body for role, body in reversed(lines) if role == "assistant"), "")
     summary = f'Resolved after {len(lines)} messages. The customer wrote: "{customer[:120]}".'
     summary += f' The operator answered: "{operator[:120]}".' if operator else " No operator reply."
     return {"summary": summary}
@@ -147,13 +158,18 @@ def create_app(
     tool_rounds: Counter[str] = Counter()
     summaries: Counter[str] = Counter()
     pulls: Counter[str] = Counter()
+    received: deque[dict] = deque(maxlen=KEPT_REQUESTS)
     labels = _labels()
 
     def content_for(
-        chosen: str, text: str, strategy: str, article: str | None, summarising: bool = False
+        chosen: str,
+        text: str,
+        strategy: str,
+        article: str | None,
+        turns: list[tuple[str, str]] | None = None,
     ) -> str:
-        if summarising:
-            body = json.dumps(summary_for(text))
+        if turns is not None:
+            body = json.dumps(summary_for(turns))
         else:
             body = json.dumps(insight_for(text, labels, strategy, article))
         return {
@@ -167,24 +183,17 @@ def create_app(
             payload = await request.json()
         except ValueError:
             return JSONResponse({"error": "invalid JSON body"}, status_code=400)
+        received.append(payload)
         if payload.get("model") != MODEL:
             return JSONResponse({"error": f"model '{payload.get('model')}' not found"}, 404)
-        user = next(
-            (
-                m["content"]
-                for m in reversed(payload.get("messages", []))
-                if m.get("role") == "user"
-            ),
-            "",
-        )
-        found = _CUSTOMER.search(user)
-        text = found.group(1) if found else user
-        marker = _MARKER.search(text)
-        chosen = marker.group(1) if marker and marker.group(1) in MODES else state["mode"]
         messages = payload.get("messages", [])
+        turns = conversation_turns(messages)
+        text = next((content for role, content in reversed(turns) if role == "user"), "")
         system = next((m["content"] for m in messages if m.get("role") == "system"), "")
         strategy = next((s for s in STRATEGIES if f"Strategy: {s}" in system), "")
         summarising = SUMMARY_PROMPT in system
+        marker = _MARKER.search("\n".join(c for _, c in turns) if summarising else text)
+        chosen = marker.group(1) if marker and marker.group(1) in MODES else state["mode"]
         if chosen == "error":
             return JSONResponse({"error": "llama runner process has terminated"}, 500)
         if payload.get("tools"):
@@ -217,7 +226,7 @@ def create_app(
                 await asyncio.sleep(state["slow_s" if chosen == "slow" else "delay_s"])
             finally:
                 state["in_flight"] -= 1
-        content = content_for(chosen, text, strategy, article, summarising)
+        content = content_for(chosen, text, strategy, article, turns if summarising else None)
         done = {
             "model": MODEL,
             "created_at": datetime.now(UTC).isoformat(),
@@ -226,7 +235,7 @@ def create_app(
             "done_reason": "stop",
             "total_duration": time.monotonic_ns() - started,
             "load_duration": 0,
-            "prompt_eval_count": len(user.split()),
+            "prompt_eval_count": sum(len(str(m.get("content", "")).split()) for m in messages),
             "prompt_eval_duration": 1_000_000,
             "eval_count": len(content.split()),
             "eval_duration": 2_000_000,
@@ -340,6 +349,9 @@ def create_app(
             }
         )
 
+    async def get_requests(_: Request) -> JSONResponse:
+        return JSONResponse({"requests": list(received)})
+
     return Starlette(
         routes=[
             Route("/api/chat", chat, methods=["POST"]),
@@ -348,6 +360,7 @@ def create_app(
             Route("/api/pull", pull, methods=["POST"]),
             Route("/__fake__/mode", set_mode, methods=["POST"]),
             Route("/__fake__/stats", get_stats),
+            Route("/__fake__/requests", get_requests),
         ]
     )
 

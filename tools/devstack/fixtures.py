@@ -11,6 +11,7 @@ import shutil
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,10 +21,12 @@ from typing import TypeVar
 import httpx2 as httpx
 import psycopg
 import pytest
+from inbox_common.events import pubsub_for
 
 from devstack.fake_ollama import MODEL, start_server
+from devstack.jaeger import Jaeger
 from devstack.procs import DEVSTACK_ENV, Process, free_port
-from devstack.stack import REPO, Stack
+from devstack.stack import REPO, MemberDied, Stack, running_stacks
 
 T = TypeVar("T")
 E2E_TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "60"))
@@ -40,7 +43,9 @@ REDELIVERY_OVERRIDES = {
 """Shorter redelivery of unacknowledged deliveries than in production (still above the tests'
 5 s LLM timeout), so a killed worker's messages come back within a test's patience. Only the
 keys a broker's component knows are applied."""
-OUTPUT_DIR = REPO / "test-output"
+OUTPUT_DIR = Path(os.environ.get("TEST_OUTPUT_DIR") or REPO / "test-output")
+"""Logs, screenshots and each stack's run directory; ``TEST_OUTPUT_DIR`` moves them, so two
+test runs in one checkout do not wipe each other's stacks."""
 
 
 def wait_for(
@@ -69,10 +74,35 @@ class FakeOllama:
         with urllib.request.urlopen(f"{self.url}/__fake__/stats", timeout=5) as r:  # noqa: S310
             return json.loads(r.read())
 
+    def requests(self) -> list[dict]:
+        """The ``/api/chat`` request bodies the stand-in received (the latest 1000), oldest
+        first."""
+        with urllib.request.urlopen(f"{self.url}/__fake__/requests", timeout=5) as r:  # noqa: S310
+            return json.loads(r.read())["requests"]
+
+
+def running_stacks_alive() -> None:
+    """Fail the current test at once when a process of a running stack died (named, with the
+    last lines of its log), rather than let it meet "connection refused" later."""
+    for stack in running_stacks():
+        try:
+            stack.check()
+        except MemberDied as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _stacks_alive() -> Iterator[None]:
+    """:func:`running_stacks_alive` before every test (after the stacks it uses started), and
+    after it, so a death during the test is charged to it."""
+    running_stacks_alive()
+    yield
+    running_stacks_alive()
+
 
 @pytest.fixture(scope="session")
 def output_dir() -> Path:
-    OUTPUT_DIR.mkdir(exist_ok=True)
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     return OUTPUT_DIR
 
 
@@ -167,7 +197,12 @@ def worker_without_ollama(output_dir: Path, fake_ollama: FakeOllama):
 def start_stack(output_dir: Path, name: str, fake: FakeOllama, **kwargs: object) -> Stack:
     run_dir = output_dir / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    env = {"OLLAMA_TIMEOUT_S": "5", **kwargs.pop("env", {})}  # type: ignore[dict-item]
+    env = {
+        "OLLAMA_TIMEOUT_S": "5",
+        # every test client signs in from 127.0.0.1, many times a minute
+        "LOGIN_ADDRESS_RATE_LIMIT": "600/minute",
+        **kwargs.pop("env", {}),  # type: ignore[dict-item]
+    }
     return Stack(run_dir, fake.url, fake.model, env=env, **kwargs).start()  # type: ignore[arg-type]
 
 
@@ -194,6 +229,81 @@ def stack(output_dir: Path, fake_ollama: FakeOllama, broker: str) -> Iterator[St
         yield running
     finally:
         running.stop()
+
+
+def publish_through(
+    stack: Stack, app: str, topic: str, data: object, *, event_id: str | None = None
+) -> httpx.Response:
+    """POST ``data`` as a CloudEvent on ``topic`` through ``app``'s sidecar (Dapr's HTTP
+    publish API, ``/v1.0/publish/<pubsub>/<topic>``), past every check of the app's routes.
+
+    The body is ASCII-escaped JSON, so control characters and lone surrogates in ``data``
+    reach the broker as JSON escapes. Returns the sidecar's answer: 204 published, 403 outside
+    the app's pub/sub scopes.
+    """
+    port = stack.services[app].ports.http
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "tests",
+        "type": f"com.example.{topic}",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1.0/publish/{pubsub_for(topic)}/{topic}",
+        content=json.dumps(envelope).encode(),
+        headers={
+            "Content-Type": "application/cloudevents+json",
+            "dapr-api-token": stack.dapr_api_token,
+        },
+        timeout=10,
+    )
+
+
+def own_jaeger(name: str):  # noqa: ANN201 - a pytest fixture
+    """A module-scoped ``jaeger`` fixture: a Jaeger of the module's own in
+    ``<output_dir>/<name>``, emptied first, stopped after the module."""
+
+    @pytest.fixture(scope="module", name="jaeger")
+    def _jaeger(output_dir: Path) -> Iterator[Jaeger]:
+        run_dir = output_dir / name
+        shutil.rmtree(run_dir, ignore_errors=True)
+        server = Jaeger(run_dir).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    return _jaeger
+
+
+def own_stack(name: str):  # noqa: ANN201 - three pytest fixtures
+    """Module-scoped ``stack``, ``inbox`` and ``db`` fixtures on a stack of the module's own per
+    broker (``<name>-<broker>``), so what its tests leave behind (killed members, hostile
+    rows) reaches no other test. Use as ``stack, inbox, db = own_stack("failures")``."""
+
+    @pytest.fixture(scope="module", name="stack")
+    def _stack(output_dir: Path, fake_ollama: FakeOllama, broker: str) -> Iterator[Stack]:
+        running = start_matrix_stack(output_dir, f"{name}-{broker}", fake_ollama, broker)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+    @pytest.fixture(scope="module", name="inbox")
+    def _inbox(stack: Stack) -> Iterator[InboxClient]:
+        client = InboxClient(stack)
+        yield client
+        client.http.close()
+
+    @pytest.fixture(scope="module", name="db")
+    def _db(stack: Stack) -> Iterator[Database]:
+        database = Database(stack.postgres.url)
+        yield database
+        database.close()
+
+    return _stack, _inbox, _db
 
 
 def start_matrix_stack(output_dir: Path, name: str, fake: FakeOllama, broker: str) -> Stack:
@@ -223,6 +333,16 @@ def _known_overrides(broker: str) -> dict[str, dict[str, str]]:
         name: {k: v for k, v in values.items() if k in known}
         for name, values in REDELIVERY_OVERRIDES.items()
     }
+
+
+WS_PROTOCOL = "inbox.v1"
+"""The gateway's WebSocket subprotocol; the token travels beside it, never in the URL."""
+
+
+def ws_subprotocols(token: str) -> list[str]:
+    """``Sec-WebSocket-Protocol`` values that sign a socket in with ``token`` (a JWT):
+    the protocol, then ``inbox.bearer.<token>``."""
+    return [WS_PROTOCOL, f"inbox.bearer.{token}"]
 
 
 class InboxClient:
@@ -289,7 +409,13 @@ class InboxClient:
 
     @property
     def ws_url(self) -> str:
-        return self.stack.gateway_url.replace("http://", "ws://") + f"/ws?token={self.token}"
+        """``/ws`` of the first gateway; sign in with :attr:`ws_subprotocols`."""
+        return self.stack.gateway_url.replace("http://", "ws://") + "/ws"
+
+    @property
+    def ws_subprotocols(self) -> list[str]:
+        """What to offer in ``Sec-WebSocket-Protocol`` on ``/ws``: see :func:`ws_subprotocols`."""
+        return ws_subprotocols(self.token)
 
 
 @pytest.fixture(scope="session")
@@ -431,6 +557,8 @@ def apply_operator_rbac(admin) -> None:
         OPERATOR_NAMESPACE,
         "--api-versions",
         "dapr.io/v1alpha1/Component",
+        "--set",  # the tests' operator serves every namespace they make
+        "operator.clusterWide=true",
         "--show-only",
         "templates/operator.yaml",
     ).stdout

@@ -56,8 +56,11 @@ class Process:
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
         self.popen: subprocess.Popen | None = None
+        self.stopped = False
+        """True once :meth:`stop` or :meth:`kill` was called: its exit was asked for."""
 
     def start(self) -> "Process":
+        self.stopped = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
@@ -74,6 +77,20 @@ class Process:
     @property
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def died(self) -> bool:
+        """It started and exited without :meth:`stop` or :meth:`kill` asking it to."""
+        return self.popen is not None and not self.stopped and self.popen.poll() is not None
+
+    def exit_reason(self) -> str:
+        """How it ended: "exit code 1", "killed by signal 9 (SIGKILL)", or "still running"."""
+        code = self.popen.poll() if self.popen else None
+        if code is None:
+            return "still running"
+        if code < 0:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        return f"exit code {code}"
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -108,6 +125,7 @@ class Process:
     def stop(self, grace_s: float = 10.0, sig: int = signal.SIGTERM) -> None:
         """Send ``sig`` to the process group, then SIGKILL what is left after ``grace_s``
         seconds."""
+        self.stopped = True
         if self.popen is None or self.popen.poll() is not None:
             return
         try:
@@ -120,7 +138,8 @@ class Process:
             pass
 
     def kill(self) -> None:
-        """SIGKILL the process group at once (crash simulation)."""
+        """SIGKILL the process group at once (crash simulation, so an exit asked for)."""
+        self.stopped = True
         if self.popen is not None and self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(5)

@@ -4,7 +4,9 @@ Starts PostgreSQL, the broker (``BROKER``: redis, rabbitmq, kafka, jetstream) an
 (``STATE_STORE``: redis, postgresql), ``REPLICAS`` instances each of the gateway, messaging and
 ai-worker beside their own daprd,
 uses Ollama at ``OLLAMA_URL`` when it answers (else a stand-in that speaks Ollama's API),
-seeds conversations from real support messages and keeps a customer stream going.
+seeds conversations from real support messages and keeps a customer stream going. Prints
+each server and instance as it becomes ready; when any of its processes dies, says which,
+with the last lines of its log, and stops everything (exit status 1).
 """
 
 import argparse
@@ -19,8 +21,9 @@ from ai_worker.settings import Settings
 
 from devstack.fake_ollama import MODEL, start_server
 from devstack.jaeger import JAEGER_BIN, Jaeger
+from devstack.procs import Process
 from devstack.seed import CustomerStream
-from devstack.stack import BROKERS, REPO, STATE_STORES, Stack
+from devstack.stack import BROKERS, REPO, STATE_STORES, MemberDied, Stack
 
 
 def _ollama_has(url: str, model: str) -> bool:
@@ -30,6 +33,32 @@ def _ollama_has(url: str, model: str) -> bool:
     except (OSError, ValueError):
         return False
     return model in names or f"{model}:latest" in names
+
+
+def watch(
+    stack: Stack,
+    stopped: threading.Event,
+    others: tuple[Process, ...] = (),
+    interval_s: float = 1.0,
+) -> str | None:
+    """Wait until ``stopped`` is set (returns ``None``) or a process dies: a member of
+    ``stack`` or one of ``others`` (returns what died, with the last lines of its log).
+
+    Checked every ``interval_s`` seconds, so a dead sidecar is reported within that time
+    rather than as failed requests later.
+    """
+    while not stopped.wait(interval_s):
+        try:
+            stack.check()
+        except MemberDied as exc:
+            return str(exc)
+        for process in others:
+            if process.died:
+                return (
+                    f"{process.name} died ({process.exit_reason()}), last lines of "
+                    f"{process.log_path}:\n{process.log_tail(20)}"
+                )
+    return None
 
 
 def main() -> int:
@@ -105,10 +134,12 @@ def main() -> int:
         replicas=args.replicas,
         otlp_endpoint=jaeger.otlp_http_endpoint if jaeger else None,
         env=jaeger.browser_env if jaeger else None,
+        progress=lambda line: print(f"  {line}", flush=True),
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stream = None
+    status = 0
     try:
         print(
             f"Starting PostgreSQL, {args.broker} (pub/sub), {args.state_store} (state store), "
@@ -137,7 +168,11 @@ def main() -> int:
             )
             + "Press Ctrl-C to stop."
         )
-        stopped.wait()
+        others = tuple(p for p in (fake, jaeger.process if jaeger else None) if p is not None)
+        died = watch(stack, stopped, others)
+        if died:
+            print(f"\n{died}\n\nThe inbox cannot work without it: stopping everything.")
+            status = 1
     except KeyboardInterrupt:
         pass
     finally:
@@ -154,7 +189,7 @@ def main() -> int:
         if fake:
             fake.stop()
         print("Stopped.")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

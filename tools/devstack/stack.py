@@ -5,6 +5,8 @@ import re
 import secrets
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from devstack.procs import CACHE_DIR, Process, StartError, free_port, http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = REPO / "dapr-components"
+SCOPE_KEYS = ("publishingScopes", "subscriptionScopes", "protectedTopics")
 DAPRD = CACHE_DIR / "bin" / "daprd"
 BROKERS = {
     "redis": Redis,
@@ -38,6 +41,19 @@ SERVICES = {
     "messaging": ("messaging.main:create_app", 20),
     "ai-worker": ("ai_worker.main:create_app", 4),
 }
+
+
+_RUNNING: "list[Stack]" = []
+
+
+def running_stacks() -> "list[Stack]":
+    """The stacks started and not yet stopped in this process, oldest first."""
+    return list(_RUNNING)
+
+
+class MemberDied(StartError):
+    """A process of a running stack exited without being asked to; the message names it, how
+    it ended, and ends with the last lines of its log."""
 
 
 @dataclass
@@ -79,6 +95,8 @@ class Service:
 
 class Stack:
     """Start with :meth:`start`, stop with :meth:`stop` (idempotent; stops what started).
+    While it runs, :meth:`check` raises when one of its processes died
+    (:func:`running_stacks` lists the running ones).
 
     Args:
         run_dir: logs, data and the sidecars' component files go here.
@@ -98,6 +116,8 @@ class Stack:
         gateway_port: the first gateway's port (a free one when ``None``).
         pg_dir: PostgreSQL's directory (wiped at start); a new temporary one when ``None``.
             The ``postgres`` user must be able to reach it when running as root.
+        progress: called with one line (seconds since :meth:`start`, then what is ready)
+            as each server and instance becomes ready; ``make run`` prints them.
     """
 
     def __init__(
@@ -115,6 +135,7 @@ class Stack:
         component_overrides: dict[str, dict[str, str]] | None = None,
         broker_options: dict[str, object] | None = None,
         otlp_endpoint: str | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         if broker not in BROKERS:
             raise StartError(f"unknown broker {broker!r}; choose one of {', '.join(BROKERS)}")
@@ -135,6 +156,9 @@ class Stack:
         self.broker_name = broker
         self.state_store = state_store
         self.component_overrides = component_overrides or {}
+        # A service run alone stands in for its absent peers (its probe publishes what they
+        # would), so its sidecar gets the components without pub/sub scopes.
+        self.scoped = set(services) == set(SERVICES)
         self.otlp_endpoint = otlp_endpoint
         self.postgres = Postgres(self.log_dir, data_dir=pg_dir)
         needs_redis = broker == "redis" or state_store == "redis"
@@ -167,24 +191,72 @@ class Stack:
             for replica in range(1, replicas + 1)
         ]
         self._started: list = []
+        self._progress = progress
+        self._began = time.monotonic()
+
+    def _ready(self, what: str) -> None:
+        if self._progress:
+            self._progress(f"[{time.monotonic() - self._began:5.1f} s] {what}")
 
     def start(self) -> "Stack":
         if not DAPRD.exists():
             raise StartError(f"{DAPRD} is missing: run `make tools`")
+        self._began = time.monotonic()
         try:
             infra = [self.postgres, self.redis, self.broker]
             for server in dict.fromkeys(s for s in infra if s is not None):
                 self._started.append(server.start())
+                self._ready(f"{type(server).__name__} ready")
             self._write_components()
             self._migrate()
+            self._ready("database schema migrated")
             for name in self._instances:
                 self.start_service(name)
             for name in self._instances:
                 self._wait_or_restart(name)
+                self._ready(f"{name} and its daprd ready")
+            # An instance found ready may have died while the later ones were awaited (daprd
+            # exits when a port it binds after its health check is taken meanwhile): wait for
+            # it again, which restarts it after such a race and raises for anything else.
+            for name in self._instances:
+                if self.services[name].app.died or self.services[name].sidecar.died:
+                    self._wait_or_restart(name)
+            self.check()
         except BaseException:
             self.stop()
             raise
+        _RUNNING.append(self)
         return self
+
+    def members(self) -> list[Process]:
+        """Every long-running process of the stack: its servers, then each instance's app and
+        sidecar."""
+        servers = dict.fromkeys(s for s in (self.postgres, self.redis, self.broker) if s)
+        processes = [s.process for s in servers if s.process is not None]
+        for service in self.services.values():
+            processes += [service.app, service.sidecar]
+        return processes
+
+    def dead(self) -> list[Process]:
+        """The members that exited without :meth:`stop` (or a test's ``kill``) asking them to."""
+        return [process for process in self.members() if process.died]
+
+    def check(self, log_lines: int = 20) -> None:
+        """Raise :class:`MemberDied` when any member is :meth:`dead`.
+
+        The message names each dead process, how it ended and its log file, followed by the
+        last ``log_lines`` lines of that log.
+        """
+        dead = self.dead()
+        if dead:
+            raise MemberDied(
+                f"{len(dead)} of the stack's processes in {self.run_dir} died:\n"
+                + "\n".join(
+                    f"{p.name} ({p.exit_reason()}), last lines of {p.log_path}:\n"
+                    + p.log_tail(log_lines)
+                    for p in dead
+                )
+            )
 
     def _write_components(self) -> None:
         """Copy the shared, broker and state-store component YAML into one resources
@@ -201,6 +273,10 @@ class Stack:
             if document["kind"] == "Configuration":
                 self._trace_to(document)
             overrides = dict(self.component_overrides.get(document["metadata"]["name"], {}))
+            if not self.scoped and document["kind"] == "Component":
+                document["spec"]["metadata"] = [
+                    m for m in document["spec"].get("metadata") or [] if m["name"] not in SCOPE_KEYS
+                ]
             for item in document.get("spec", {}).get("metadata") or []:
                 if item["name"] in overrides:
                     item["value"] = overrides.pop(item["name"])
@@ -363,6 +439,8 @@ class Stack:
         service.app.stop()
 
     def stop(self) -> None:
+        if self in _RUNNING:
+            _RUNNING.remove(self)
         # Sidecars and apps shut down gracefully in parallel, then the infrastructure they use.
         with ThreadPoolExecutor(max_workers=max(1, len(self.services))) as pool:
             list(pool.map(self.stop_service, list(self.services)))

@@ -75,6 +75,9 @@ another broker's address for the other types, so it counts only for redis. */}}
 {{- if and (ne .Values.broker.type "redis") (ne .Values.broker.type "rabbitmq") (not .Values.broker.host) -}}
 {{- $errors = append $errors (printf "broker.host is required for broker.type=%s" .Values.broker.type) -}}
 {{- end -}}
+{{- if and (or (eq .Values.broker.type "kafka") (eq .Values.broker.type "jetstream")) (not .Values.broker.existingSecret) -}}
+{{- $errors = append $errors (printf "broker.existingSecret is required for %s: a Secret with the broker's credentials (%s); an unauthenticated broker lets anything in the cluster publish" .Values.broker.type (ternary "keys username and password, SASL" "key token" (eq .Values.broker.type "kafka"))) -}}
+{{- end -}}
 {{- if and (eq .Values.broker.type "rabbitmq") (not .Values.broker.existingSecret) -}}
 {{- $errors = append $errors "broker.existingSecret is required for rabbitmq: a Secret with key connectionString" -}}
 {{- end -}}

@@ -1,9 +1,11 @@
 """The defensive parser on a corpus of model outputs seen in the wild and hostile ones."""
 
 import json
+import time
 
 import pytest
 from ai_worker.parser import (
+    FIRST_WINDOW_CHARS,
     INSIGHT_SCHEMA,
     MAX_OUTPUT_CHARS,
     InsightParseError,
@@ -115,3 +117,40 @@ def test_error_reason_is_bounded_and_does_not_echo_the_output() -> None:
 def test_schema_given_to_ollama_requires_every_field_with_bounds() -> None:
     assert set(INSIGHT_SCHEMA["required"]) == {"intent", "summary", "suggested_reply"}
     assert INSIGHT_SCHEMA["properties"]["summary"]["maxLength"] == 400
+
+
+HOSTILE_AT_THE_BOUND = {
+    "unbalanced-braces": "{" * MAX_OUTPUT_CHARS,
+    "open-keys": '{"' * (MAX_OUTPUT_CHARS // 2),
+    "opened-then-closed": "{" * (MAX_OUTPUT_CHARS // 2) + "}" * (MAX_OUTPUT_CHARS // 2),
+    "nested-arrays": '{"a": ' + "[" * (MAX_OUTPUT_CHARS - 6),
+    "nested-objects": '{"a": ' * (MAX_OUTPUT_CHARS // 6),
+    "unterminated-string": '{"a": "' + "{" * (MAX_OUTPUT_CHARS - 7),
+    "unclosed-fence": "```" + "a" * (MAX_OUTPUT_CHARS - 3),
+    "unclosed-fence-blank": "```" + " " * (MAX_OUTPUT_CHARS - 3),
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_AT_THE_BOUND.values(), ids=HOSTILE_AT_THE_BOUND)
+def test_hostile_output_at_the_bound_is_refused_quickly(text: str) -> None:
+    # A loose bound against quadratic blow-up (seconds at this size); `make bench-parser`
+    # measures the real figures.
+    started = time.perf_counter()
+    with pytest.raises(InsightParseError):
+        parse_insight(text)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_an_object_after_a_truncated_one_is_found() -> None:
+    truncated = '{"intent": "card_arrival", "summary": "The card"\n'
+    assert parse_insight(truncated + json.dumps(GOOD)).summary == GOOD["summary"]
+
+
+@pytest.mark.parametrize("pad", range(0, 80, 3))
+def test_objects_longer_than_the_first_window_decode_whole_wherever_it_ends(pad: int) -> None:
+    # The decoder first reads FIRST_WINDOW_CHARS from the "{": wherever that window ends
+    # (inside a number, a literal, an escape, a surrogate pair), the object is the same.
+    tokens = {"n": -1.5e10, "t": True, "f": False, "z": None, "e": '\U0001f600 \\ " \u00e9'}
+    document = {"pad": "x" * pad} | {f"k{i}": tokens for i in range(8)} | GOOD
+    assert len(json.dumps(document)) > 2 * FIRST_WINDOW_CHARS
+    assert first_json_object("Here: " + json.dumps(document)) == document

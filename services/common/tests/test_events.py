@@ -8,8 +8,11 @@ from inbox_common.events import (
     MAX_BODY_CHARS,
     AiCompleted,
     ConversationUpdated,
+    InsightDelta,
     MessageCreated,
     MessageSubmitted,
+    SearchRequested,
+    SummaryCompleted,
     dead_letter_topic,
 )
 from pydantic import ValidationError
@@ -78,3 +81,68 @@ def test_conversation_updated_versions_start_at_one() -> None:
 
 def test_dead_letter_topic_name() -> None:
     assert dead_letter_topic("message.created") == "message.created.dead-letter"
+
+
+UNSTORABLE = ["a\x00b", "\x00", "a\x1b[31m", "a\x08", "a\x0bb", "a\x1fb", "a\ud800b", "\udfff"]
+"""C0 controls but tab and line breaks, and lone surrogates: PostgreSQL cannot keep NUL, UTF-8
+cannot encode a lone surrogate."""
+VALID = [
+    "\u202eevil\u202c.exe",
+    "a" + "\u200b" * 100 + "b",
+    "x\ufeffy",
+    "\U0001f469\u200d\U0001f467",
+    "a\x7f\x85\x9bb",
+    "a\ufdd0\uffff\U0010ffffb",
+    "a\u2028b",
+    "\\u0000",
+]
+
+
+@pytest.mark.parametrize("field", ["body", "author_id", "subject"])
+@pytest.mark.parametrize("text", UNSTORABLE)
+def test_text_a_store_cannot_keep_is_refused_naming_the_field(field: str, text: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        MessageSubmitted.model_validate(submitted(**{field: text}))
+    (error,) = refused.value.errors()
+    assert error["loc"] == (field,)
+    assert "U+" in error["msg"] or "unicode" in error["msg"]
+
+
+@pytest.mark.parametrize("field", ["body", "author_id", "subject"])
+@pytest.mark.parametrize("text", VALID)
+def test_valid_unicode_is_kept_unchanged(field: str, text: str) -> None:
+    event = MessageSubmitted.model_validate(submitted(**{field: text}))
+    assert getattr(event, field) == text
+    assert MessageSubmitted.model_validate_json(event.model_dump_json()) == event
+
+
+def test_line_breaks_are_text_in_a_body_but_not_in_a_one_line_field() -> None:
+    assert MessageSubmitted.model_validate(submitted(body="a\tb\r\nc")).body == "a\tb\r\nc"
+    for field in ("author_id", "subject"):
+        with pytest.raises(ValidationError, match="one line"):
+            MessageSubmitted.model_validate(submitted(**{field: "a\nb"}))
+    with pytest.raises(ValidationError, match="one line"):
+        SearchRequested(request_id=uuid4(), query="card\tfee", requested_by="demo")
+
+
+def test_the_refusal_names_the_character_and_where_it_is() -> None:
+    with pytest.raises(ValidationError) as refused:
+        MessageSubmitted.model_validate(submitted(body="hello\x00"))
+    assert "control character U+0000 at position 5" in str(refused.value)
+
+
+def test_model_output_is_cleaned_rather_than_refused() -> None:
+    """Nobody can write model output again: what the store cannot keep is removed."""
+    ids = {"message_id": uuid4(), "conversation_id": uuid4()}
+    insight = AiCompleted(
+        **ids, status="available", summary="a\x00b\x1b", suggested_reply="x\ud800y", error=None
+    )
+    assert (insight.summary, insight.suggested_reply) == ("ab", "x\ufffdy")
+    assert InsightDelta(**ids, revision=1, seq=1, text="\x00hi").text == "hi"
+    summary = SummaryCompleted(
+        conversation_id=uuid4(), resolution=1, status="unavailable", error="bad \x00 output"
+    )
+    assert summary.error == "bad  output"
+    assert AiCompleted(**ids, status="available", summary="\t\u202ekept\n").summary == (
+        "\t\u202ekept\n"
+    )

@@ -1,5 +1,6 @@
 """Passwords and JWTs: only tokens we signed, for our audience, unexpired, with HS256."""
 
+import asyncio
 import base64
 import json
 import time
@@ -7,12 +8,17 @@ import time
 import pytest
 from gateway.core.config import Settings
 from gateway.core.security import (
+    WS_BEARER_PREFIX,
+    WS_PROTOCOL,
     InvalidToken,
+    LoginBusy,
     Operator,
+    PasswordChecker,
     authenticate,
     create_access_token,
     decode_access_token,
     hash_password,
+    token_from_subprotocols,
 )
 from jose import jwt
 
@@ -123,3 +129,53 @@ def test_admin_password_adds_an_admin_account() -> None:
     assert authenticate(settings, "admin", "wrong") is None
     token = create_access_token(settings, Operator("admin", "Administrator"))
     assert decode_access_token(settings, token)[0].username == "admin"
+
+
+@pytest.mark.parametrize(
+    "offered",
+    [
+        [],
+        ["inbox.v1"],
+        ["inbox.bearer.abc"],
+        ["inbox.v1", "inbox.bearer."],
+        ["inbox.v1", "inbox.bearer.a", "inbox.bearer.b"],
+    ],
+    ids=["nothing", "no-token", "no-protocol", "empty-token", "two-tokens"],
+)
+def test_socket_token_needs_the_protocol_and_one_token(offered: list[str]) -> None:
+    with pytest.raises(InvalidToken, match="Sec-WebSocket-Protocol"):
+        token_from_subprotocols(offered)
+
+
+def test_socket_token_is_read_from_the_subprotocols(settings: Settings) -> None:
+    token = create_access_token(settings, ALICE)
+    offered = [f"{WS_BEARER_PREFIX}{token}", WS_PROTOCOL]  # any order
+    assert token_from_subprotocols(offered) == token
+
+
+async def test_password_checks_run_off_the_event_loop(settings: Settings) -> None:
+    checker = PasswordChecker(settings, workers=1, max_waiting=4)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        assert await checker.authenticate("alice", "correct horse") == ALICE
+        assert await checker.authenticate("alice", "wrong") is None
+        assert await checker.authenticate("nobody", "x") is None
+    finally:
+        ticker.cancel()
+    assert ticks >= 3  # the loop kept running while argon2 hashed
+
+
+async def test_password_checks_beyond_the_queue_are_refused(settings: Settings) -> None:
+    checker = PasswordChecker(settings, workers=1, max_waiting=1)
+    attempts = [checker.authenticate("alice", "wrong") for _ in range(4)]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    assert [r is None for r in results].count(True) == 2  # one running, one waiting
+    assert all(isinstance(r, LoginBusy) for r in results if r is not None)

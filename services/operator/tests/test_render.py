@@ -276,21 +276,34 @@ def test_connection_rules_hold_without_the_api_server(override, message) -> None
         spec_with(**override)
 
 
-def test_admin_password_reaches_only_the_gateway() -> None:
+def _secret_files(deployment: dict) -> dict[str, tuple[str, str]]:
+    """File name under /run/secrets -> (Secret, key), from the pod's ``secrets`` volume."""
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    return {
+        item["path"]: (source["secret"]["name"], item["key"])
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+
+
+def test_secrets_reach_the_pods_as_files_never_as_environment() -> None:
     auth = spec_with().auth.model_dump(by_alias=True, exclude_none=True)
     spec = spec_with(auth={**auth, "adminPasswordSecretRef": {"name": "inbox-auth"}})
     deployments = by_kind(render(OWNER, spec), "Deployment")
     for service, deployment in deployments.items():
-        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert ("ADMIN_PASSWORD" in env) == (service == "gateway"), service
-    admin = {
-        e["name"]: e
-        for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert admin["ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "inbox-auth",
-        "key": "password",
-    }
+        pod = deployment["spec"]["template"]["spec"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            assert not [e for e in container.get("env", []) if "valueFrom" in e], service
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            assert mounts["secrets"]["mountPath"] == "/run/secrets"
+            assert mounts["secrets"]["readOnly"] is True
+        files = _secret_files(deployment)
+        assert {"APP_API_TOKEN", "DAPR_API_TOKEN"} <= set(files), service
+        assert ("ADMIN_PASSWORD" in files) == (service == "gateway"), service
+        assert ("DATABASE_URL" in files) == (service == "messaging"), service
+    assert _secret_files(deployments["gateway"])["ADMIN_PASSWORD"] == ("inbox-auth", "password")
+    assert _secret_files(deployments["gateway"])["JWT_SECRET"] == ("jwt", "secret")
 
 
 def test_tracing_points_apps_sidecars_and_browsers_at_the_collector() -> None:

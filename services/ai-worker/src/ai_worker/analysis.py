@@ -19,7 +19,7 @@ from opentelemetry import trace
 from ai_worker.knowledge import SEARCH_TOOL, TOOL_NAME, search_knowledge_base
 from ai_worker.llm import LLM_FAILURES, OllamaChat, OnOutput, describe_failure
 from ai_worker.parser import INSIGHT_SCHEMA, InsightParseError, parse_insight
-from ai_worker.prompts import system_prompt, user_prompt
+from ai_worker.prompts import insight_messages
 from ai_worker.routing import route
 from ai_worker.settings import Settings
 
@@ -66,10 +66,7 @@ class Analyser:
         used: list[str] = []
         async with self._slots:
             started = time.monotonic()
-            messages = [
-                {"role": "system", "content": system_prompt(strategy)},
-                {"role": "user", "content": user_prompt(message.body)},
-            ]
+            messages = insight_messages(message.body, strategy)
             try:
                 async with asyncio.timeout(self._settings.ollama_timeout_s):
                     used = await self._consult_knowledge(messages)

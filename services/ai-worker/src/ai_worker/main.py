@@ -6,11 +6,10 @@ Served by ``uvicorn --factory ai_worker.main:create_app``.
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 from inbox_common import metrics
 from inbox_common.sidecar import Sidecar
-from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
 from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from ai_worker import subscriptions
@@ -36,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Support Inbox ai-worker", lifespan=lifespan)
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
     subscriptions.register(
-        DaprApp(app),
+        sidecar_app(app),
         sidecar,
         analyser,
         settings.insight_cache_ttl_s,

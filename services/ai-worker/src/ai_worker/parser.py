@@ -2,9 +2,12 @@
 
 Ollama is asked for JSON matching :data:`INSIGHT_SCHEMA` (structured outputs, ``format=``), but
 models and servers vary, so the text is still treated as untrusted (OWASP LLM05, improper output
-handling): Markdown code fences are stripped, the first balanced JSON object is taken, and it
-must validate against the model with bounded lengths. Anything else raises
+handling): Markdown code fences are stripped, the first JSON object is taken, and it must
+validate against the model with bounded lengths. Anything else raises
 :class:`InsightParseError`, which the worker reports as ``unavailable``.
+
+The text is hostile input of up to :data:`MAX_OUTPUT_CHARS` characters, and parsing it runs on
+the worker's event loop, so every step is linear in its length (``make bench-parser``).
 """
 
 import json
@@ -16,7 +19,18 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 MAX_OUTPUT_CHARS = 20_000
 """Longer model output is rejected without parsing."""
 
-_FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
+# Possessive quantifiers: a fence that is never closed fails once, instead of once per way of
+# splitting its info string and blanks (quadratic in their length).
+_FENCE = re.compile(r"```[a-zA-Z0-9_-]*+\s*+(.*?)```", re.DOTALL)
+_DECODER = json.JSONDecoder()
+# Where an object may start: "{" then a key or "}". Other braces (a run of "{" in prose) are
+# passed over by one regex scan, instead of a failed decode each.
+_OBJECT_START = re.compile(r'\{(?=\s*+["}])')
+FIRST_WINDOW_CHARS = 256
+"""The text a decode reads first from its "{"; doubled while the decoder ran into its end."""
+_LOOKAHEAD_CHARS = 16
+"""A failure this close to a window's end may be a token the window cut (``-Infinity``, a
+``\\uXXXX`` pair): read further before believing it."""
 
 
 class LlmInsight(BaseModel):
@@ -83,42 +97,46 @@ def json_object_in(text: str) -> dict | None:
 
 
 def first_json_object(text: str) -> dict | None:
-    """The first balanced ``{...}`` in ``text`` that parses as a JSON object, else ``None``.
+    """The first JSON object in ``text``, prose around it allowed, else ``None``.
 
-    Braces inside JSON strings (and escaped quotes) are skipped, so ``{"a": "}"}`` is whole.
+    Each ``{`` that may open an object is decoded with :meth:`json.JSONDecoder.raw_decode`,
+    which reads one value and stops, so braces inside JSON strings (and escaped quotes) are
+    skipped: ``{"a": "}"}`` is whole. After a failed try the search goes on from where the
+    decoder gave up, so the time is linear in ``len(text)``; the price is that a ``{`` inside a
+    malformed object is not tried on its own. An object nested deeper than Python's recursion
+    limit ends the search (``None``): it cannot be an insight.
     """
-    start = text.find("{")
-    while start != -1:
-        end = _balanced_end(text, start)
-        if end is not None:
-            try:
-                value = json.loads(text[start : end + 1])
-            except ValueError:
-                value = None
-            if isinstance(value, dict):
-                return value
-        start = text.find("{", start + 1)
+    found = _OBJECT_START.search(text)
+    while found:
+        try:
+            value, gave_up_at = _decode_at(text, found.start())
+        except RecursionError:
+            return None
+        if value is not None:
+            return value
+        found = _OBJECT_START.search(text, max(gave_up_at, found.start() + 1))
     return None
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    depth = 0
-    in_string = escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
+def _decode_at(text: str, start: int) -> tuple[dict | None, int]:
+    """The object that starts at ``text[start]``, or ``None`` and the index in ``text`` where
+    the decoder gave up.
+
+    The decoder reads a window of ``text`` that doubles while a failure may be the window's
+    doing, so a failed try costs time in proportion to how far it got. Decoding ``text`` itself
+    would not: :class:`json.JSONDecodeError` counts the lines before the failure, which is
+    linear in ``start`` and quadratic over all the tries.
+    """
+    size = FIRST_WINDOW_CHARS
+    while True:
+        window = text[start : start + size]
+        try:
+            return _DECODER.raw_decode(window)[0], start
+        except json.JSONDecodeError as exc:
+            cut = start + size < len(text) and (
+                exc.pos > len(window) - _LOOKAHEAD_CHARS
+                or exc.msg.startswith("Unterminated string")
+            )
+            if not cut:
+                return None, start + exc.pos
+        size *= 2

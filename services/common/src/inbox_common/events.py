@@ -5,12 +5,22 @@ Events travel as CloudEvents through Dapr pub/sub with JSON ``data``; each model
 consumers can be idempotent: Dapr delivers at least once and brokers may reorder.
 """
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 PUBSUB = "inbox-pubsub"
 """Dapr pub/sub component for work: each event reaches one replica of each subscribing app
@@ -66,13 +76,81 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
+# Text the system of record can keep. PostgreSQL refuses NUL in `text` and `\u0000` in
+# `jsonb` (https://www.postgresql.org/docs/current/datatype-json.html), and UTF-8 cannot encode
+# a lone surrogate (a JSON "\ud800" decodes to one), so either would be accepted at the edge and
+# lost on the way in. The other C0 controls are refused with them: no text needs them, and
+# they are what terminal escapes and log forgery are made of. Everything else is valid Unicode
+# text (bidi overrides, zero-width characters, noncharacters, C1 controls) and kept unchanged.
+_UNSTORABLE_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+"""C0 controls but tab, newline and carriage return; lone surrogates."""
+_UNSTORABLE_IN_LINE = re.compile(r"[\x00-\x1f\ud800-\udfff]")
+"""Every C0 control (a one-line field has no tabs or line breaks either); lone surrogates."""
+
+
+def _refuse(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found is None:
+            return value
+        char = found.group()
+        kind = "lone surrogate" if "\ud800" <= char <= "\udfff" else "control character"
+        raise PydanticCustomError(
+            "unstorable_text",
+            "{kind} U+{code} at position {position} is not allowed ({allowed})",
+            {
+                "kind": kind,
+                "code": f"{ord(char):04X}",
+                "position": found.start(),
+                "allowed": allowed,
+            },
+        )
+
+    return AfterValidator(check)
+
+
+def _clean(pattern: re.Pattern[str]) -> AfterValidator:
+    def clean(value: str) -> str:
+        return pattern.sub(lambda m: "\ufffd" if "\ud800" <= m.group() <= "\udfff" else "", value)
+
+    return AfterValidator(clean)
+
+
+PLAIN_TEXT = _refuse(_UNSTORABLE_IN_TEXT, "only tab, newline and carriage return of the controls")
+"""The rule of :data:`PlainText`, to put after other constraints (``Annotated[str,
+StringConstraints(...), PLAIN_TEXT]``: a trimmed value is checked)."""
+PLAIN_LINE = _refuse(_UNSTORABLE_IN_LINE, "one line: no control characters")
+"""The rule of :data:`PlainLine`, to put after other constraints."""
+
+PlainText = Annotated[str, PLAIN_TEXT]
+"""Text people write, several lines allowed: refused (``unstorable_text``, a 422 at the
+gateway naming the field) when it holds a C0 control character other than tab, newline and
+carriage return, or a lone surrogate (U+D800 to U+DFFF). Anything else is kept unchanged."""
+PlainLine = Annotated[str, PLAIN_LINE]
+"""One line people write (a handle, a subject, a query): as :data:`PlainText`, and no tab or
+line break either."""
+CleanText = Annotated[str, _clean(_UNSTORABLE_IN_TEXT)]
+"""Text machines write (model output, error messages): what :data:`PlainText` refuses is
+removed instead (a lone surrogate becomes U+FFFD), since nobody is there to write it again.
+Removing only shortens, so length bounds still hold."""
+
 MAX_BODY_CHARS = 4000
 """Longest message body accepted, in characters (the gateway enforces it, events repeat it)."""
+MAX_SUBJECT_CHARS = 200
+"""Longest conversation subject, in characters."""
 
 MessageBody = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_BODY_CHARS)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_BODY_CHARS),
+    PLAIN_TEXT,
 ]
-AuthorId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+"""A message as stored: trimmed, 1 to :data:`MAX_BODY_CHARS` characters, :data:`PlainText`."""
+AuthorId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), PLAIN_LINE
+]
+"""A customer handle or operator username: trimmed, 1 to 128 characters, :data:`PlainLine`."""
+Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_CHARS), PLAIN_LINE]
+"""A conversation subject: up to :data:`MAX_SUBJECT_CHARS` characters, :data:`PlainLine`."""
 
 
 class AuthorRole(StrEnum):
@@ -124,8 +202,8 @@ class MessageSubmitted(Event):
     author_role: AuthorRole = Field(description="`customer` or `operator`")
     author_id: AuthorId = Field(description="Customer handle or operator username")
     body: MessageBody = Field(description=f"Message text, 1 to {MAX_BODY_CHARS} characters")
-    subject: str | None = Field(
-        default=None, max_length=200, description="Subject for a new conversation, if any"
+    subject: Subject | None = Field(
+        default=None, description="Subject for a new conversation, if any"
     )
     submitted_at: datetime = Field(description="When the gateway accepted it (UTC)")
 
@@ -180,12 +258,12 @@ class AiCompleted(Event):
     status: Literal[InsightStatus.AVAILABLE, InsightStatus.UNAVAILABLE] = Field(
         description="`available` with the fields below, or `unavailable` with `error`"
     )
-    intent: str | None = Field(default=None, max_length=64)
-    summary: str | None = Field(default=None, max_length=400)
-    suggested_reply: str | None = Field(default=None, max_length=2000)
-    model: str | None = Field(default=None, max_length=128, description="Ollama model name")
+    intent: CleanText | None = Field(default=None, max_length=64)
+    summary: CleanText | None = Field(default=None, max_length=400)
+    suggested_reply: CleanText | None = Field(default=None, max_length=2000)
+    model: CleanText | None = Field(default=None, max_length=128, description="Ollama model name")
     duration_ms: int | None = Field(default=None, ge=0, description="LLM call time in ms")
-    error: str | None = Field(default=None, max_length=500, description="Why unavailable")
+    error: CleanText | None = Field(default=None, max_length=500, description="Why unavailable")
     trace_id: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{32}$",
@@ -215,7 +293,7 @@ class InsightDelta(Event):
     conversation_id: UUID
     revision: int = Field(ge=1, description="Insight revision being written")
     seq: int = Field(ge=1, description="1, 2, 3... per message and revision")
-    text: str = Field(max_length=2000, description="The suggested reply so far")
+    text: CleanText = Field(max_length=2000, description="The suggested reply so far")
 
 
 class ConversationChanged(Event):
@@ -263,7 +341,7 @@ class TranscriptLine(Event):
     """One message of a transcript sent for summarising."""
 
     role: AuthorRole
-    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS)]
+    body: Annotated[str, StringConstraints(max_length=MAX_BODY_CHARS), PLAIN_TEXT]
 
 
 class SummaryRequested(Event):
@@ -300,10 +378,10 @@ class SummaryCompleted(Event):
     status: Literal[InsightStatus.AVAILABLE, InsightStatus.UNAVAILABLE] = Field(
         description="`available` with `summary`, or `unavailable` with `error`"
     )
-    summary: str | None = Field(default=None, max_length=SUMMARY_MAX_TEXT)
-    model: str | None = Field(default=None, max_length=128, description="Ollama model name")
+    summary: CleanText | None = Field(default=None, max_length=SUMMARY_MAX_TEXT)
+    model: CleanText | None = Field(default=None, max_length=128, description="Ollama model name")
     duration_ms: int | None = Field(default=None, ge=0, description="LLM call time in ms")
-    error: str | None = Field(default=None, max_length=500, description="Why unavailable")
+    error: CleanText | None = Field(default=None, max_length=500, description="Why unavailable")
 
 
 SEARCH_MAX_QUERY_CHARS = 200
@@ -315,7 +393,9 @@ SEARCH_RESULT_TTL_S = 60
 is not run (nobody waits for it any more)."""
 
 SearchQuery = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_MAX_QUERY_CHARS)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_MAX_QUERY_CHARS),
+    PLAIN_LINE,
 ]
 
 

@@ -36,6 +36,7 @@ AUTHOR_ROLES = ("customer", "operator")
 INSIGHT_STATUSES = ("available", "unavailable")
 DELIVERY_RESULTS = ("SUCCESS", "RETRY", "DROP")
 REDELIVERY_KINDS = ("message", "insight", "cached_insight", "summary", "cached_summary")
+INSIGHT_REDELIVERY_OUTCOMES = ("requested", "abandoned")
 RATE_LIMIT_SCOPES = ("operator", "channel", "login", "websocket")
 
 # ------------------------------------------------------------------ HTTP (every service)
@@ -179,6 +180,17 @@ insight cache and republished, without calling the model), ``summary`` (messagin
 ``summary.completed`` already stored or of an earlier resolve), ``cached_summary`` (ai-worker:
 a ``summary.requested`` answered from the summary cache)."""
 
+INSIGHT_REDELIVERIES = Counter(
+    "inbox_insight_redeliveries",
+    "Insights left processing too long, asked for again or given up, by outcome.",
+    ["outcome"],
+)
+"""Counter ``inbox_insight_redeliveries_total{outcome}`` (messaging): insights whose analysis
+never came back in time (lost between messaging and the ai-worker, or very late): ``requested``
+(its ``message.created``/``analysis.requested`` enqueued again), ``abandoned`` (after
+``INSIGHT_MAX_REDELIVERIES`` re-requests, stored ``unavailable``). Any rise means events are
+being lost or analyses are slower than ``INSIGHT_REDELIVER_AFTER_S``."""
+
 # ------------------------------------------------------------------ rate limits
 
 RATE_LIMIT_REJECTIONS = Counter(
@@ -203,6 +215,8 @@ def _initialise() -> None:
         AI_ANALYSIS_DURATION.labels(status)
     for kind in REDELIVERY_KINDS:
         REDELIVERIES.labels(kind)
+    for outcome in INSIGHT_REDELIVERY_OUTCOMES:
+        INSIGHT_REDELIVERIES.labels(outcome)
     for scope in RATE_LIMIT_SCOPES:
         RATE_LIMIT_REJECTIONS.labels(scope)
     for push_type in ("conversation.updated", "insight.delta"):

@@ -169,3 +169,8 @@ class SearchResult(BaseModel):
     query: str
     items: list[SearchHit] = Field(description="Best match first; empty when nothing matched")
     took_ms: float = Field(description="Time messaging spent on the query, in ms")
+    error: str | None = Field(
+        default=None,
+        description="Why messaging refused the query (only excluded words, or too broad to rank"
+        " within its statement timeout); the gateway answers 422 with it. None when answered",
+    )

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from dapr.conf import settings as dapr_settings
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,7 +20,8 @@ class ServiceSettings(BaseSettings):
     """Settings every service has.
 
     Secrets may also be mounted as files named after the variable in ``SECRETS_DIR``
-    (default ``/run/secrets``, used when it exists).
+    (default ``/run/secrets``, used when it exists): the chart's pods get every secret that
+    way and none as an environment variable. The environment still wins (the local stack).
     Invalid values fail at start-up with pydantic's message naming the variable.
     """
 
@@ -42,6 +44,14 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
+    dapr_api_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "DAPR_API_TOKEN: the token this app sends to its sidecar. The Dapr SDK reads it "
+            "from the environment only; one mounted as a file is handed to the SDK here"
+        ),
+    )
+
     metrics_port: int = Field(
         default=9464,
         ge=0,
@@ -56,6 +66,14 @@ class ServiceSettings(BaseSettings):
         min_length=1,
         description="METRICS_HOST: address the metrics server listens on",
     )
+
+    @model_validator(mode="after")
+    def _dapr_token_to_the_sdk(self) -> "ServiceSettings":
+        # dapr.conf.settings took DAPR_API_TOKEN from the environment at import; a token that
+        # came from SECRETS_DIR must reach it before the first DaprClient is made.
+        if self.dapr_api_token is not None and not dapr_settings.DAPR_API_TOKEN:
+            dapr_settings.DAPR_API_TOKEN = self.dapr_api_token.get_secret_value()
+        return self
 
     @model_validator(mode="after")
     def _app_token_outside_development(self) -> "ServiceSettings":

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from dapr.ext.fastapi import DaprApp
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, SecretStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,7 +36,31 @@ RETRY = {"status": "RETRY"}
 DROP = {"status": "DROP"}
 
 DAPR_ROUTE_PREFIXES = ("/dapr/", "/events/")
-"""Paths only the sidecar calls; they require the app API token."""
+"""Paths only the sidecar calls; they require the app API token and are left out of the
+OpenAPI document (:func:`sidecar_app`)."""
+
+
+def sidecar_app(app: FastAPI) -> DaprApp:
+    """The :class:`DaprApp` of ``app``, whose sidecar-only routes stay out of the public OpenAPI
+    document (``/openapi.json``, ``/docs``).
+
+    Every route under :data:`DAPR_ROUTE_PREFIXES` is hidden, whoever registered it: DaprApp's
+    own ``/dapr/subscribe``, the ``/events/<topic>`` routes of :func:`subscribe`, and any added
+    later. The routes still serve the sidecar; only the document leaves them out.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Decided when the document is first built (FastAPI caches it), so routes registered
+        # after this call are covered too; DaprApp's add_api_route takes no include_in_schema.
+        if app.openapi_schema is None:
+            for route in app.routes:
+                if isinstance(route, APIRoute) and route.path.startswith(DAPR_ROUTE_PREFIXES):
+                    route.include_in_schema = False
+        return generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return DaprApp(app)
 
 
 class DeadLetter(BaseModel):

@@ -8,6 +8,12 @@ and httpx (the Ollama client), plus the spans the services open themselves.
 Tracing exports OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the traces variant) is
 set. ``OTEL_SDK_DISABLED=true`` (the OpenTelemetry SDK's own switch) turns tracing off
 altogether: no instrumentation is installed and spans are no-ops.
+
+Neither spans nor logs keep a query string: a URL's query can carry secrets and customer text,
+and whoever reads Jaeger or the logs is not meant to see either. Exported spans lose the query
+and fragment of every URL attribute (:data:`URL_ATTRIBUTES`) and ``url.query`` itself; uvicorn's
+request lines log the path alone; headers that hold credentials are masked should header
+capture (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST``) ever be turned on.
 """
 
 import importlib.util
@@ -16,9 +22,85 @@ import os
 import sys
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from pythonjsonlogger.json import JsonFormatter
+
+URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.original")
+"""Span attributes holding a URL or a path with its query (old and stable HTTP conventions)."""
+QUERY_ATTRIBUTES = ("url.query",)
+"""Span attributes holding only a query string: dropped."""
+SECRET_HEADERS = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "sec-websocket-protocol",  # the operator's token on /ws
+    "x-api-key",
+    "dapr-api-token",
+]
+"""Request and response headers masked in captured-header span attributes."""
+
+
+def strip_query(url: str) -> str:
+    """``url`` without its query string and fragment (``/ws?token=x#y`` -> ``/ws``)."""
+    return url.split("?", 1)[0].split("#", 1)[0]
+
+
+class QueryStrippingSpanProcessor(SpanProcessor):
+    """Passes ended spans on to ``inner`` (the exporting processor) without the query string
+    of any URL attribute. Spans are read-only once ended, so a span that needs it is copied."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self._inner = inner
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes or {}
+        if any(k in attributes for k in QUERY_ATTRIBUTES) or any(
+            isinstance(attributes.get(k), str) and strip_query(attributes[k]) != attributes[k]
+            for k in URL_ATTRIBUTES
+        ):
+            span = ReadableSpan(
+                name=span.name,
+                context=span.context,
+                parent=span.parent,
+                resource=span.resource,
+                attributes={
+                    k: strip_query(v) if k in URL_ATTRIBUTES and isinstance(v, str) else v
+                    for k, v in attributes.items()
+                    if k not in QUERY_ATTRIBUTES
+                },
+                events=span.events,
+                links=span.links,
+                kind=span.kind,
+                status=span.status,
+                start_time=span.start_time,
+                end_time=span.end_time,
+                instrumentation_scope=span.instrumentation_scope,
+            )
+        self._inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class StripQueryFilter(logging.Filter):
+    """uvicorn's request lines (``"GET /path?query"``, ``"WebSocket /ws?query" [accepted]``)
+    name the path with its query; keep the path only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                strip_query(a) if isinstance(a, str) and a.startswith("/") else a
+                for a in record.args
+            )
+        return True
 
 
 class _TraceContextFilter(logging.Filter):
@@ -51,6 +133,11 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
     root.setLevel(log_level)
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a logger's filters see only the records logged on it, not its children's
+    for request_lines in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(request_lines)
+        if not any(isinstance(f, StripQueryFilter) for f in logger.filters):
+            logger.addFilter(StripQueryFilter())
 
     if tracing_disabled() or isinstance(trace.get_tracer_provider(), TracerProvider):
         return
@@ -62,7 +149,9 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(
+            QueryStrippingSpanProcessor(BatchSpanProcessor(OTLPSpanExporter()))
+        )
     trace.set_tracer_provider(provider)
     _instrument_clients()
 
@@ -96,5 +185,15 @@ def instrument_app(app: object) -> None:
     if tracing_disabled():
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.util.http import (
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS,
+        get_custom_headers,
+    )
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    # passing a list replaces the environment's, so keep those too
+    sanitize = get_custom_headers(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls="healthz,readyz",
+        http_capture_headers_sanitize_fields=[*SECRET_HEADERS, *sanitize],
+    )

@@ -7,7 +7,6 @@ metrics are on ``METRICS_PORT``, never on this public port.
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,13 +14,14 @@ from fastapi.staticfiles import StaticFiles
 from inbox_common import metrics
 from inbox_common.errors import TransientError
 from inbox_common.sidecar import Sidecar
-from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
 from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from gateway import subscriptions
 from gateway.api.routes import auth, client, conversations, inbound, knowledge, ws
 from gateway.core.config import Settings, get_settings
 from gateway.core.ratelimit import RateLimited, RateLimits
+from gateway.core.security import PasswordChecker
 from gateway.core.seen import SeenStore
 from gateway.live import Hub
 from gateway.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
@@ -33,12 +33,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     setup_telemetry("gateway", settings.log_level)
     sidecar = Sidecar()
     hub = Hub(settings.ws_send_queue)
+    passwords = PasswordChecker(settings, settings.login_hash_workers, settings.login_hash_queue)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with metrics.serve(settings.metrics_port, settings.metrics_host):
             async with sidecar:
-                yield
+                try:
+                    yield
+                finally:
+                    passwords.close()
 
     app = FastAPI(
         title="Support Inbox",
@@ -56,8 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "operator": settings.operator_rate_limit,
             "channel": settings.channel_rate_limit,
             "login": settings.login_rate_limit,
+            "login_address": settings.login_address_rate_limit,
+            "login_global": settings.login_global_rate_limit,
         },
+        fail_closed=frozenset({"login", "login_address", "login_global"}),
     )
+    app.state.passwords = passwords
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     traces = settings.browser_traces_url
@@ -88,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (auth, client, conversations, inbound, knowledge, ws):
         app.include_router(module.router)
-    subscriptions.register(DaprApp(app), sidecar, hub)
+    subscriptions.register(sidecar_app(app), sidecar, hub)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:

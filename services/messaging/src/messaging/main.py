@@ -7,23 +7,24 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from inbox_common import metrics
 from inbox_common.sidecar import Sidecar
-from inbox_common.subscriptions import AppTokenMiddleware
+from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
 from inbox_common.telemetry import instrument_app, setup_telemetry
 from psycopg_pool import AsyncConnectionPool
 
 from messaging import subscriptions
 from messaging.outbox import OutboxRelay
+from messaging.redelivery import InsightWatchdog
 from messaging.runtime import Runtime
 from messaging.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the pool, sidecar client and relay start in its lifespan.
+    """Build the app; the pool, sidecar client, outbox relay and insight watchdog start in
+    its lifespan.
 
     Served by ``uvicorn --factory messaging.main:create_app``.
     """
@@ -39,6 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     sidecar = Sidecar()
     relay = OutboxRelay(pool, sidecar, settings.outbox_batch_size, settings.outbox_poll_interval_s)
+    watchdog = InsightWatchdog(
+        pool,
+        relay,
+        interval_s=settings.insight_redelivery_interval_s,
+        after_s=settings.insight_redeliver_after_s,
+        max_redeliveries=settings.insight_max_redeliveries,
+        batch_size=settings.insight_redelivery_batch_size,
+    )
     runtime = Runtime(settings, pool, sidecar, relay)
 
     @asynccontextmanager
@@ -46,16 +55,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with metrics.serve(settings.metrics_port, settings.metrics_host):
             await pool.open(wait=True, timeout=settings.db_connect_timeout_s)
             async with pool, sidecar:
-                task = asyncio.create_task(relay.run(), name="outbox-relay")
+                tasks = [
+                    asyncio.create_task(relay.run(), name="outbox-relay"),
+                    asyncio.create_task(watchdog.run(), name="insight-watchdog"),
+                ]
                 try:
                     yield
                 finally:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="Support Inbox messaging", lifespan=lifespan)
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
-    subscriptions.register(DaprApp(app), runtime)
+    subscriptions.register(sidecar_app(app), runtime)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

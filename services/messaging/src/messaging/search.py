@@ -2,12 +2,17 @@
 
 Read only: the query runs on the generated ``search`` columns of ``messages`` (each body) and
 ``conversations`` (each subject), both in the ``english`` configuration with GIN indexes.
+
+Bounded: a query the GIN indexes cannot answer (only excluded words, ``-x``: it matches
+nearly everything) is refused before it runs, and every statement of a search is cut at a
+statement timeout, so no search scans the whole table or holds a pooled connection for long.
 """
 
 from uuid import UUID
 
 from inbox_common.read_models import HeadlinePart, SearchHit
 from psycopg import AsyncConnection
+from psycopg.errors import QueryCanceled
 from psycopg.rows import dict_row
 
 from messaging.projections import load_summaries
@@ -21,6 +26,16 @@ HEADLINE_OPTIONS = (
     ' MaxFragments=2, FragmentDelimiter=" … "'
 )
 """``ts_headline`` options: up to two fragments of about 10 to 24 words each."""
+
+_INDEX_PART = "SELECT querytree(websearch_to_tsquery('english', %(query)s))"
+"""The part of the query that the GIN indexes can look up: ``T`` when there is none (only
+negations), empty for stop words only (which match nothing, cheaply)."""
+
+
+class SearchRefused(Exception):
+    """A query that cannot be answered within bounds; the message, starting ``q:``, tells the
+    operator why and what to change."""
+
 
 _SEARCH = """
 WITH q AS (SELECT websearch_to_tsquery('english', %(query)s) AS query),
@@ -45,15 +60,20 @@ LIMIT %(limit)s
 """
 
 
-async def search_conversations(conn: AsyncConnection, query: str, limit: int) -> list[SearchHit]:
+async def search_conversations(
+    conn: AsyncConnection, query: str, limit: int, statement_timeout_ms: int = 2000
+) -> list[SearchHit]:
     """The conversations that match ``query``, best first.
 
     Args:
-        conn: an open connection (autocommit; the search runs in one read-only transaction).
+        conn: an open connection (autocommit; the search runs in one read-only transaction,
+            and the connection is left as it was, whatever happens).
         query: web-search syntax for ``websearch_to_tsquery('english', …)``: words (stemmed:
             "cards" finds "card"), ``"quoted phrases"``, ``or``, ``-excluded``. It never
             raises a syntax error; a query of stop words only matches nothing.
         limit: most conversations returned.
+        statement_timeout_ms: PostgreSQL's ``statement_timeout`` for each statement of the
+            search, in milliseconds (set for this transaction only).
 
     Returns:
         Up to ``limit`` hits, ranked by the sum of ``ts_rank`` over the conversation's matching
@@ -61,15 +81,37 @@ async def search_conversations(conn: AsyncConnection, query: str, limit: int) ->
         headline of its best-matching text. Empty when nothing matches.
 
     Raises:
+        SearchRefused: the query has no word to look up (only ``-excluded`` words, or an
+            ``or`` with such a branch), or it matched too much to rank within
+            ``statement_timeout_ms``.
         psycopg.Error: the database refused or is unreachable.
     """
-    async with conn.transaction():
-        await conn.execute("SET TRANSACTION READ ONLY")
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(_SEARCH, {"query": query, "limit": limit, "options": HEADLINE_OPTIONS})
-        rows = await cur.fetchall()
-        ids: list[UUID] = [row["conversation_id"] for row in rows]
-        summaries = {s.conversation_id: s for s in await load_summaries(conn, ids)} if ids else {}
+    try:
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION READ ONLY")
+            # is_local: the setting ends with this transaction, so the pooled connection goes
+            # back with the server's default
+            await conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (f"{statement_timeout_ms}ms",)
+            )
+            index_part = await (await conn.execute(_INDEX_PART, {"query": query})).fetchone()
+            if index_part and index_part[0] == "T":
+                raise SearchRefused(
+                    "q: has only excluded words (-word), which match nearly every conversation;"
+                    " add a word or a \"quoted phrase\" to look for"
+                )
+            cur = conn.cursor(row_factory=dict_row)
+            params = {"query": query, "limit": limit, "options": HEADLINE_OPTIONS}
+            await cur.execute(_SEARCH, params)
+            rows = await cur.fetchall()
+            ids: list[UUID] = [row["conversation_id"] for row in rows]
+            found = await load_summaries(conn, ids) if ids else []
+    except QueryCanceled as exc:
+        raise SearchRefused(
+            f"q: matches too many messages to rank within {statement_timeout_ms} ms; narrow it"
+            ' with more words or a "quoted phrase"'
+        ) from exc
+    summaries = {s.conversation_id: s for s in found}
     return [
         SearchHit(
             **summaries[row["conversation_id"]].model_dump(),

@@ -17,6 +17,52 @@ class Settings(ServiceSettings):
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="Longest wait between outbox scans when nothing wakes it"
     )
+    insight_redelivery_interval_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description=(
+            "INSIGHT_REDELIVERY_INTERVAL_S: how often, in seconds, messaging looks for insights"
+            " left `processing` too long and asks for them again"
+        ),
+    )
+    insight_redeliver_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "INSIGHT_REDELIVER_AFTER_S: seconds an insight may stay `processing` before its"
+            " analysis is requested again; the wait doubles after each re-request (up to 64"
+            " times). Keep it above the ai-worker's OLLAMA_TIMEOUT_S (default 60) plus its"
+            " usual queueing, or busy analyses are asked for twice (harmless, but extra load)"
+        ),
+    )
+    insight_max_redeliveries: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description=(
+            "INSIGHT_MAX_REDELIVERIES: re-requests of one insight revision before messaging"
+            " gives up and stores it `unavailable` (the operator can Regenerate it); with the"
+            " defaults that is after about 2 hours"
+        ),
+    )
+    insight_redelivery_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="INSIGHT_REDELIVERY_BATCH_SIZE: most insights re-requested per transaction",
+    )
+    search_statement_timeout_ms: int = Field(
+        default=2000,
+        ge=10,
+        le=30_000,
+        description=(
+            "SEARCH_STATEMENT_TIMEOUT_MS: PostgreSQL statement_timeout of each search, in ms; a"
+            " search cut by it is refused (the gateway answers 422). Keep it below the gateway's"
+            " SEARCH_TIMEOUT_S"
+        ),
+    )
 
 
 @lru_cache

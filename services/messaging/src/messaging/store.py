@@ -4,8 +4,11 @@ All SQL is parameterized. Functions take an open psycopg ``AsyncConnection`` in 
 and open their own transaction, so a change and the events announcing it commit together.
 """
 
+import json
+import re
 from uuid import UUID
 
+import psycopg
 from inbox_common.errors import PoisonError
 from inbox_common.events import (
     SUMMARY_MAX_CHARS,
@@ -39,13 +42,16 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
 
     A customer message to an unknown conversation opens it; its insight starts ``processing``.
     A customer message to a ``pending`` or ``resolved`` conversation makes it ``open`` again.
-    The message (and a reopen) goes to the event log.
+    The message (and a reopen) goes to the event log. A conversation belongs to the customer
+    who opened it: a customer message from anyone else is refused, in this transaction, so it
+    is neither stored nor reopens anything (the gateway refuses it first, with 409).
 
     Returns:
         The stored message, or ``None`` when ``message_id`` was already stored (a redelivery).
 
     Raises:
-        PoisonError: an operator reply to a conversation that does not exist.
+        PoisonError: an operator reply to a conversation that does not exist, or a customer
+            message to a conversation of another customer.
         psycopg.OperationalError: the database is unreachable (the caller retries).
     """
     async with conn.transaction():
@@ -56,13 +62,19 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
                 (event.conversation_id, event.author_id, event.subject),
             )
         cur = await conn.execute(
-            "SELECT message_count, status FROM conversations WHERE conversation_id = %s FOR UPDATE",
+            "SELECT message_count, status, customer_id FROM conversations"
+            " WHERE conversation_id = %s FOR UPDATE",
             (event.conversation_id,),
         )
         row = await cur.fetchone()
         if row is None:
             raise PoisonError(f"conversation {event.conversation_id} does not exist")
-        status = row[1]
+        status, customer_id = row[1], row[2]
+        if event.author_role is AuthorRole.CUSTOMER and event.author_id != customer_id:
+            raise PoisonError(
+                f"customer {event.author_id!r} wrote to conversation {event.conversation_id}"
+                " of another customer"
+            )
         cur = await conn.execute(
             "INSERT INTO messages (message_id, conversation_id, seq, author_role, author_id,"
             " body, submitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -96,7 +108,8 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
         )
         if event.author_role is AuthorRole.CUSTOMER:
             await conn.execute(
-                "INSERT INTO ai_insights (message_id, status) VALUES (%s, 'processing')",
+                "INSERT INTO ai_insights (message_id, status, requested_at)"
+                " VALUES (%s, 'processing', now())",
                 (event.message_id,),
             )
             if status != ConversationStatus.OPEN:
@@ -117,8 +130,8 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
         updated = ConversationUpdated(
             conversation_id=event.conversation_id, version=version, reason="message.created"
         )
-        await _enqueue(conn, TOPIC_MESSAGE_CREATED, created)
-        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        await enqueue(conn, TOPIC_MESSAGE_CREATED, created)
+        await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return created
 
 
@@ -184,7 +197,7 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
         updated = ConversationUpdated(
             conversation_id=conversation_id, version=version, reason="ai.completed"
         )
-        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return True
 
 
@@ -224,7 +237,8 @@ async def request_insight(
             "UPDATE ai_insights SET status = 'processing', revision = %s, request_id = %s,"
             " requested_by = %s, intent = NULL, summary = NULL, suggested_reply = NULL,"
             " model = NULL, duration_ms = NULL, error = NULL, trace_id = NULL,"
-            " strategy = NULL, articles = '{}', completed_at = NULL WHERE message_id = %s",
+            " strategy = NULL, articles = '{}', completed_at = NULL, requested_at = now(),"
+            " redeliveries = 0 WHERE message_id = %s",
             (revision + 1, event.request_id, event.requested_by, event.message_id),
         )
         cur = await conn.execute(
@@ -256,8 +270,8 @@ async def request_insight(
         updated = ConversationUpdated(
             conversation_id=event.conversation_id, version=version, reason="insight.requested"
         )
-        await _enqueue(conn, TOPIC_ANALYSIS_REQUESTED, analysis)
-        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        await enqueue(conn, TOPIC_ANALYSIS_REQUESTED, analysis)
+        await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return analysis
 
 
@@ -340,11 +354,11 @@ async def change_conversation(
                 " requested_by) VALUES (%s, %s, 'processing', %s)",
                 (event.conversation_id, resolution, event.changed_by),
             )
-            await _enqueue(conn, TOPIC_SUMMARY_REQUESTED, summary)
+            await enqueue(conn, TOPIC_SUMMARY_REQUESTED, summary)
         updated = ConversationUpdated(
             conversation_id=event.conversation_id, version=version, reason="conversation.changed"
         )
-        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return updated
 
 
@@ -435,7 +449,7 @@ async def store_summary(conn: AsyncConnection, event: SummaryCompleted) -> bool:
         updated = ConversationUpdated(
             conversation_id=event.conversation_id, version=version, reason="summary.completed"
         )
-        await _enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+        await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return True
 
 
@@ -450,7 +464,9 @@ async def log_event(
     )
 
 
-async def _enqueue(conn: AsyncConnection, topic: str, event: BaseModel) -> None:
+async def enqueue(conn: AsyncConnection, topic: str, event: BaseModel) -> None:
+    """Add ``event`` to the outbox for ``topic`` in ``conn``'s transaction, with the current
+    span's W3C trace context; the relay publishes it after the commit (transactional outbox)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)  # the current span's W3C trace context, if any
     await conn.execute(
@@ -459,8 +475,17 @@ async def _enqueue(conn: AsyncConnection, topic: str, event: BaseModel) -> None:
     )
 
 
+_NOT_IN_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+"""What a PostgreSQL ``text`` value cannot hold: NUL, and lone surrogates (not UTF-8)."""
+
+
 async def store_dead_letter(conn: AsyncConnection, letter: DeadLetter) -> bool:
-    """Record a dead letter once per ``(topic, event_id)``.
+    """Record a dead letter once per ``(topic, event_id)``, whatever its data holds.
+
+    The data goes into ``data`` (jsonb); when PostgreSQL refuses it there (a NUL, a lone
+    surrogate: often why the event is a dead letter), it goes into ``data_text`` as JSON text
+    with every non-ASCII character escaped, which any ``text`` column can hold, and ``data``
+    stays NULL. An event id that ``text`` cannot hold is kept escaped the same way.
 
     Returns:
         ``True`` when recorded, ``False`` for a redelivery of one already recorded.
@@ -468,9 +493,17 @@ async def store_dead_letter(conn: AsyncConnection, letter: DeadLetter) -> bool:
     Raises:
         psycopg.OperationalError: the database is unreachable (the caller retries).
     """
-    cur = await conn.execute(
-        "INSERT INTO dead_letters (event_id, topic, data) VALUES (%s, %s, %s)"
-        " ON CONFLICT DO NOTHING",
-        (letter.event_id, letter.topic, Jsonb(letter.data)),
+    insert = (
+        "INSERT INTO dead_letters (event_id, topic, data, data_text) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING"
     )
+    event_id = letter.event_id
+    if _NOT_IN_TEXT.search(event_id):
+        event_id = json.dumps(event_id)[1:-1]
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(insert, (event_id, letter.topic, Jsonb(letter.data), None))
+    except (psycopg.DataError, UnicodeEncodeError):
+        as_text = json.dumps(letter.data, ensure_ascii=True)
+        cur = await conn.execute(insert, (event_id, letter.topic, None, as_text))
     return cur.rowcount == 1

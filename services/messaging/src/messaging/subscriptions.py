@@ -33,7 +33,7 @@ from inbox_common.read_models import SearchResult
 from inbox_common.subscriptions import DeadLetter, subscribe, subscribe_dead_letters
 
 from messaging.runtime import Runtime
-from messaging.search import search_conversations
+from messaging.search import SearchRefused, search_conversations
 from messaging.store import (
     change_conversation,
     request_insight,
@@ -51,8 +51,8 @@ async def handle_submitted(runtime: Runtime, event: MessageSubmitted) -> None:
 
     Counted in ``inbox_messages_stored_total``, or ``inbox_redeliveries_total{kind="message"}``
     when it was stored already. RETRY: the database is unreachable or a transaction failed
-    transiently. DROP: an operator reply to an unknown conversation, or data the schema
-    refuses.
+    transiently. DROP: an operator reply to an unknown conversation, a customer message to a
+    conversation of another customer, or data the schema refuses.
     """
     async with _connection(runtime) as conn:
         created = await store_message(conn, event)
@@ -133,7 +133,9 @@ async def handle_search_requested(runtime: Runtime, event: SearchRequested) -> N
     request older than the TTL is skipped (its gateway gave up long ago).
 
     RETRY: the database or the state store is unreachable. DROP: data the schema refuses (an
-    empty or over-long query, a bad limit), or a query the database refuses.
+    empty or over-long query, a bad limit), or a query the database refuses. A query that
+    cannot be answered within bounds (:class:`~messaging.search.SearchRefused`) is answered:
+    its result carries the reason in ``error`` and no items.
     """
     ids = {"request_id": str(event.request_id), "requested_by": event.requested_by}
     if event.requested_at is not None:
@@ -142,11 +144,22 @@ async def handle_search_requested(runtime: Runtime, event: SearchRequested) -> N
             log.info("search skipped: nobody waits for it", extra={**ids, "age_s": age_s})
             return
     started = time.perf_counter()
-    async with _connection(runtime) as conn:
-        items = await search_conversations(conn, event.query, event.limit)
+    refused = None
+    try:
+        async with _connection(runtime) as conn:
+            items = await search_conversations(
+                conn, event.query, event.limit, runtime.settings.search_statement_timeout_ms
+            )
+    except SearchRefused as exc:
+        items, refused = [], str(exc)
+        log.info("search refused", extra={**ids, "reason": refused})
     took_ms = (time.perf_counter() - started) * 1000
     result = SearchResult(
-        request_id=event.request_id, query=event.query, items=items, took_ms=round(took_ms, 2)
+        request_id=event.request_id,
+        query=event.query,
+        items=items,
+        took_ms=round(took_ms, 2),
+        error=refused,
     )
     await runtime.sidecar.save_states(
         {search_key(event.request_id): result}, ttl_s=SEARCH_RESULT_TTL_S
@@ -155,8 +168,9 @@ async def handle_search_requested(runtime: Runtime, event: SearchRequested) -> N
 
 
 async def handle_dead_letter(runtime: Runtime, letter: DeadLetter) -> None:
-    """Keep a dead letter in ``dead_letters`` (once per topic and event id). RETRY: the
-    database is unreachable."""
+    """Keep a dead letter in ``dead_letters`` (once per topic and event id), as JSON text when
+    ``jsonb`` cannot hold its data (see :func:`~messaging.store.store_dead_letter`). RETRY:
+    the database is unreachable."""
     async with _connection(runtime) as conn:
         await store_dead_letter(conn, letter)
 

@@ -1,10 +1,9 @@
 """Talking to the Kubernetes API: server-side apply, pruning, and what the status reads."""
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
+import aiohttp
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
@@ -29,11 +28,60 @@ OWNED_KINDS = (
 )
 
 
-async def apply(client: AsyncClient, objects: list[Obj]) -> None:
-    """Server-side apply each object as field manager ``support-inbox-operator`` (forced, so
-    a field another manager took is taken back). Unchanged objects are not written."""
-    for obj in objects:
-        await client.apply(codecs.from_dict(obj), field_manager=MANAGER, force=True)
+class NotOwned(Exception):
+    """An object the SupportInbox renders exists but is someone else's, or another field
+    manager holds a field of it. ``reason`` is ``ObjectNotOwned`` or ``FieldConflict``; the
+    message names the object, the other manager(s) and, for a conflict, the fields."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _managers(found: Any) -> str:
+    names = sorted({f.manager for f in found.metadata.managedFields or [] if f.manager})
+    return ", ".join(names) or "unknown"
+
+
+async def apply(client: AsyncClient, objects: list[Obj], owner_uid: str) -> None:
+    """Server-side apply each object as field manager ``support-inbox-operator``, never forced.
+
+    Every object is checked first: one that exists without this SupportInbox (``owner_uid``)
+    as its controller is left alone, and nothing is applied. A field another manager took
+    since (``kubectl scale``, an edit) makes the API server answer 409, and that object and
+    the ones after it are not applied either. Unchanged objects are not written.
+
+    Raises:
+        NotOwned: naming the object and who manages it.
+        lightkube.core.exceptions.ApiError: any other refusal.
+    """
+    resources = [codecs.from_dict(obj) for obj in objects]
+    for resource in resources:
+        meta = resource.metadata
+        try:
+            found: Any = await client.get(type(resource), meta.name, namespace=meta.namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                continue
+            raise
+        owners = found.metadata.ownerReferences or []
+        if not any(ref.uid == owner_uid and ref.controller for ref in owners):
+            raise NotOwned(
+                "ObjectNotOwned",
+                f"{resource.kind}/{meta.name} exists and is not this SupportInbox's "
+                f"(managed by: {_managers(found)}); delete or rename it, nothing was applied",
+            )
+    for resource in resources:
+        try:
+            await client.apply(resource, field_manager=MANAGER, force=False)
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+            raise NotOwned(
+                "FieldConflict",
+                f"{resource.kind}/{resource.metadata.name}: {exc.status.message}; "
+                "not overwritten: hand the field back (or delete the object) to reconcile",
+            ) from None
 
 
 async def prune(client: AsyncClient, namespace: str, instance: str, keep: list[Obj]) -> list[str]:
@@ -90,13 +138,38 @@ async def deployment_availability(
     return found
 
 
-def model_served(url: str, model: str, timeout_s: float = 3.0) -> tuple[bool, str]:
-    """Ask Ollama's ``GET /api/tags`` whether ``model`` is pulled. Blocking; run in a thread."""
+MODEL_PROBE_MAX_BYTES = 1 << 20
+"""Largest ``/api/tags`` answer read, in bytes (a few thousand models' names)."""
+
+
+async def model_served(url: str, model: str, timeout_s: float = 3.0) -> tuple[bool, str]:
+    """Ask Ollama's ``GET {url}/api/tags`` whether ``model`` is pulled.
+
+    The URL comes from a SupportInbox, so whatever answers it is held to a bound: ``timeout_s``
+    seconds for the whole exchange (connect to last byte), at most
+    :data:`MODEL_PROBE_MAX_BYTES` read, and no redirect followed (a redirect could send the
+    operator's requests anywhere its network reaches).
+
+    Returns:
+        ``(served, message)``; any failure (refused, timeout, redirect, too large, not JSON)
+        is ``(False, why)``, never an exception.
+    """
+    endpoint = f"{url.rstrip('/')}/api/tags"
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/api/tags", timeout=timeout_s) as r:  # noqa: S310 - http(s) enforced by the CRD
-            names = {m.get("name") for m in json.loads(r.read()).get("models", [])}
-    except (OSError, ValueError) as exc:
-        return False, f"Ollama at {url} is unreachable: {exc}"
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(endpoint, allow_redirects=False) as response,
+        ):
+            if response.status != 200:
+                return False, f"Ollama at {url} answered HTTP {response.status} to /api/tags"
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > MODEL_PROBE_MAX_BYTES:
+                    return False, f"Ollama at {url} sent more than {MODEL_PROBE_MAX_BYTES} bytes"
+        names = {m.get("name") for m in json.loads(body).get("models", [])}
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, AttributeError) as exc:
+        return False, f"Ollama at {url} is unreachable: {exc!r}"
     if model in names or f"{model}:latest" in names:
         return True, f"{model} is available at {url}"
     return False, f"{model} is not pulled on {url} (has: {', '.join(sorted(names)) or 'none'})"

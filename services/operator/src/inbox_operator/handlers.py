@@ -1,6 +1,7 @@
 """kopf handlers for ``SupportInbox`` (``supportinbox.io/v1alpha1``).
 
-Run with ``kopf run --standalone --all-namespaces -m inbox_operator.handlers``. Creating,
+Run with ``kopf run --standalone --namespace=NS -m inbox_operator.handlers`` (and
+``WATCH_NAMESPACE=NS``), or ``--all-namespaces`` with a ClusterRole. Creating,
 changing or resuming a SupportInbox reconciles it: validate everything first (spec, one per
 namespace, referenced Secrets), then server-side apply every rendered object, prune what is no
 longer rendered, and report conditions. A background task refreshes the conditions.
@@ -22,12 +23,18 @@ from inbox_operator.spec import GROUP, PLURAL, VERSION, SupportInboxSpec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 REFRESH_INTERVAL_S = float(os.environ.get("STATUS_REFRESH_INTERVAL_S", "30"))
+WATCH_NAMESPACE = os.environ.get("WATCH_NAMESPACE", "")
+"""The one namespace served (``kopf run --namespace``, the chart's default); empty: all."""
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = 20  # INFO: reconcile outcomes become Kubernetes Events
     settings.watching.server_timeout = 60
+    if WATCH_NAMESPACE:
+        # Namespaced (the chart's default Role): no cluster-wide CRD or namespace watch. The
+        # chart installs the CRD before the operator starts, so one scan at start-up finds it.
+        settings.scanning.disabled = True
 
 
 @kopf.on.login()
@@ -95,8 +102,9 @@ async def reconcile(
     Raises:
         kopf.PermanentError: the spec is invalid.
         kopf.TemporaryError: another SupportInbox owns the namespace (checked again every
-            60 s, so this one takes over when that one goes) or a referenced Secret is
-            missing (retried every 30 s).
+            60 s, so this one takes over when that one goes), a referenced Secret is
+            missing (retried every 30 s), or an object to apply is someone else's or has a
+            field another manager took (never forced; retried every 60 s).
     """
     generation = meta.get("generation", 0)
     try:
@@ -125,7 +133,11 @@ async def reconcile(
             raise kopf.TemporaryError(message, delay=30)
 
         objects = render(Owner(name, namespace, uid), typed)
-        await cluster.apply(client, objects)
+        try:
+            await cluster.apply(client, objects, uid)
+        except cluster.NotOwned as exc:
+            _invalid(patch, dict(status), generation, exc.reason, str(exc))
+            raise kopf.TemporaryError(str(exc), delay=60) from None
         pruned = await cluster.prune(client, namespace, name, objects)
         conditions = await observe(client, typed, namespace)
     patch.status["conditions"] = merge(status.get("conditions"), conditions, generation)
@@ -193,9 +205,7 @@ async def observe(client: AsyncClient, spec: SupportInboxSpec, namespace: str) -
         database = Condition(
             "DatabaseReady", "True", "MessagingAvailable", "messaging reaches PostgreSQL"
         )
-    served, model_message = await asyncio.to_thread(
-        cluster.model_served, spec.ollama.url, spec.ollama.model
-    )
+    served, model_message = await cluster.model_served(spec.ollama.url, spec.ollama.model)
     model = Condition(
         "ModelReady",
         "True" if served else "False",
@@ -223,13 +233,15 @@ async def refresh_all(client: AsyncClient) -> int:
     those conditions until a reconcile changes them.
     """
     patched = 0
-    async for inbox in client.list(cluster.SupportInbox, namespace="*"):
+    async for inbox in client.list(cluster.SupportInbox, namespace=WATCH_NAMESPACE or "*"):
         status = inbox.get("status") or {}
         ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
         if not ready or ready.get("reason") in {
             "InvalidSpec",
             "DuplicateInNamespace",
             "SecretMissing",
+            "ObjectNotOwned",
+            "FieldConflict",
         }:
             continue
         try:

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from inbox_operator.pubsub_scopes import SCOPES
 from inbox_operator.spec import GROUP, KIND, VERSION, Resources, SecretRef, SupportInboxSpec
 
 MANAGER = "support-inbox-operator"
@@ -84,11 +85,46 @@ def _meta(owner: Owner, name: str, component: str | None = None) -> Obj:
     }
 
 
-def _secret_env(name: str, ref: SecretRef) -> Obj:
+SECRETS_DIR = "/run/secrets"
+"""Where the app containers find their secrets, one file per variable (``SECRETS_DIR`` of
+``inbox_common.settings``): files, not environment variables, which leak into crash dumps,
+``/proc/<pid>/environ`` of child processes and ``kubectl describe``."""
+
+
+def _secret_files(spec: SupportInboxSpec, service: str) -> list[tuple[str, SecretRef]]:
+    """``(file name, Secret key)`` of every secret ``service`` reads."""
+    auth = spec.auth
+    files = [
+        ("APP_API_TOKEN", auth.app_api_token_secret_ref),
+        ("DAPR_API_TOKEN", auth.dapr_api_token_secret_ref),
+    ]
+    if service == "gateway":
+        files += [
+            ("JWT_SECRET", auth.jwt_secret_ref),
+            ("OPERATORS", auth.operators_secret_ref),
+            ("CHANNEL_API_KEYS", auth.channel_api_keys_secret_ref),
+        ]
+        if auth.admin_password_secret_ref:
+            files.append(("ADMIN_PASSWORD", auth.admin_password_secret_ref))
+    elif service == "messaging":
+        files.append(("DATABASE_URL", spec.database.secret_ref))
+    return files
+
+
+def _secrets_volume(files: list[tuple[str, SecretRef]]) -> Obj:
     return {
-        "name": name,
-        "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+        "name": "secrets",
+        "projected": {
+            "defaultMode": 0o440,  # read by the pod's group (fsGroup), nobody else
+            "sources": [
+                {"secret": {"name": ref.name, "items": [{"key": ref.key, "path": name}]}}
+                for name, ref in files
+            ],
+        },
     }
+
+
+_SECRETS_MOUNT = {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}
 
 
 def _resources(resources: Resources) -> Obj:
@@ -192,9 +228,18 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec, broadcast: bool = Fal
         ]
         kind = "pubsub.rabbitmq"
     elif broker.type == "kafka":
+        if broker.secret_ref:  # SASL: the Secret's username and password keys
+            auth = [
+                _value("authType", "password"),
+                _secret("saslUsername", SecretRef(name=broker.secret_ref.name, key="username")),
+                _secret("saslPassword", broker.secret_ref),
+                _value("saslMechanism", broker.sasl_mechanism),
+            ]
+        else:
+            auth = [_value("authType", "none")]
         metadata = [
             _value("brokers", broker.host or ""),
-            _value("authType", "none"),
+            *auth,
             _value("version", "4.0.0"),
             *own_group,
             _value("initialOffset", "newest" if broadcast else "oldest"),
@@ -215,12 +260,16 @@ def pubsub_component(owner: Owner, spec: SupportInboxSpec, broadcast: bool = Fal
         ]
         metadata = [
             _value("natsURL", broker.host or ""),
+            *([_secret("token", broker.secret_ref)] if broker.secret_ref else []),
             *([_value("deliverPolicy", "new"), _value("ackWait", "30s")] if broadcast else shared),
             # the NATS client acks when the callback returns: parallel would ack on receipt
             _value("concurrencyMode", "parallel" if broadcast else "single"),
         ]
         kind = "pubsub.jetstream"
-    return _component(owner, BROADCAST if broadcast else PUBSUB, kind, metadata)
+    name = BROADCAST if broadcast else PUBSUB
+    # Each app publishes and subscribes only its own topics (and its dead letters).
+    metadata += [_value(key, value) for key, value in sorted(SCOPES[name].items())]
+    return _component(owner, name, kind, metadata)
 
 
 def state_component(owner: Owner, spec: SupportInboxSpec) -> Obj:
@@ -293,33 +342,21 @@ def resiliency(owner: Owner) -> Obj:
 
 
 def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
-    auth = spec.auth
     env: list[Obj] = [
         {"name": "ENVIRONMENT", "value": "production"},
         {"name": "OTEL_SERVICE_NAME", "value": service},
         {"name": "METRICS_PORT", "value": str(APP_METRICS_PORT)},
-        _secret_env("APP_API_TOKEN", auth.app_api_token_secret_ref),
-        _secret_env("DAPR_API_TOKEN", auth.dapr_api_token_secret_ref),
     ]
     if spec.tracing.enabled:
         env.append(
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"http://{spec.tracing.endpoint}"}
         )
     if service == "gateway":
-        env += [
-            _secret_env("JWT_SECRET", auth.jwt_secret_ref),
-            _secret_env("OPERATORS", auth.operators_secret_ref),
-            _secret_env("CHANNEL_API_KEYS", auth.channel_api_keys_secret_ref),
-        ]
-        if auth.admin_password_secret_ref:
-            env.append(_secret_env("ADMIN_PASSWORD", auth.admin_password_secret_ref))
         if spec.tracing.enabled and spec.tracing.browser_traces_url:
             env.append({"name": "BROWSER_TRACES_URL", "value": spec.tracing.browser_traces_url})
         if spec.tracing.trace_ui_url:
             env.append({"name": "TRACE_UI_URL", "value": spec.tracing.trace_ui_url})
-    elif service == "messaging":
-        env.append(_secret_env("DATABASE_URL", spec.database.secret_ref))
-    else:
+    elif service == "ai-worker":
         env += [
             {"name": "OLLAMA_URL", "value": spec.ollama.url},
             {"name": "OLLAMA_MODEL", "value": spec.ollama.model},
@@ -407,7 +444,10 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
         # A terminating pod stays in the Service's endpoints until kube-proxy hears of it:
         # keep serving meanwhile, or a rolling update refuses connections (seen on a node).
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_S}}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir mount, not a shared /tmp
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir mount, not a shared /tmp
+            _SECRETS_MOUNT,
+        ],
     }
     if res := _resources(resources):
         container["resources"] = res
@@ -422,7 +462,10 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            _secrets_volume(_secret_files(spec, service)),
+        ],
     }
     if service == "messaging":
         pod["initContainers"] = [
@@ -431,11 +474,8 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
                 "image": image,
                 "imagePullPolicy": spec.images.pull_policy,
                 "args": ["python", "-m", "messaging.prestart"],
-                "env": [
-                    _secret_env("DATABASE_URL", spec.database.secret_ref),
-                    {"name": "ENVIRONMENT", "value": "production"},
-                    _secret_env("APP_API_TOKEN", spec.auth.app_api_token_secret_ref),
-                ],
+                "env": [{"name": "ENVIRONMENT", "value": "production"}],
+                "volumeMounts": [_SECRETS_MOUNT],
                 "securityContext": _SECURE_CONTAINER,
             }
         ]

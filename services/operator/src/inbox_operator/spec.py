@@ -71,6 +71,7 @@ class Broker(_Model):
     type: Literal["redis", "rabbitmq", "kafka", "jetstream"] = "redis"
     host: str | None = None
     secret_ref: SecretRef | None = None
+    sasl_mechanism: Literal["SHA-512", "SHA-256", "PLAIN"] = "SHA-512"  # kafka only
 
     @model_validator(mode="after")
     def _connection(self) -> "Broker":
@@ -79,7 +80,8 @@ class Broker(_Model):
             raise ValueError("broker.secretRef is required for rabbitmq")
         if self.type != "rabbitmq" and not self.host:
             raise ValueError(f"broker.host is required for {self.type}")
-        default = "connectionString" if self.type == "rabbitmq" else "password"
+        # kafka's Secret holds `username` too; jetstream's a NATS token
+        default = {"rabbitmq": "connectionString", "jetstream": "token"}.get(self.type, "password")
         return self.model_copy(update={"secret_ref": _keyed(self.secret_ref, default)})
 
 

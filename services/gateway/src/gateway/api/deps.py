@@ -1,6 +1,7 @@
 """Dependencies declared once as ``Annotated`` aliases."""
 
 import hmac
+import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
@@ -9,7 +10,7 @@ from inbox_common.sidecar import Sidecar
 
 from gateway.core.config import Settings
 from gateway.core.ratelimit import RateLimits
-from gateway.core.security import InvalidToken, Operator, decode_access_token
+from gateway.core.security import InvalidToken, Operator, PasswordChecker, decode_access_token
 from gateway.core.seen import SeenStore
 from gateway.live import Hub
 
@@ -36,11 +37,32 @@ def get_seen(request: Request) -> SeenStore:
     return request.app.state.seen
 
 
+def get_passwords(request: Request) -> PasswordChecker:
+    return request.app.state.passwords
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the login limits count it: the connection's peer (uvicorn puts
+    the ``X-Forwarded-For`` client there only for proxies in ``FORWARDED_ALLOW_IPS``). An IPv6
+    address counts as its /64, which one subscriber usually holds whole; ``"unknown"`` when
+    the server names no peer."""
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SidecarDep = Annotated[Sidecar, Depends(get_sidecar)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 SeenDep = Annotated[SeenStore, Depends(get_seen)]
+PasswordsDep = Annotated[PasswordChecker, Depends(get_passwords)]
+ClientAddress = Annotated[str, Depends(client_address)]
 
 
 def current_operator(

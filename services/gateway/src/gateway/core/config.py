@@ -67,6 +67,37 @@ class Settings(ServiceSettings):
     login_rate_limit: str = Field(
         default="10/minute", description="LOGIN_RATE_LIMIT: login attempts per username"
     )
+    login_address_rate_limit: str = Field(
+        default="30/minute",
+        description=(
+            "LOGIN_ADDRESS_RATE_LIMIT: login attempts per client address (IPv6: per /64), "
+            "across replicas, whatever the usernames"
+        ),
+    )
+    login_global_rate_limit: str = Field(
+        default="10/second",
+        description=(
+            "LOGIN_GLOBAL_RATE_LIMIT: login attempts from everyone together, across replicas; "
+            "bounds the password-hashing work a distributed flood can cause"
+        ),
+    )
+    login_hash_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description=(
+            "LOGIN_HASH_WORKERS: threads per replica that check passwords (argon2), off the "
+            "event loop; at most this many checks run at once"
+        ),
+    )
+    login_hash_queue: int = Field(
+        default=16,
+        ge=0,
+        description=(
+            "LOGIN_HASH_QUEUE: login checks that may wait for a hashing thread per replica; "
+            "beyond it a login gets 503 with Retry-After"
+        ),
+    )
     ws_message_rate_limit: str = Field(
         default="5/second",
         description=(
@@ -130,7 +161,12 @@ class Settings(ServiceSettings):
         return self
 
     @field_validator(
-        "operator_rate_limit", "channel_rate_limit", "login_rate_limit", "ws_message_rate_limit"
+        "operator_rate_limit",
+        "channel_rate_limit",
+        "login_rate_limit",
+        "login_address_rate_limit",
+        "login_global_rate_limit",
+        "ws_message_rate_limit",
     )
     @classmethod
     def _limit_syntax(cls, value: str) -> str:

@@ -98,6 +98,10 @@ class DaprStateStorage(Storage):
             )
 
 
+class LimiterUnavailable(TransientError):
+    """The state store did not answer, and the scope's limit must hold (fails closed)."""
+
+
 class RateLimited(Exception):
     """Over the limit: retry after ``retry_after_s`` seconds (for ``Retry-After``)."""
 
@@ -111,6 +115,8 @@ SYNC_INTERVAL_S = 0.05
 """A replica adds its hits to the shared counter at least this often (s)..."""
 BATCH_SHARE = 20
 """...or once it has admitted ``limit // BATCH_SHARE`` hits on its own since the last sync."""
+STORE_TIMEOUT_S = 2.0
+"""A sync that takes longer counts as the state store not answering (s)."""
 
 
 @dataclass
@@ -133,33 +139,52 @@ class RateLimits:
     most a window can over-admit is that batch per replica (none for limits under
     ``BATCH_SHARE``, which sync on every hit).
 
-    A state store that does not answer lets the request through (logged): an outage of the
-    limiter must not become an outage of the inbox. A counter so busy that a hit cannot be
-    counted is refused for a second, like a hit over the limit.
+    A state store that does not answer (or not within :data:`STORE_TIMEOUT_S`) lets the
+    request through (logged), so an outage of the limiter is not an outage of the inbox;
+    except for the scopes in ``fail_closed`` (login: an unlimited login is a password-guessing
+    and CPU-burning opening), which then raise :class:`LimiterUnavailable`. A counter so busy
+    that a hit cannot be counted is refused for a second, like a hit over the limit. Once a
+    replica has seen a window full, it refuses until the window resets without asking the
+    store again (a fixed-window count only grows), so a flood costs no store round trips.
     """
 
-    def __init__(self, storage: DaprStateStorage, items: dict[str, RateLimitItem]) -> None:
+    def __init__(
+        self,
+        storage: DaprStateStorage,
+        items: dict[str, RateLimitItem],
+        fail_closed: frozenset[str] = frozenset(),
+    ) -> None:
         self.items = items
+        self.fail_closed = fail_closed
         self._storage = storage
         self._windows: dict[str, _Window] = {}
 
     @classmethod
-    def build(cls, sidecar: Sidecar, limits_by_scope: dict[str, str]) -> "RateLimits":
-        """``limits_by_scope``: scope -> a ``limits`` string such as ``"120/minute"``."""
+    def build(
+        cls,
+        sidecar: Sidecar,
+        limits_by_scope: dict[str, str],
+        fail_closed: frozenset[str] = frozenset(),
+    ) -> "RateLimits":
+        """``limits_by_scope``: scope -> a ``limits`` string such as ``"120/minute"``;
+        ``fail_closed``: the scopes refused while the state store does not answer."""
         items = {scope: parse(text) for scope, text in limits_by_scope.items()}
-        return cls(DaprStateStorage(sidecar), items)
+        return cls(DaprStateStorage(sidecar), items, fail_closed)
 
     async def hit(self, scope: str, identity: str) -> None:
         """Count one request of ``identity`` (hashed, so no secret lands in the store).
 
         Raises:
             RateLimited: over the limit of ``scope``.
+            LimiterUnavailable: the state store did not answer and ``scope`` fails closed.
         """
         item = self.items[scope]
         key = item.key_for(scope, hashlib.sha256(identity.encode()).hexdigest()[:32])
         window = self._windows.get(key) or self._new_window(key)
         async with window.lock:
             now = time.time()
+            if now < window.resets_at and window.shared >= item.amount:
+                raise RateLimited(scope, item, _seconds_until(window.resets_at))
             if (
                 now < window.resets_at
                 and now - window.synced_at < SYNC_INTERVAL_S
@@ -171,14 +196,22 @@ class RateLimits:
                 return
             amount, window.pending = window.pending + 1, 0
             try:
-                window.shared = await self._storage.incr(key, item.get_expiry(), amount)
-                window.synced_at = time.time()
-                if window.resets_at <= now:
-                    window.resets_at = await self._storage.get_expiry(key)
+                async with asyncio.timeout(STORE_TIMEOUT_S):
+                    window.shared = await self._storage.incr(key, item.get_expiry(), amount)
+                    window.synced_at = time.time()
+                    if window.resets_at <= now:
+                        window.resets_at = await self._storage.get_expiry(key)
             except Contended:
                 raise RateLimited(scope, item, 1) from None
-            except TransientError as exc:
-                log.warning("rate limit not checked", extra={"scope": scope, "reason": str(exc)})
+            except (TransientError, TimeoutError) as exc:
+                reason = str(exc) or f"no answer within {STORE_TIMEOUT_S:g} s"
+                if scope in self.fail_closed:
+                    log.warning("rate limit unavailable", extra={"scope": scope, "reason": reason})
+                    raise LimiterUnavailable(
+                        f"the {scope} rate limit cannot be checked, so the request is refused "
+                        "rather than let through unlimited"
+                    ) from None
+                log.warning("rate limit not checked", extra={"scope": scope, "reason": reason})
                 return
             if window.shared > item.amount:
                 raise RateLimited(scope, item, _seconds_until(window.resets_at))

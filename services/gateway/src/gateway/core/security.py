@@ -2,14 +2,24 @@
 
 Tokens carry ``sub`` (username), ``name``, ``aud``, ``iss``, ``iat`` and ``exp``; all are
 required on decode, and the algorithm is pinned so a token cannot choose its own (``alg: none``
-or an RS/HS confusion; RFC 8725 section 3.1).
+or an RS/HS confusion; RFC 8725 section 3.1). A token never travels in a URL (URLs land in
+access logs, traces and browser history): HTTP sends it as ``Authorization: Bearer`` (RFC 6750
+section 2.1), a WebSocket in ``Sec-WebSocket-Protocol`` (:func:`token_from_subprotocols`).
 """
 
+import asyncio
+import contextlib
 import getpass
+import os
 import sys
+import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
+import anyio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from jose import JWTError, jwt
@@ -31,6 +41,13 @@ class InvalidToken(Exception):
     """The token is missing, malformed, forged, expired or for another audience."""
 
 
+class LoginBusy(Exception):
+    """Every password-checking thread is busy and enough logins already wait: retry after
+    ``retry_after_s`` seconds."""
+
+    retry_after_s = 1
+
+
 def hash_password(password: str) -> str:
     """argon2id hash with a random salt, in PHC string format."""
     return _hasher.hash(password)
@@ -46,6 +63,85 @@ def authenticate(settings: Settings, username: str, password: str) -> Operator |
     if account is None:
         return None
     return Operator(username=username, display_name=account.display_name)
+
+
+HASH_THREAD_NICE = 10
+"""Niceness of the password-checking threads: the event loop's thread wins the CPU from them."""
+
+
+def _lower_priority() -> None:
+    # Linux keeps a nice value per thread, and the threads argon2 starts for its lanes inherit
+    # it; elsewhere PRIO_PROCESS with a thread id fails, and the checks run at normal priority.
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICE)
+
+
+class PasswordChecker:
+    """:func:`authenticate` on a pool of ``workers`` threads, off the event loop.
+
+    An argon2 check costs tens to hundreds of milliseconds of CPU on purpose (and runs its
+    lanes on threads of its own); on the event loop each one would stall every request and
+    socket of the replica. argon2-cffi releases the GIL while it hashes, so the pool's threads
+    run beside the loop, at a lower priority (:data:`HASH_THREAD_NICE`) so that the loop still
+    gets the CPU at once. An anyio ``CapacityLimiter`` admits ``workers`` checks at a time and
+    counts those waiting; a login finding ``max_waiting`` already waiting raises
+    :class:`LoginBusy` at once instead of queueing.
+    """
+
+    def __init__(self, settings: Settings, workers: int, max_waiting: int) -> None:
+        self._settings = settings
+        self._limiter = anyio.CapacityLimiter(workers)
+        self._max_waiting = max_waiting
+        self._pool = ThreadPoolExecutor(
+            workers, thread_name_prefix="password-check", initializer=_lower_priority
+        )
+
+    async def authenticate(self, username: str, password: str) -> Operator | None:
+        """The operator for these credentials, or ``None``.
+
+        Raises:
+            LoginBusy: every thread is busy and ``max_waiting`` logins already wait.
+        """
+        load = self._limiter.statistics()
+        if load.borrowed_tokens >= load.total_tokens and load.tasks_waiting >= self._max_waiting:
+            raise LoginBusy(f"{load.tasks_waiting} sign-ins are already waiting; retry shortly")
+        async with self._limiter:
+            check = partial(authenticate, self._settings, username, password)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, check)
+
+    def close(self) -> None:
+        """Let running checks finish, drop none, start no more threads."""
+        self._pool.shutdown(wait=False)
+
+
+WS_PROTOCOL = "inbox.v1"
+"""The WebSocket subprotocol of ``/ws``, which the server selects in its handshake answer."""
+WS_BEARER_PREFIX = "inbox.bearer."
+"""A ``Sec-WebSocket-Protocol`` value ``inbox.bearer.<JWT>`` carries the access token."""
+
+
+def token_from_subprotocols(offered: Sequence[str]) -> str:
+    """The access token a WebSocket client offers in ``Sec-WebSocket-Protocol``.
+
+    Browsers cannot set ``Authorization`` on a WebSocket, and a URL is logged and traced, so
+    the client offers two values, ``inbox.v1`` and ``inbox.bearer.<JWT>`` (the way Kubernetes'
+    API server takes bearer tokens from browsers). A JWT is base64url and dots, all valid in a
+    subprotocol token (RFC 6455 section 4.1, RFC 7230 section 3.2.6). The server answers with
+    ``inbox.v1`` only (RFC 6455 section 4.2.2: one of the offered values), so the token is
+    never echoed.
+
+    Args:
+        offered: the values of ``Sec-WebSocket-Protocol``, in the client's order.
+
+    Raises:
+        InvalidToken: ``inbox.v1`` or the token is missing, or more than one token is offered.
+    """
+    tokens = [p.removeprefix(WS_BEARER_PREFIX) for p in offered if p.startswith(WS_BEARER_PREFIX)]
+    if WS_PROTOCOL not in offered or len(tokens) != 1 or not tokens[0]:
+        raise InvalidToken(
+            f"offer Sec-WebSocket-Protocol {WS_PROTOCOL!r} and one {WS_BEARER_PREFIX + '<token>'!r}"
+        )
+    return tokens[0]
 
 
 def create_access_token(settings: Settings, operator: Operator, now: float | None = None) -> str:

@@ -26,6 +26,7 @@ from inbox_common.events import (
     TOPIC_CONVERSATION_CHANGED,
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_SEARCH_REQUESTED,
+    AuthorId,
     AuthorRole,
     ConversationChanged,
     ConversationStatus,
@@ -136,7 +137,10 @@ class SearchPage(BaseModel):
 @router.get(
     "/search",
     responses={
-        422: {"description": f"q empty or over {SEARCH_MAX_QUERY_CHARS} characters; bad limit"},
+        422: {
+            "description": f"q empty or over {SEARCH_MAX_QUERY_CHARS} characters; bad limit;"
+            " q too broad (only -excluded words, or matching too much to rank in time)"
+        },
         503: {"description": "Bus or state store down"},
         504: {"description": "Messaging did not answer within SEARCH_TIMEOUT_S"},
     },
@@ -155,7 +159,9 @@ async def search_conversations(
 
     The gateway publishes ``search.requested`` and waits up to ``SEARCH_TIMEOUT_S`` for
     messaging's answer in the state store: 504 when it does not come. 422 when ``q`` is
-    empty or longer than 200 characters after trimming, or holds a control character.
+    empty or longer than 200 characters after trimming, or holds a control character, and
+    when messaging refuses it as too broad: only ``-excluded`` words, or more matches than it
+    can rank within ``SEARCH_STATEMENT_TIMEOUT_MS``.
     """
     query = q.strip()
     if not 1 <= len(query) <= SEARCH_MAX_QUERY_CHARS:
@@ -186,6 +192,8 @@ async def search_conversations(
             f"{settings.search_timeout_s:g} s; retry shortly",
         )
     result = SearchResult.model_validate_json(raw)
+    if result.error:  # refused by messaging: too broad to answer within its bounds
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, result.error)
     return SearchPage(
         request_id=event.request_id,
         query=query,
@@ -282,10 +290,8 @@ class ConversationPatch(BaseModel):
     status: ConversationStatus | None = Field(
         default=None, description="`open`, `pending` or `resolved`"
     )
-    assignee: str | None = Field(
-        default=None,
-        max_length=128,
-        description="A configured operator's username, or null to unassign",
+    assignee: AuthorId | None = Field(
+        default=None, description="A configured operator's username, or null to unassign"
     )
 
     @model_validator(mode="after")

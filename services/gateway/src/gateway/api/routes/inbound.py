@@ -3,12 +3,13 @@
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, status
-from inbox_common.events import AuthorId, AuthorRole, MessageBody, MessageSubmitted
+from fastapi import APIRouter, HTTPException, status
+from inbox_common.events import AuthorId, AuthorRole, MessageBody, MessageSubmitted, Subject
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import ChannelKey, SidecarDep
 from gateway.api.publishing import Accepted, publish_submitted
+from gateway.core.owners import NotTheOwner, claim
 
 router = APIRouter(prefix="/api/v1/inbound", tags=["customer channel"])
 
@@ -18,10 +19,11 @@ class InboundMessage(BaseModel):
         default=None, description="Idempotency key; resending the same one stores it once"
     )
     conversation_id: UUID | None = Field(
-        default=None, description="Existing thread to continue; omitted opens a new one"
+        default=None,
+        description="Existing thread of this customer to continue; omitted opens a new one",
     )
     customer_id: AuthorId = Field(description="The customer's handle on this channel")
-    subject: str | None = Field(default=None, max_length=200)
+    subject: Subject | None = Field(default=None, description="Subject of a new conversation")
     body: MessageBody
 
 
@@ -31,14 +33,32 @@ class InboundMessage(BaseModel):
     dependencies=[ChannelKey],
     responses={
         401: {"description": "Missing or unknown API key"},
-        503: {"description": "Bus down"},
+        409: {"description": "The conversation belongs to another customer"},
+        422: {"description": "A field missing, too long, or holding a control character"},
+        503: {"description": "Bus or state store down"},
     },
 )
 async def receive(message: InboundMessage, sidecar: SidecarDep) -> Accepted:
-    """Accept a customer message for storage; it reaches operators within moments."""
+    """Accept a customer message for storage; it reaches operators within moments. A 202
+    means it will be stored: resend with the same ``message_id`` after a 503 or no answer.
+
+    422 names the field that is missing, too long, or holds a character the store cannot
+    keep (a control character other than tab and line breaks in ``body``, any in
+    ``customer_id`` and ``subject``, or a lone surrogate). 409 when ``conversation_id``
+    belongs to another ``customer_id`` (the first customer to write to it owns it): nothing
+    is stored, and the conversation is not reopened.
+    """
+    conversation_id = message.conversation_id or uuid4()
+    try:
+        await claim(sidecar, conversation_id, message.customer_id)
+    except NotTheOwner as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{exc}; omit conversation_id to open a new conversation",
+        ) from None
     event = MessageSubmitted(
         message_id=message.message_id or uuid4(),
-        conversation_id=message.conversation_id or uuid4(),
+        conversation_id=conversation_id,
         author_role=AuthorRole.CUSTOMER,
         author_id=message.customer_id,
         subject=message.subject,

@@ -1,10 +1,15 @@
 """``WS /ws``: live conversation updates for a signed-in operator.
 
-The browser cannot set headers on a WebSocket, so the token travels as ``?token=``; a missing
-or invalid one is refused during the handshake with HTTP 401 and a JSON reason. Once open, the
-server sends ``{"type": "hello"}`` and then ``{"type": "conversation.updated", ...}`` events;
-the client may send ``{"type": "ping"}`` and gets ``{"type": "pong"}``. The socket closes with
-4401 when the token expires and 1013 when the client falls too far behind.
+The browser cannot set ``Authorization`` on a WebSocket, and a URL lands in access logs and
+traces, so the token travels in ``Sec-WebSocket-Protocol``: the client offers ``inbox.v1`` and
+``inbox.bearer.<JWT>``, the server selects ``inbox.v1`` (see
+:func:`~gateway.core.security.token_from_subprotocols`). A missing or invalid token is refused
+during the handshake with HTTP 401 and a JSON reason; a ``token`` in the query string with 400,
+whatever else is offered. This needs no state shared between replicas, unlike a single-use
+ticket would. Once open, the server sends ``{"type": "hello"}`` and then
+``{"type": "conversation.updated", ...}`` events; the client may send ``{"type": "ping"}`` and
+gets ``{"type": "pong"}``. The socket closes with 4401 when the token expires and 1013 when
+the client falls too far behind.
 
 A client that sends faster than ``WS_MESSAGE_RATE_LIMIT`` is throttled: its extra messages are
 dropped, each answered with ``{"type": "error", "detail": ...}``; at twice the limit the
@@ -22,7 +27,12 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from gateway.core.security import InvalidToken, decode_access_token
+from gateway.core.security import (
+    WS_PROTOCOL,
+    InvalidToken,
+    decode_access_token,
+    token_from_subprotocols,
+)
 from gateway.live import CLOSE_SLOW_CONSUMER, Connection
 
 router = APIRouter()
@@ -34,17 +44,24 @@ CLOSE_POLICY_VIOLATION = 1008
 
 
 @router.websocket("/ws")
-async def live_updates(websocket: WebSocket, token: str | None = None) -> None:
+async def live_updates(websocket: WebSocket) -> None:
     settings = websocket.app.state.settings
     hub = websocket.app.state.hub
+    if "token" in websocket.query_params:
+        await _deny(
+            websocket,
+            "a token in the URL is refused (URLs are logged and traced); "
+            f"offer it in Sec-WebSocket-Protocol as {WS_PROTOCOL!r}, 'inbox.bearer.<token>'",
+            400,
+        )
+        return
     try:
-        if not token:
-            raise InvalidToken("missing token query parameter")
+        token = token_from_subprotocols(websocket.scope.get("subprotocols", []))
         operator, expires_at = decode_access_token(settings, token)
     except InvalidToken as exc:
         await _deny(websocket, f"invalid token: {exc}")
         return
-    await websocket.accept()
+    await websocket.accept(subprotocol=WS_PROTOCOL)
     connection = hub.add(websocket, operator)
     try:
         await websocket.send_json(
@@ -68,9 +85,11 @@ async def live_updates(websocket: WebSocket, token: str | None = None) -> None:
         hub.remove(connection)
 
 
-async def _deny(websocket: WebSocket, reason: str) -> None:
+async def _deny(websocket: WebSocket, reason: str, status_code: int = 401) -> None:
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse({"detail": reason}, status_code=401))
+        await websocket.send_denial_response(
+            JSONResponse({"detail": reason}, status_code=status_code)
+        )
     else:
         await websocket.close(CLOSE_UNAUTHORIZED, reason[:120])
 
