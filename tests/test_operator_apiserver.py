@@ -1,8 +1,9 @@
 """The operator against a real kube-apiserver: objects, annotations, owners, day-2, deletion.
 
 The API server admits or rejects everything (CRD schema, CEL rules, RBAC); the operator runs
-as its own ServiceAccount identity under the RBAC of ``k8s/operator/rbac.yaml``, so a missing
-permission fails these tests. With no kubelet, pods never start: Deployments stay unavailable.
+as its own ServiceAccount identity under the chart's RBAC (``templates/operator.yaml``,
+cluster-wide here, because these tests use many namespaces), so a missing permission fails
+these tests. With no kubelet, pods never start: Deployments stay unavailable.
 """
 
 import base64
