@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## //' | awk -F': ' '{ n = $$1; sub(/^[^:]*: /, ""); printf "  %-10s %s\n", n, $$0 }'
 
-## tools: install everything the tests need: daprd and Dapr's control plane, the Kubernetes binaries, etcd, helm, Jaeger, CoreDNS, local-path (built from the Go module proxy), Kafka (Maven Central), PostgreSQL, Redis, RabbitMQ, NATS, Chromium, Docker, containerd (Debian) and the Python env; skips what is there
+## tools: install everything the tests need: daprd and Dapr's control plane, the Kubernetes binaries, etcd, helm, Jaeger, CoreDNS, local-path, Ollama (built from the Go module proxy), Kafka (Maven Central), PostgreSQL, Redis, RabbitMQ, NATS, Chromium, Docker, containerd (Debian) and the Python env; skips what is there
 .PHONY: tools
 tools:
 	@tools/install.sh all

@@ -32,6 +32,8 @@ export KUBE_VERSION
 : "${KAFKA_VERSION:=4.3.1}"
 # Jaeger's Go module is tagged v1.x; this one is Jaeger v2.13.0 (the OTLP collector + query).
 : "${JAEGER_VERSION:=v1.76.0}"
+# The real model server, built for CPU (tests compare the stand-in with it).
+: "${OLLAMA_VERSION:=v0.17.4}"
 here=$(cd "$(dirname "$0")" && pwd)
 logs="$INBOX_TOOLS_DIR/logs"
 mkdir -p "$INBOX_TOOLS_DIR/bin" "$logs"
@@ -40,8 +42,10 @@ say() { printf '[tools %3ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
 # The second line is the local Kubernetes node's (make cluster CLUSTER=local, tests/test_cluster.py):
 # Docker to build images, mmdebstrap for their base, containerd and runc as the CRI, CNI plugins.
+# The third: headers the Ollama build needs that its module zip lacks (see build-ollama.sh).
 debian_packages=(postgresql redis-server rabbitmq-server nats-server chromium fonts-liberation
-  docker.io mmdebstrap containerd runc containernetworking-plugins iptables conntrack)
+  docker.io mmdebstrap containerd runc containernetworking-plugins iptables conntrack
+  nlohmann-json3-dev libstb-dev)
 if [ "$group" = run ]; then
   debian_packages=(postgresql)
   [ "$BROKER" = redis ] || [ "$STATE_STORE" = redis ] && debian_packages+=(redis-server)
@@ -52,7 +56,7 @@ missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-names=() pids=()
+names=() pids=() apt_pid=""
 # build NAME WHAT COMMAND...: run COMMAND in the background, logged to $logs/NAME.log.
 build() {
   local name=$1 what=$2; shift 2
@@ -64,6 +68,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   build apt "installing Debian packages: ${missing[*]}" bash -c \
     "$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ${missing[*]}"
+  apt_pid=${pids[-1]}
 else
     say "Debian packages present: ${debian_packages[*]}"
 fi
@@ -85,6 +90,10 @@ build local-path-provisioner "local-path-provisioner $LOCAL_PATH_PROVISIONER_VER
   "$here/build-local-path-provisioner.sh" "$LOCAL_PATH_PROVISIONER_VERSION" "$bin/local-path-provisioner"
 build helm "helm $HELM_VERSION" "$here/build-helm.sh" "$HELM_VERSION" "$bin/helm"
 build jaeger "jaeger $JAEGER_VERSION" "$here/build-jaeger.sh" "$JAEGER_VERSION" "$bin/jaeger"
+# after the Debian packages, whose headers it compiles against
+build ollama "Ollama $OLLAMA_VERSION (CPU, cgo)" bash -c \
+  "while [ -n '$apt_pid' ] && kill -0 '$apt_pid' 2>/dev/null; do sleep 2; done
+   exec '$here/build-ollama.sh' '$OLLAMA_VERSION' '$bin/ollama'"
 build kafka "Kafka $KAFKA_VERSION jars from Maven Central" \
   "$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION"
 fi

@@ -1,9 +1,11 @@
 """A stand-in Ollama server for the tests and for `make run` where no model can be fetched.
 
 It speaks the part of Ollama's HTTP API the ai-worker uses (https://github.com/ollama/ollama/blob/main/docs/api.md):
-``POST /api/chat`` (``stream`` true or false), ``GET /api/tags``, ``GET /api/version``, and
-``POST /api/pull`` as a cluster's pull Job calls it (its model is always there: a pull of it
-streams Ollama's status lines and succeeds, of any other model fails as Ollama's does). The
+``POST /api/chat`` (``stream`` true or false), ``GET /api/tags``, ``GET /api/version``,
+``POST /api/show``, and ``POST /api/pull`` as a cluster's pull Job calls it (its model is always
+there: a pull of it streams Ollama's status lines and succeeds, of any other model fails as
+Ollama's does). Its errors are the real server's, status and body, where the real one can be
+asked without a model: tests/test_integration_ollama_conformance.py compares the two. The
 answer depends on the mode, set for the whole server with ``POST /__fake__/mode``
 ``{"mode": ...}`` or for one message by a ``[[fake:<mode>]]`` marker in the customer text
 (the last ``user`` message):
@@ -67,6 +69,9 @@ if TYPE_CHECKING:
 
 MODES = ("valid", "fenced", "prose", "garbage", "slow", "delayed", "error", "stream", "broken")
 MODEL = "fake-insight:1b"
+SERVER_VERSION = "0.17.4"
+"""The Ollama release the stand-in answers as: the one `make tools` builds (OLLAMA_VERSION in
+tools/install.sh), which tests/test_integration_ollama_conformance.py compares it with."""
 MODEL_SIZE = 1_000_000
 MODEL_DIGEST = "sha256:" + hashlib.sha256(MODEL.encode()).hexdigest()
 """The one blob a pull of MODEL reports, as Ollama reports each layer it pulls."""
@@ -138,6 +143,20 @@ class BrokenStream(Exception):
     """Raised inside a streamed answer: uvicorn drops the connection half-way."""
 
 
+async def _json_body(request: Request) -> dict | JSONResponse:
+    """The request's JSON object, or the 400 to answer instead."""
+    try:
+        payload = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "invalid JSON body"}, status_code=400)
+    return payload if isinstance(payload, dict) else {}
+
+
+def _model_name(payload: dict) -> str:
+    """The model a request names: ``model``, or the older ``name`` Ollama still reads."""
+    return str(payload.get("model") or payload.get("name") or "")
+
+
 def create_app(
     mode: str = "valid",
     slow_s: float = 120.0,
@@ -184,6 +203,8 @@ def create_app(
         except ValueError:
             return JSONResponse({"error": "invalid JSON body"}, status_code=400)
         received.append(payload)
+        if not payload.get("model"):
+            return JSONResponse({"error": "model is required"}, 400)
         if payload.get("model") != MODEL:
             return JSONResponse({"error": f"model '{payload.get('model')}' not found"}, 404)
         messages = payload.get("messages", [])
@@ -289,18 +310,42 @@ def create_app(
         )
 
     async def version(_: Request) -> JSONResponse:
-        return JSONResponse({"version": "0.12.0"})
+        return JSONResponse({"version": SERVER_VERSION})
+
+    async def show(request: Request) -> JSONResponse:
+        # Ollama's ShowHandler: the model by "model" (or the older "name"), 400 without one,
+        # 404 for one it does not have
+        payload = await _json_body(request)
+        if isinstance(payload, JSONResponse):
+            return payload
+        name = _model_name(payload)
+        if not name:
+            return JSONResponse({"error": "model is required"}, status_code=400)
+        if name != MODEL:
+            return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
+        return JSONResponse(
+            {
+                "modified_at": "2026-01-01T00:00:00Z",
+                "details": {
+                    "format": "gguf",
+                    "family": "fake",
+                    "parameter_size": "1B",
+                    "quantization_level": "Q4_0",
+                },
+                "model_info": {"general.architecture": "fake"},
+                "capabilities": ["completion", "tools"],
+            }
+        )
 
     async def pull(request: Request) -> JSONResponse | StreamingResponse:
         # Ollama's PullHandler: streamed status lines (an error as an {"error"} line of a 200
         # stream), or with "stream": false one {"status": "success"} or a 500 {"error"}.
-        try:
-            payload = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "invalid JSON body"}, status_code=400)
-        name = str(payload.get("model") or payload.get("name") or "")
+        payload = await _json_body(request)
+        if isinstance(payload, JSONResponse):
+            return payload
+        name = _model_name(payload)
         if not name:
-            return JSONResponse({"error": "model is required"}, status_code=400)
+            return JSONResponse({"error": "invalid model name"}, status_code=400)
         pulls[name] += 1
         known = name == MODEL or f"{name}:latest" == MODEL
         if payload.get("stream", True) is False:
@@ -357,6 +402,7 @@ def create_app(
             Route("/api/chat", chat, methods=["POST"]),
             Route("/api/tags", tags),
             Route("/api/version", version),
+            Route("/api/show", show, methods=["POST"]),
             Route("/api/pull", pull, methods=["POST"]),
             Route("/__fake__/mode", set_mode, methods=["POST"]),
             Route("/__fake__/stats", get_stats),
