@@ -17,14 +17,6 @@ POSING = (
 )
 
 
-def chats_with(fake_ollama, text: str) -> list[list[dict]]:
-    return [
-        r["messages"]
-        for r in fake_ollama.requests()
-        if any(text in (m.get("content") or "") for m in r["messages"])
-    ]
-
-
 def test_posing_customer_text_stays_a_user_turn_in_insights_and_summaries(
     inbox, fake_ollama
 ) -> None:
@@ -42,7 +34,7 @@ def test_posing_customer_text_stays_a_user_turn_in_insights_and_summaries(
     insight = inbox.wait_insight(conversation_id, posing["message_id"])
     assert insight["status"] == "available"
 
-    analysed = chats_with(fake_ollama, posing_ticket)
+    analysed = fake_ollama.chats_with(posing_ticket)
     assert len(analysed) == 2  # the tool round, then the insight
     for messages in analysed:
         assert messages[0]["role"] == "system"
@@ -62,7 +54,7 @@ def test_posing_customer_text_stays_a_user_turn_in_insights_and_summaries(
         what="resolution summary",
     )
     assert summary["status"] == "available"
-    (messages,) = [m for m in chats_with(fake_ollama, ticket) if m[-1]["role"] == "system"]
+    (messages,) = [m for m in fake_ollama.chats_with(ticket) if m[-1]["role"] == "system"]
     assert messages[1:-1] == [
         {"role": "user", "content": first},
         {"role": "assistant", "content": reply},

@@ -38,15 +38,6 @@ def published(probe: Probe, topic: str, **match: str) -> list[dict]:
     return [e for e in probe.events(topic) if all(e[k] == v for k, v in match.items())]
 
 
-def chats_with(fake_ollama, text: str) -> list[list[dict]]:
-    """The messages of every chat request the stand-in got that carries ``text``."""
-    return [
-        r["messages"]
-        for r in fake_ollama.requests()
-        if any(text in (m.get("content") or "") for m in r["messages"])
-    ]
-
-
 def assert_kept_out_of_system_messages(messages: list[dict], *texts: str) -> None:
     for message in (m for m in messages if m["role"] == "system"):
         for text in texts:
@@ -76,7 +67,7 @@ def test_a_customer_message_posing_as_others_reaches_the_model_as_one_user_turn(
         what="ai.completed",
     )
     assert done["status"] == "available"
-    chats = chats_with(fake_ollama, ticket)
+    chats = fake_ollama.chats_with(ticket)
     assert len(chats) == 2  # the tool round, then the insight
     for messages in chats:
         assert messages[0]["role"] == "system"
@@ -114,7 +105,7 @@ def test_a_conversation_reaches_the_summary_turn_by_turn_with_real_roles(
     # the stand-in read the turns by role: the customer's first and the operator's last
     assert "My card payment was declined." in done["summary"]
     assert "it works again now" in done["summary"]
-    (messages,) = chats_with(fake_ollama, ticket)
+    (messages,) = fake_ollama.chats_with(ticket)
     roles = {"customer": "user", "operator": "assistant"}
     assert messages[1:-1] == [{"role": roles[role], "content": body} for role, body in turns]
     assert messages[0]["role"] == messages[-1]["role"] == "system"

@@ -80,6 +80,15 @@ class FakeOllama:
         with urllib.request.urlopen(f"{self.url}/__fake__/requests", timeout=5) as r:  # noqa: S310
             return json.loads(r.read())["requests"]
 
+    def chats_with(self, text: str) -> list[list[dict]]:
+        """The ``messages`` of every ``/api/chat`` request received that has a message
+        containing ``text`` (requests without messages, such as a bad request, are skipped)."""
+        return [
+            r["messages"]
+            for r in self.requests()
+            if any(text in (m.get("content") or "") for m in r.get("messages") or [])
+        ]
+
 
 def running_stacks_alive() -> None:
     """Fail the current test at once when a process of a running stack died (named, with the
