@@ -29,10 +29,11 @@ def test_make_tools_and_test_install_everything(target: str) -> None:
     assert "tools/install.sh all" in dry_run(target)
 
 
-@pytest.mark.skipif(not (CACHE_DIR / "bin" / "daprd").exists(), reason="needs `make tools`")
 def test_the_run_group_on_a_fresh_tool_dir_builds_only_daprd(tmp_path) -> None:
     """A fresh tool directory holding only daprd (copied, so its build is skipped): the run
     group starts no other build (no Kubernetes, helm, Jaeger or Dapr control plane)."""
+    if not (CACHE_DIR / "bin" / "daprd").exists():
+        pytest.fail(f"{CACHE_DIR / 'bin' / 'daprd'} is missing: run `make tools`")
     (tmp_path / "bin").mkdir()
     shutil.copy2(CACHE_DIR / "bin" / "daprd", tmp_path / "bin" / "daprd")
     done = subprocess.run(
