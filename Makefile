@@ -15,7 +15,7 @@ help:
 tools:
 	@tools/install.sh all
 
-## tools-run: install only what `make run` starts: daprd, PostgreSQL, the broker and state store of BROKER and STATE_STORE, the Python env (Jaeger is used when `make tools` built it)
+## tools-run: install only what `make run` starts: daprd, PostgreSQL, the broker and state store of BROKER and STATE_STORE, Ollama when OLLAMA=real, the Python env (Jaeger is used when `make tools` built it)
 .PHONY: tools-run
 tools-run:
 	@tools/install.sh run
@@ -25,7 +25,7 @@ tools-run:
 frontend:
 	@tools/build-frontend.sh
 
-## run: the whole inbox locally (3 services + 3 daprd, PostgreSQL, a broker), seeded with real messages; BROKER=redis|rabbitmq|kafka|jetstream, STATE_STORE=redis|postgresql, REPLICAS=N; Ctrl-C stops it
+## run: the whole inbox locally (3 services + 3 daprd, PostgreSQL, a broker), seeded with real messages; BROKER=redis|rabbitmq|kafka|jetstream, STATE_STORE=redis|postgresql, REPLICAS=N, OLLAMA=auto|real|stand-in (real: the built Ollama with the test model); Ctrl-C stops it
 .PHONY: run
 run: tools-run frontend
 	@uv run --frozen python -m devstack.run

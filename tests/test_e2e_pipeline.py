@@ -130,3 +130,15 @@ def test_two_hundred_real_messages_none_lost_none_duplicated(inbox, db) -> None:
         ],
         what=f"outbox drained ({unpublished} left)",
     )
+
+
+def test_a_full_model_queue_is_retried_and_nothing_is_lost(inbox, fake_ollama) -> None:
+    """Ollama answers 503 "server busy" while ``OLLAMA_MAX_QUEUE`` requests wait (the real
+    server's answer: ``test_integration_ollama_real.py``); the worker retries, and each
+    message gets its insight."""
+    bodies = [f"[[fake:busy]] {n} My transfer has not arrived yet." for n in range(3)]
+    accepted = [inbox.send_customer(body) for body in bodies]
+    insights = [inbox.wait_insight(a["conversation_id"], a["message_id"]) for a in accepted]
+    assert [i["status"] for i in insights] == ["available"] * 3, [i["error"] for i in insights]
+    refusals = fake_ollama.stats()["busy_refusals"]
+    assert [refusals.get(body) for body in bodies] == [2, 2, 2]

@@ -8,7 +8,8 @@
 #   all  (`make tools`, `make test`, the default): everything, for the tests and the local
 #        Kubernetes node as well.
 #   run  (`make run`): only what `make run` starts: daprd, PostgreSQL, the broker and state
-#        store named by BROKER and STATE_STORE (default redis), and the Python env. Jaeger is
+#        store named by BROKER and STATE_STORE (default redis), Ollama when OLLAMA=real, and
+#        the Python env. Jaeger is
 #        left out (`make run` traces only when it is there); so are Chromium and the cluster.
 set -euo pipefail
 group=${1:-all}
@@ -16,7 +17,7 @@ case $group in
   all | run) ;;
   *) echo "usage: $0 [all|run]   (got '$group')" >&2; exit 2 ;;
 esac
-: "${BROKER:=redis}" "${STATE_STORE:=redis}"
+: "${BROKER:=redis}" "${STATE_STORE:=redis}" "${OLLAMA:=auto}"
 : "${INBOX_TOOLS_DIR:=$HOME/.cache/support-inbox}"
 : "${DAPR_VERSION:=v1.18.2}"
 # The Kubernetes release of every k8s binary and of the pause binary (build-kube.sh reads it too).
@@ -51,6 +52,7 @@ if [ "$group" = run ]; then
   [ "$BROKER" = redis ] || [ "$STATE_STORE" = redis ] && debian_packages+=(redis-server)
   [ "$BROKER" = rabbitmq ] && debian_packages+=(rabbitmq-server)
   [ "$BROKER" = jetstream ] && debian_packages+=(nats-server)
+  [ "$OLLAMA" = real ] && debian_packages+=(nlohmann-json3-dev libstb-dev)
 fi
 missing=()
 for p in "${debian_packages[@]}"; do
@@ -76,9 +78,16 @@ fi
 bin=$INBOX_TOOLS_DIR/bin
 say "installing the '$group' group$([ "$group" = run ] && echo " (BROKER=$BROKER, STATE_STORE=$STATE_STORE)")"
 build daprd "daprd $DAPR_VERSION" "$here/build-daprd.sh" "$DAPR_VERSION" "$bin/daprd"
+# after the Debian packages, whose headers it compiles against
+build_ollama() {
+  build ollama "Ollama $OLLAMA_VERSION (CPU, cgo)" bash -c \
+    "while [ -n '$apt_pid' ] && kill -0 '$apt_pid' 2>/dev/null; do sleep 2; done
+     exec '$here/build-ollama.sh' '$OLLAMA_VERSION' '$bin/ollama'"
+}
 if [ "$group" = run ]; then
   [ "$BROKER" = kafka ] && build kafka "Kafka $KAFKA_VERSION jars from Maven Central" \
     "$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION"
+  [ "$OLLAMA" = real ] && build_ollama
 else
 build dapr-control-plane "Dapr control plane $DAPR_VERSION: operator, injector, sentry" \
   "$here/build-dapr-control-plane.sh" "$DAPR_VERSION" "$bin/dapr"
@@ -90,10 +99,7 @@ build local-path-provisioner "local-path-provisioner $LOCAL_PATH_PROVISIONER_VER
   "$here/build-local-path-provisioner.sh" "$LOCAL_PATH_PROVISIONER_VERSION" "$bin/local-path-provisioner"
 build helm "helm $HELM_VERSION" "$here/build-helm.sh" "$HELM_VERSION" "$bin/helm"
 build jaeger "jaeger $JAEGER_VERSION" "$here/build-jaeger.sh" "$JAEGER_VERSION" "$bin/jaeger"
-# after the Debian packages, whose headers it compiles against
-build ollama "Ollama $OLLAMA_VERSION (CPU, cgo)" bash -c \
-  "while [ -n '$apt_pid' ] && kill -0 '$apt_pid' 2>/dev/null; do sleep 2; done
-   exec '$here/build-ollama.sh' '$OLLAMA_VERSION' '$bin/ollama'"
+build_ollama
 build kafka "Kafka $KAFKA_VERSION jars from Maven Central" \
   "$here/build-kafka.sh" "$KAFKA_VERSION" "$INBOX_TOOLS_DIR/kafka-$KAFKA_VERSION"
 fi

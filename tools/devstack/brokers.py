@@ -10,6 +10,7 @@ import asyncio
 import secrets
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from inbox_common.events import TOPICS, dead_letter_topic
@@ -133,7 +134,9 @@ class NatsJetStream:
             self.log_dir / "nats.log",
         ).start()
         self.process.wait_until(lambda: port_open(self.port), 30, "client port")
-        asyncio.run(add_streams(self.url, self.token))
+        # a thread of its own: a caller may be inside an event loop (Playwright's sync API)
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, add_streams(self.url, self.token)).result()
         return self
 
     def restart(self) -> "NatsJetStream":

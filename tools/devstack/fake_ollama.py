@@ -15,7 +15,9 @@ answer depends on the mode, set for the whole server with ``POST /__fake__/mode`
 ``slow_s`` seconds (beyond the ai-worker's timeout); ``delayed`` a valid answer after
 ``delay_s`` seconds (within it: a call in progress); ``error`` HTTP 500; ``stream`` a valid
 answer streamed one word every ``stream_delay_s`` seconds (a model writing); ``broken`` a
-stream that stops half-way, the connection dropped. Every streamed answer waits
+stream that stops half-way, the connection dropped; ``busy`` HTTP 503 with Ollama's
+full-queue error (``OLLAMA_MAX_QUEUE`` reached) for the first :data:`BUSY_REFUSALS` insight
+calls of a customer text, then a valid answer. Every streamed answer waits
 ``token_delay_s`` (default 0) between words. The intent of a
 message found in the demo data set is its human label (so the demo shows sensible intents);
 others get ``general_inquiry``.
@@ -30,7 +32,8 @@ conversation's turns: how many ``user`` and ``assistant`` messages, the customer
 turn.
 ``GET /__fake__/stats`` counts insight calls per mode (``calls``), per customer text
 (``texts``), tool rounds per customer text (``tool_rounds``), summary calls per mode
-(``summaries``) and calls under way (``in_flight``). ``GET /__fake__/requests`` returns the
+(``summaries``), 503s of ``busy`` per customer text (``busy_refusals``) and calls under way
+(``in_flight``). ``GET /__fake__/requests`` returns the
 bodies of the last :data:`KEPT_REQUESTS` ``/api/chat`` requests as received, oldest first
 (``{"requests": [...]}``), so tests can check what reaches the model.
 
@@ -47,7 +50,9 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import re
+import string
 import sys
 import time
 import urllib.error
@@ -67,7 +72,18 @@ from starlette.routing import Route
 if TYPE_CHECKING:
     from devstack.procs import Process
 
-MODES = ("valid", "fenced", "prose", "garbage", "slow", "delayed", "error", "stream", "broken")
+MODES = (
+    "valid",
+    "fenced",
+    "prose",
+    "garbage",
+    "slow",
+    "delayed",
+    "error",
+    "stream",
+    "broken",
+    "busy",
+)
 MODEL = "fake-insight:1b"
 SERVER_VERSION = "0.17.4"
 """The Ollama release the stand-in answers as: the one `make tools` builds (OLLAMA_VERSION in
@@ -75,8 +91,21 @@ tools/install.sh), which tests/test_integration_ollama_conformance.py compares i
 MODEL_SIZE = 1_000_000
 MODEL_DIGEST = "sha256:" + hashlib.sha256(MODEL.encode()).hexdigest()
 """The one blob a pull of MODEL reports, as Ollama reports each layer it pulls."""
+DETAILS = {
+    "parent_model": "",
+    "format": "gguf",
+    "family": "fake",
+    "families": ["fake"],
+    "parameter_size": "1B",
+    "quantization_level": "Q4_0",
+}
+"""A model's ``details`` in ``/api/tags`` and ``/api/show``, with the fields the real server has."""
 PULL_UNKNOWN = "pull model manifest: file does not exist"
 """Ollama's error for a model the registry does not have."""
+SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"
+"""Ollama's 503 when ``OLLAMA_MAX_QUEUE`` requests already wait (two spaces, as it writes it)."""
+BUSY_REFUSALS = 2
+"""Insight calls for one customer text that ``busy`` refuses before it answers."""
 KEPT_REQUESTS = 1000
 STRATEGIES = ("short answer", "careful analysis", "escalation")
 """As the ai-worker's system prompts name them (``Strategy: <name>.``)."""
@@ -143,13 +172,53 @@ class BrokenStream(Exception):
     """Raised inside a streamed answer: uvicorn drops the connection half-way."""
 
 
-async def _json_body(request: Request) -> dict | JSONResponse:
-    """The request's JSON object, or the 400 to answer instead."""
+async def _json_body(request: Request, kind: str) -> dict | JSONResponse:
+    """The request's JSON object, or the 400 Ollama answers instead: Go's decoder messages
+    for an empty body, a cut one and one that is not an object (``kind``: ``Chat``, ``Show``,
+    ``Pull``, as in ``api.ChatRequest``); other broken JSON gets a message of the same form
+    as Go's ("invalid character ..."), not always the same words."""
+    raw = await request.body()
+    if not raw.strip():
+        return JSONResponse({"error": "missing request body"}, status_code=400)
     try:
-        payload = await request.json()
-    except ValueError:
-        return JSONResponse({"error": "invalid JSON body"}, status_code=400)
-    return payload if isinstance(payload, dict) else {}
+        payload = json.loads(raw)
+    except ValueError as exc:
+        if getattr(exc, "pos", 0) >= len(raw.rstrip()):
+            return JSONResponse({"error": "unexpected EOF"}, status_code=400)
+        return JSONResponse({"error": "invalid character in JSON body"}, status_code=400)
+    if not isinstance(payload, dict):
+        go_kind = {list: "array", str: "string", bool: "bool"}.get(type(payload), "number")
+        error = f"json: cannot unmarshal {go_kind} into Go value of type api.{kind}Request"
+        return JSONResponse({"error": error}, status_code=400)
+    return payload
+
+
+def _now() -> str:
+    """A timestamp as Ollama writes ``created_at``: RFC 3339 in UTC with nanoseconds and Z."""
+    ns = time.time_ns()
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{ns % 1_000_000_000:09d}Z"
+    )
+
+
+def _usage(messages: list[dict], content: str, started_ns: int) -> dict[str, int]:
+    """The counts and durations (ns) Ollama adds to a final answer, words standing in for
+    tokens."""
+    return {
+        "total_duration": time.monotonic_ns() - started_ns if started_ns else 3_000_000,
+        "load_duration": 0,
+        "prompt_eval_count": sum(len(str(m.get("content", "")).split()) for m in messages),
+        "prompt_eval_duration": 1_000_000,
+        "eval_count": len(content.split()),
+        "eval_duration": 2_000_000,
+    }
+
+
+def _tool_call(name: str, arguments: dict) -> dict:
+    """One tool call as Ollama returns it: an ``id`` (``call_`` and 8 lowercase letters or
+    digits) and the function's ``index`` in the answer, beside its name and arguments."""
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+    return {"id": f"call_{suffix}", "function": {"index": 0, "name": name, "arguments": arguments}}
 
 
 def _model_name(payload: dict) -> str:
@@ -177,6 +246,7 @@ def create_app(
     tool_rounds: Counter[str] = Counter()
     summaries: Counter[str] = Counter()
     pulls: Counter[str] = Counter()
+    busy_refused: Counter[str] = Counter()
     received: deque[dict] = deque(maxlen=KEPT_REQUESTS)
     labels = _labels()
 
@@ -198,10 +268,9 @@ def create_app(
         }.get(chosen, body)
 
     async def chat(request: Request) -> JSONResponse | StreamingResponse:
-        try:
-            payload = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "invalid JSON body"}, status_code=400)
+        payload = await _json_body(request, "Chat")
+        if isinstance(payload, JSONResponse):
+            return payload
         received.append(payload)
         if not payload.get("model"):
             return JSONResponse({"error": "model is required"}, 400)
@@ -221,20 +290,24 @@ def create_app(
             # the tool round: always look the question up, as a grounded model would
             tool_rounds[text] += 1
             query = _MARKER.sub("", text).strip()[:200]
-            call = {"function": {"name": "search_knowledge_base", "arguments": {"query": query}}}
+            call = _tool_call("search_knowledge_base", {"query": query})
             return JSONResponse(
                 {
                     "model": MODEL,
-                    "created_at": datetime.now(UTC).isoformat(),
+                    "created_at": _now(),
                     "message": {"role": "assistant", "content": "", "tool_calls": [call]},
                     "done": True,
                     "done_reason": "stop",
+                    **_usage(messages, json.dumps(call["function"]["arguments"]), 0),
                 }
             )
         article = None
         for tool in (m for m in messages if m.get("role") == "tool"):
             found_articles = json.loads(tool.get("content") or "[]")
             article = article or (found_articles[0]["title"] if found_articles else None)
+        if chosen == "busy" and busy_refused[text] < BUSY_REFUSALS:
+            busy_refused[text] += 1
+            return JSONResponse({"error": SERVER_BUSY}, status_code=503)
         if summarising:
             summaries[chosen] += 1
         else:
@@ -250,16 +323,11 @@ def create_app(
         content = content_for(chosen, text, strategy, article, turns if summarising else None)
         done = {
             "model": MODEL,
-            "created_at": datetime.now(UTC).isoformat(),
+            "created_at": _now(),
             "message": {"role": "assistant", "content": content},
             "done": True,
             "done_reason": "stop",
-            "total_duration": time.monotonic_ns() - started,
-            "load_duration": 0,
-            "prompt_eval_count": sum(len(str(m.get("content", "")).split()) for m in messages),
-            "prompt_eval_duration": 1_000_000,
-            "eval_count": len(content.split()),
-            "eval_duration": 2_000_000,
+            **_usage(messages, content, started),
         }
         if payload.get("stream", True) is False:
             return JSONResponse(done)
@@ -298,12 +366,7 @@ def create_app(
                         "modified_at": "2026-01-01T00:00:00Z",
                         "size": 1_000_000,
                         "digest": "0" * 64,
-                        "details": {
-                            "format": "gguf",
-                            "family": "fake",
-                            "parameter_size": "1B",
-                            "quantization_level": "Q4_0",
-                        },
+                        "details": DETAILS,
                     }
                 ]
             }
@@ -315,7 +378,7 @@ def create_app(
     async def show(request: Request) -> JSONResponse:
         # Ollama's ShowHandler: the model by "model" (or the older "name"), 400 without one,
         # 404 for one it does not have
-        payload = await _json_body(request)
+        payload = await _json_body(request, "Show")
         if isinstance(payload, JSONResponse):
             return payload
         name = _model_name(payload)
@@ -325,22 +388,21 @@ def create_app(
             return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
         return JSONResponse(
             {
-                "modified_at": "2026-01-01T00:00:00Z",
-                "details": {
-                    "format": "gguf",
-                    "family": "fake",
-                    "parameter_size": "1B",
-                    "quantization_level": "Q4_0",
-                },
+                "modelfile": f"# Modelfile of the stand-in\nFROM {MODEL}\n",
+                "parameters": 'stop                           "<|eot_id|>"',
+                "template": "{{ .Prompt }}",
+                "details": DETAILS,
                 "model_info": {"general.architecture": "fake"},
+                "tensors": [{"name": "output.weight", "type": "F16", "shape": [1, 1]}],
                 "capabilities": ["completion", "tools"],
+                "modified_at": "2026-01-01T00:00:00Z",
             }
         )
 
     async def pull(request: Request) -> JSONResponse | StreamingResponse:
         # Ollama's PullHandler: streamed status lines (an error as an {"error"} line of a 200
         # stream), or with "stream": false one {"status": "success"} or a 500 {"error"}.
-        payload = await _json_body(request)
+        payload = await _json_body(request, "Pull")
         if isinstance(payload, JSONResponse):
             return payload
         name = _model_name(payload)
@@ -390,6 +452,7 @@ def create_app(
                 "tool_rounds": dict(tool_rounds),
                 "summaries": dict(summaries),
                 "pulls": dict(pulls),
+                "busy_refusals": dict(busy_refused),
                 "in_flight": state["in_flight"],
             }
         )

@@ -25,6 +25,7 @@ from inbox_common.events import pubsub_for
 
 from devstack.fake_ollama import MODEL, start_server
 from devstack.jaeger import Jaeger
+from devstack.ollama import OllamaServer
 from devstack.procs import DEVSTACK_ENV, Process, free_port
 from devstack.stack import REPO, MemberDied, Stack, running_stacks
 
@@ -124,6 +125,38 @@ def fake_ollama(output_dir: Path) -> Iterator[FakeOllama]:
         process.stop()
 
 
+@dataclass
+class RealOllama:
+    """The real ``ollama serve`` (``make tools``) with the test model created in it."""
+
+    url: str
+    model: str
+    server: OllamaServer
+
+
+def start_real_ollama(run_dir: Path, env: dict[str, str] | None = None) -> RealOllama:
+    """``ollama serve`` in ``run_dir`` (emptied first; ``env``: more ``OLLAMA_*`` settings)
+    with the test model ``inbox-tiny`` created from its GGUF file. Stop its ``server``."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    server = OllamaServer(run_dir, env).start()
+    try:
+        return RealOllama(server.url, server.create(), server)
+    except BaseException:
+        server.stop()
+        raise
+
+
+@pytest.fixture(scope="session")
+def real_ollama(output_dir: Path) -> Iterator[RealOllama]:
+    """One real Ollama server with ``inbox-tiny`` for the session (shared: tests that kill,
+    fill or slow a server start their own with :func:`start_real_ollama`)."""
+    real = start_real_ollama(output_dir / "ollama-real")
+    try:
+        yield real
+    finally:
+        real.server.stop()
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -203,7 +236,9 @@ def worker_without_ollama(output_dir: Path, fake_ollama: FakeOllama):
         stack.stop()
 
 
-def start_stack(output_dir: Path, name: str, fake: FakeOllama, **kwargs: object) -> Stack:
+def start_stack(
+    output_dir: Path, name: str, fake: "FakeOllama | RealOllama", **kwargs: object
+) -> Stack:
     run_dir = output_dir / name
     shutil.rmtree(run_dir, ignore_errors=True)
     env = {
@@ -315,18 +350,18 @@ def own_stack(name: str):  # noqa: ANN201 - three pytest fixtures
     return _stack, _inbox, _db
 
 
-def start_matrix_stack(output_dir: Path, name: str, fake: FakeOllama, broker: str) -> Stack:
-    """Two replicas of each service on ``broker`` and its paired state store."""
-    return start_stack(
-        output_dir,
-        name,
-        fake,
-        broker=broker,
-        state_store=MATRIX[broker],
-        replicas=2,
-        component_overrides=_known_overrides(broker),
-        broker_options=BROKER_OPTIONS.get(broker),
-    )
+def start_matrix_stack(
+    output_dir: Path, name: str, fake: "FakeOllama | RealOllama", broker: str, **kwargs: object
+) -> Stack:
+    """Two replicas of each service (``replicas=`` in ``kwargs`` says otherwise; the rest go
+    to :class:`Stack`) on ``broker`` and its paired state store."""
+    options = {
+        "replicas": 2,
+        "component_overrides": _known_overrides(broker),
+        "broker_options": BROKER_OPTIONS.get(broker),
+        **kwargs,
+    }
+    return start_stack(output_dir, name, fake, broker=broker, state_store=MATRIX[broker], **options)
 
 
 def _known_overrides(broker: str) -> dict[str, dict[str, str]]:

@@ -3,7 +3,9 @@
 Starts PostgreSQL, the broker (``BROKER``: redis, rabbitmq, kafka, jetstream) and state store
 (``STATE_STORE``: redis, postgresql), ``REPLICAS`` instances each of the gateway, messaging and
 ai-worker beside their own daprd,
-uses Ollama at ``OLLAMA_URL`` when it answers (else a stand-in that speaks Ollama's API),
+asks the model server ``OLLAMA`` says: ``auto`` (the default) Ollama at ``OLLAMA_URL`` when it
+serves ``OLLAMA_MODEL``, else a stand-in that speaks Ollama's API; ``real`` the Ollama server
+``make tools`` built, with the test model made here (``inbox-tiny``); ``stand-in`` the stand-in,
 seeds conversations from real support messages and keeps a customer stream going. Prints
 each server and instance as it becomes ready; when any of its processes dies, says which,
 with the last lines of its log, and stops everything (exit status 1).
@@ -21,6 +23,7 @@ from ai_worker.settings import Settings
 
 from devstack.fake_ollama import MODEL, start_server
 from devstack.jaeger import JAEGER_BIN, Jaeger
+from devstack.ollama import OLLAMA_BIN, OllamaServer
 from devstack.procs import Process
 from devstack.seed import CustomerStream
 from devstack.stack import BROKERS, REPO, STATE_STORES, MemberDied, Stack
@@ -89,6 +92,13 @@ def main() -> int:
         help="state store behind inbox-state",
     )
     parser.add_argument(
+        "--ollama",
+        default=os.environ.get("OLLAMA", "auto"),
+        choices=("auto", "real", "stand-in"),
+        help="model server: OLLAMA_URL if it serves OLLAMA_MODEL (auto), the built "
+        "`ollama serve` with the test model (real), or the stand-in",
+    )
+    parser.add_argument(
         "--replicas",
         type=int,
         default=int(os.environ.get("REPLICAS", "1")),
@@ -105,13 +115,34 @@ def main() -> int:
     run_dir = REPO / ".devstack"
     ollama_url = os.environ.get("OLLAMA_URL", "")
     ollama_model = os.environ.get("OLLAMA_MODEL", Settings.model_fields["ollama_model"].default)
-    fake = None
-    if ollama_url and _ollama_has(ollama_url, ollama_model):
+    model_server = None
+    if args.ollama == "real":
+        if not OLLAMA_BIN.exists():
+            parser.error(f"OLLAMA=real: {OLLAMA_BIN} is missing; `make tools-run OLLAMA=real`")
+        print("Starting Ollama (built by make tools) with the test model inbox-tiny…")
+        real = OllamaServer(run_dir / "ollama").start()
+        model_server, ollama_url = real.process, real.url
+        try:
+            ollama_model = real.create()
+        except BaseException:
+            real.stop()
+            raise
+        print(
+            f"Using Ollama at {ollama_url} with model {ollama_model} (random weights: "
+            "schema-valid nonsense, not advice)"
+        )
+    elif args.ollama == "auto" and ollama_url and _ollama_has(ollama_url, ollama_model):
         print(f"Using Ollama at {ollama_url} with model {ollama_model}")
     else:
-        why = f"{ollama_url} does not serve {ollama_model}" if ollama_url else "OLLAMA_URL is unset"
+        why = (
+            "OLLAMA=stand-in"
+            if args.ollama == "stand-in"
+            else f"{ollama_url} does not serve {ollama_model}"
+            if ollama_url
+            else "OLLAMA_URL is unset"
+        )
         # FAKE_TOKEN_DELAY_S: a pause between streamed words, to watch replies being written
-        fake, ollama_url = start_server(
+        model_server, ollama_url = start_server(
             run_dir / "logs" / "fake-ollama.log",
             token_delay_s=float(os.environ.get("FAKE_TOKEN_DELAY_S", "0")),
         )
@@ -168,7 +199,9 @@ def main() -> int:
             )
             + "Press Ctrl-C to stop."
         )
-        others = tuple(p for p in (fake, jaeger.process if jaeger else None) if p is not None)
+        others = tuple(
+            p for p in (model_server, jaeger.process if jaeger else None) if p is not None
+        )
         died = watch(stack, stopped, others)
         if died:
             print(f"\n{died}\n\nThe inbox cannot work without it: stopping everything.")
@@ -186,8 +219,8 @@ def main() -> int:
         stack.stop()
         if jaeger:
             jaeger.stop()
-        if fake:
-            fake.stop()
+        if model_server:
+            model_server.stop()
         print("Stopped.")
     return status
 

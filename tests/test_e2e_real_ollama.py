@@ -1,0 +1,81 @@
+"""The whole inbox on each broker with the real ``ollama serve`` and the test model.
+
+Per broker: a stack of one replica of each service on the session's Ollama server. An operator
+in headless Chromium sees the reply streamed as ``insight.delta`` pushes, then the schema-valid
+insight. (A full queue, HTTP 503 from the real server, is provoked in
+``test_integration_ollama_real.py``, where requests can be made to meet a cold server at once;
+per broker, the stand-in's ``busy`` mode answers that 503 in ``test_e2e_pipeline.py``.)
+"""
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from devstack.browser import log_in, open_conversation
+from devstack.fixtures import InboxClient, RealOllama, start_matrix_stack
+from devstack.stack import Stack
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def real(real_ollama: RealOllama) -> RealOllama:
+    return real_ollama
+
+
+@pytest.fixture(scope="module")
+def stack(output_dir, real: RealOllama, broker: str) -> Iterator[Stack]:
+    running = start_matrix_stack(
+        output_dir,
+        f"real-ollama-{broker}",
+        real,
+        broker,
+        replicas=1,
+        # a delta per 20 ms: the test model writes a reply in a few hundred ms
+        env={"AI_STREAM_INTERVAL_MS": "20", "OLLAMA_TIMEOUT_S": "30"},
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def inbox(stack: Stack) -> Iterator[InboxClient]:
+    client = InboxClient(stack)
+    yield client
+    client.http.close()
+
+
+def test_the_reply_streams_to_the_page_then_the_insight(
+    page: Page, stack: Stack, inbox: InboxClient, real: RealOllama
+) -> None:
+    pushes: list[dict] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framereceived",
+            lambda frame: pushes.append(json.loads(frame)) if isinstance(frame, str) else None,
+        ),
+    )
+    log_in(page, stack)
+    expect(page.locator("#live-status")).to_have_attribute("data-mode", "websocket")
+    accepted = inbox.send_customer("My card has not arrived yet, I ordered it two weeks ago.")
+    open_conversation(page, accepted["conversation_id"])
+    panel = page.locator(f'[data-message-id="{accepted["message_id"]}"] .ai-panel')
+    expect(panel).to_have_attribute("data-status", "available")
+    reply = panel.locator(".ai-suggested-reply").inner_text()
+    assert reply.strip() and panel.locator(".intent-badge").inner_text().strip()
+    assert panel.locator(".ai-summary").inner_text().strip()
+
+    deltas = [
+        p["text"]
+        for p in pushes
+        if p.get("type") == "insight.delta"
+        and p.get("conversation_id") == accepted["conversation_id"]
+    ]
+    assert deltas, "no insight.delta reached the page"
+    assert all(reply.startswith(text.strip()) for text in deltas), (deltas, reply)
+    insight = inbox.conversation(accepted["conversation_id"])["messages"][0]["insight"]
+    assert insight["model"] == real.model and insight["suggested_reply"] == reply.strip()
