@@ -2,6 +2,7 @@
 status and assignment (``PATCH /api/v1/conversations/{id}``), the event log, and the AI
 summary made in the background when a conversation is resolved."""
 
+import json
 import time
 import uuid
 
@@ -159,6 +160,11 @@ def test_status_assignment_and_summary_in_the_browser(page: Page, stack, inbox) 
     expect(page.locator("#activity-list")).to_contain_text("demo took the conversation")
     expect(page.locator("#activity-list")).to_contain_text("demo set the status to Resolved")
 
-    page.click("#assign-button")
+    expect(page.locator("#assign-button")).to_have_attribute("data-action", "unassign")
+    # the click's own request, so a refusal (429, 409) fails here with its status and reason
+    with page.expect_response(lambda r: r.request.method == "PATCH") as patched:
+        page.click("#assign-button")
+    assert patched.value.status == 202, (patched.value.status, patched.value.text())
+    assert json.loads(patched.value.request.post_data or "{}") == {"assignee": None}
     expect(page.locator("#conversation-assignee")).to_have_text("Unassigned")
     expect(item.locator(".conv-assignee")).to_have_count(0)
