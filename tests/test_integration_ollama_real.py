@@ -25,11 +25,18 @@ from ai_worker.analysis import Analyser
 from ai_worker.knowledge import TOOL_NAME, search_knowledge_base
 from ai_worker.parser import INSIGHT_SCHEMA
 from ai_worker.settings import Settings
+from ai_worker.summary import SUMMARY_SCHEMA, Summariser
 from devstack.fake_ollama import SERVER_BUSY
 from devstack.fixtures import start_real_ollama, start_stack, wait_for
 from devstack.ollama import ensure_model
 from devstack.probe import Probe
-from inbox_common.events import InsightStatus, MessageCreated
+from inbox_common.events import (
+    SUMMARY_MAX_TEXT,
+    InsightStatus,
+    MessageCreated,
+    SummaryRequested,
+    TranscriptLine,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +142,30 @@ async def test_a_streamed_structured_insight(server) -> None:
     assert (ok_1, ok_2) == (200, 200)
     assert tool_round["stream"] is False and tool_round["tools"][0]["function"]["name"] == TOOL_NAME
     assert insight["stream"] is True and insight["format"] == INSIGHT_SCHEMA
+
+
+async def test_a_resolution_summary(server) -> None:
+    """The conversation turn by turn with each author's role, the summary as JSON per its
+    schema (``format=SUMMARY_SCHEMA``): a summary within its bounds."""
+    recorder = Recorder()
+    event = SummaryRequested(
+        conversation_id=uuid.uuid4(),
+        resolution=1,
+        messages=[
+            TranscriptLine(role="customer", body=BODY),
+            TranscriptLine(role="operator", body="I have ordered a new card for you."),
+            TranscriptLine(role="customer", body="Thank you, it arrived today."),
+        ],
+        requested_by="demo",
+    )
+    summariser = Summariser(settings(server), asyncio.Semaphore(1), client(server, recorder))
+    done = await summariser.summarise(event)
+    assert done.status == InsightStatus.AVAILABLE, done.error
+    assert done.summary and len(done.summary) <= SUMMARY_MAX_TEXT
+    ((request, status),) = recorder.exchanges
+    assert status == 200 and request["format"] == SUMMARY_SCHEMA
+    roles = [m["role"] for m in request["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "system"]
 
 
 async def test_a_tool_call_is_run_and_its_result_reaches_the_model(real_ollama) -> None:
