@@ -98,6 +98,11 @@ bench: tools frontend
 bench-parser:
 	@uv run --frozen python -m bench.parser $(BENCH_ARGS)
 
+## bench-ollama: the ai-worker's analyses on the real `ollama serve` (CPU build, test model inbox-tiny), made straight on Ollama and through the whole pipeline in one run: analyses/s, output tokens/s, latency p50/p95 and pipeline/direct; BENCH_ARGS="--messages 40 --concurrency 2", or "--ollama-url URL --model TAG" for a server of yours (a GPU node)
+.PHONY: bench-ollama
+bench-ollama: tools frontend
+	@uv run --frozen python -m bench.ollama $(BENCH_ARGS)
+
 ## deploy: build the images, load them into the cluster of `make cluster` and helm install the chart (k8s/kind-values.yaml or k8s/local-values.yaml)
 .PHONY: deploy
 deploy:

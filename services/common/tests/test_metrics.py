@@ -47,6 +47,7 @@ def test_names_follow_the_prometheus_conventions() -> None:
         "inbox_messages_stored",
         "inbox_messages_analysed",
         "inbox_ai_analysis_duration_seconds",
+        "inbox_llm_tokens",
         "inbox_outbox_unpublished_rows",
         "inbox_outbox_oldest_unpublished_age_seconds",
         "inbox_subscription_deliveries",

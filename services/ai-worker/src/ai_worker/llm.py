@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import httpx
 import ollama
+from inbox_common import metrics
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -158,6 +159,14 @@ class OllamaChat:
                 raise
 
     def _record(self, span: Span, response: ollama.ChatResponse) -> None:
+        """Put the final answer's model, finish reason, token counts and durations on ``span``
+        and add its tokens to :data:`inbox_common.metrics.LLM_TOKENS`."""
+        for token_type, count in (
+            ("input", response.prompt_eval_count),
+            ("output", response.eval_count),
+        ):
+            if count:
+                metrics.LLM_TOKENS.labels(token_type, "chat").inc(count)
         span.set_attribute("gen_ai.response.model", response.model or self._settings.ollama_model)
         if response.done_reason:
             span.set_attribute("gen_ai.response.finish_reasons", [response.done_reason])

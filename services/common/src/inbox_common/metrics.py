@@ -38,6 +38,8 @@ DELIVERY_RESULTS = ("SUCCESS", "RETRY", "DROP")
 REDELIVERY_KINDS = ("message", "insight", "cached_insight", "summary", "cached_summary")
 INSIGHT_REDELIVERY_OUTCOMES = ("requested", "abandoned")
 RATE_LIMIT_SCOPES = ("operator", "channel", "login", "websocket")
+LLM_TOKEN_TYPES = ("input", "output")
+LLM_OPERATIONS = ("chat",)
 
 # ------------------------------------------------------------------ HTTP (every service)
 
@@ -155,6 +157,20 @@ OUTBOX_OLDEST_UNPUBLISHED_AGE = Gauge(
 """Gauge ``inbox_outbox_oldest_unpublished_age_seconds`` (messaging): seconds since the oldest
 unpublished row was committed; 0 when the outbox is drained. Aggregate with ``max``."""
 
+LLM_TOKENS = Counter(
+    "inbox_llm_tokens",
+    "Tokens of LLM calls as the model server reported them, by token type and operation.",
+    ["type", "operation"],
+)
+"""Counter ``inbox_llm_tokens_total{type, operation}`` (ai-worker): tokens per Ollama answer,
+the Prometheus form of the OpenTelemetry GenAI metric ``gen_ai.client.token.usage``
+(``type`` is its ``gen_ai.token.type``, ``operation`` its ``gen_ai.operation.name``).
+``input`` adds the answer's ``prompt_eval_count`` (prompt tokens Ollama evaluated), ``output``
+its ``eval_count`` (tokens generated). Both calls of an analysis count (the tool round and the
+streamed insight) and so does a resolution summary, all as ``operation="chat"``; a call that
+failed before its final chunk counts nothing. ``rate(...{type="output"}[1m])`` is the tokens
+per second the model generates for this process."""
+
 # ------------------------------------------------------------------ Dapr deliveries
 
 DELIVERIES = Counter(
@@ -219,6 +235,9 @@ def _initialise() -> None:
         INSIGHT_REDELIVERIES.labels(outcome)
     for scope in RATE_LIMIT_SCOPES:
         RATE_LIMIT_REJECTIONS.labels(scope)
+    for token_type in LLM_TOKEN_TYPES:
+        for operation in LLM_OPERATIONS:
+            LLM_TOKENS.labels(token_type, operation)
     for push_type in ("conversation.updated", "insight.delta"):
         WEBSOCKET_PUSHES.labels(push_type)
 
