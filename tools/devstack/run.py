@@ -27,6 +27,7 @@ from devstack.ollama import OLLAMA_BIN, OllamaServer
 from devstack.procs import Process
 from devstack.seed import CustomerStream
 from devstack.stack import BROKERS, REPO, STATE_STORES, MemberDied, Stack
+from devstack.widget_demo import start_demo
 
 
 def _ollama_has(url: str, model: str) -> bool:
@@ -170,6 +171,7 @@ def main() -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stream = None
+    widget_site = None
     status = 0
     try:
         print(
@@ -178,12 +180,19 @@ def main() -> int:
         )
         stack.start()
         stream = CustomerStream(stack.gateway_url, stack.channel_key, args.seed, args.rate).start()
+        widget_site, widget_site_url = start_demo(
+            stack.gateway_url,
+            stack.widget_channel,
+            run_dir / "logs" / "widget-demo.log",
+            port=stack.widget_site_port,
+        )
         user, password = stack.operator
         print(
             f"\nSupport Inbox is running: {stack.gateway_url}/\n"
             f"  log in as {user} / {password}   (API docs: {stack.gateway_url}/docs)\n"
             f"  {args.seed} real customer messages seeded, then {args.rate:g} per minute "
             "(BANKING77, PolyAI, CC BY 4.0)\n"
+            f"  customer chat widget, embedded in a demo site: {widget_site_url}\n"
             f"  channel API key: {stack.channel_key}\n"
             f"  logs: {stack.log_dir}\n"
             "  metrics (Prometheus text format):\n"
@@ -199,9 +208,8 @@ def main() -> int:
             )
             + "Press Ctrl-C to stop."
         )
-        others = tuple(
-            p for p in (model_server, jaeger.process if jaeger else None) if p is not None
-        )
+        members = (model_server, widget_site, jaeger.process if jaeger else None)
+        others = tuple(p for p in members if p is not None)
         died = watch(stack, stopped, others)
         if died:
             print(f"\n{died}\n\nThe inbox cannot work without it: stopping everything.")
@@ -216,6 +224,8 @@ def main() -> int:
         print("\nStopping…")
         if stream:
             stream.stop()
+        if widget_site:
+            widget_site.stop()
         stack.stop()
         if jaeger:
             jaeger.stop()

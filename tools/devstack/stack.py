@@ -171,6 +171,11 @@ class Stack:
             self.broker = broker_class(self.log_dir, **options) if broker_class else None
         self.jwt_secret = "dev-" + secrets.token_urlsafe(32)
         self.channel_key = "dev-channel-" + secrets.token_urlsafe(16)
+        # the chat widget's demo channel: its site runs on a port of its own (another origin)
+        self.widget_channel = "demo"
+        self.widget_site_port = free_port()
+        self.widget_site_origin = f"http://127.0.0.1:{self.widget_site_port}"
+        self.widget_identity_secret = secrets.token_urlsafe(32)
         self.dapr_api_token = secrets.token_urlsafe(24)
         self.app_api_token = secrets.token_urlsafe(24)
         self.operator = ("demo", "demo-password")
@@ -308,6 +313,15 @@ class Stack:
             "JWT_SECRET": self.jwt_secret,
             "OPERATORS": self._operators_json,
             "CHANNEL_API_KEYS": json.dumps([self.channel_key]),
+            "WIDGET_CHANNELS": json.dumps(
+                {
+                    self.widget_channel: {
+                        "name": "Example Bank help centre",
+                        "allowed_origins": [self.widget_site_origin],
+                        "identity_secret": self.widget_identity_secret,
+                    }
+                }
+            ),
             "METRICS_PORT": str(ports.app_metrics),
             "METRICS_HOST": "127.0.0.1",
             "DAPR_HTTP_PORT": str(ports.http),

@@ -1,4 +1,5 @@
-"""Fan-out of conversation updates to the operators' WebSockets connected to this replica.
+"""Fan-out of conversation updates to the WebSockets connected to this replica: every
+operator's (:class:`Hub`), and each customer's for its own conversation (:class:`CustomerHub`).
 
 The Hub also keeps the WebSocket metrics (:mod:`inbox_common.metrics`): sockets opened and open,
 events pushed, and sockets closed as slow consumers with the events they lost.
@@ -7,6 +8,7 @@ events pushed, and sockets closed as slow consumers with the events they lost.
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from inbox_common import metrics
 from starlette.websockets import WebSocket
@@ -71,6 +73,60 @@ class Hub:
                 connection.queue.put_nowait(None)  # tells its writer to close with 1013
                 metrics.WEBSOCKET_SLOW_CONSUMER_CLOSES.inc()
                 metrics.WEBSOCKET_PUSHES_DROPPED.inc(dropped)
+        if delivered:
+            metrics.WEBSOCKET_PUSHES.labels(str(payload.get("type", "other"))).inc(delivered)
+        return delivered
+
+
+@dataclass(eq=False)
+class CustomerConnection:
+    socket: WebSocket
+    conversation_id: UUID
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+class CustomerHub:
+    """The chat widget's sockets on this replica, by conversation: a change reaches only the
+    sockets of its own conversation. A socket whose queue is full is closed with 1013 (it
+    reconnects and reads the conversation again)."""
+
+    def __init__(self, queue_size: int = 64) -> None:
+        self._queue_size = queue_size
+        self._by_conversation: dict[UUID, set[CustomerConnection]] = {}
+
+    def watched(self, conversation_id: UUID) -> bool:
+        """Whether a socket here shows ``conversation_id``."""
+        return bool(self._by_conversation.get(conversation_id))
+
+    def add(self, socket: WebSocket, conversation_id: UUID) -> CustomerConnection:
+        connection = CustomerConnection(socket, conversation_id, asyncio.Queue(self._queue_size))
+        self._by_conversation.setdefault(conversation_id, set()).add(connection)
+        metrics.WEBSOCKET_CONNECTIONS_OPENED.inc()
+        metrics.WEBSOCKET_OPEN_CONNECTIONS.inc()
+        return connection
+
+    def remove(self, connection: CustomerConnection) -> None:
+        """Forget ``connection``; again is a no-op."""
+        sockets = self._by_conversation.get(connection.conversation_id)
+        if sockets and connection in sockets:
+            sockets.discard(connection)
+            if not sockets:
+                del self._by_conversation[connection.conversation_id]
+            metrics.WEBSOCKET_OPEN_CONNECTIONS.dec()
+
+    def send(self, conversation_id: UUID, payload: dict) -> int:
+        """Queue ``payload`` for the sockets of ``conversation_id``; returns how many got it."""
+        delivered = 0
+        for connection in list(self._by_conversation.get(conversation_id, ())):
+            try:
+                connection.queue.put_nowait(payload)
+                delivered += 1
+            except asyncio.QueueFull:
+                self.remove(connection)
+                while not connection.queue.empty():
+                    connection.queue.get_nowait()
+                connection.queue.put_nowait(None)  # its writer closes with 1013
+                metrics.WEBSOCKET_SLOW_CONSUMER_CLOSES.inc()
         if delivered:
             metrics.WEBSOCKET_PUSHES.labels(str(payload.get("type", "other"))).inc(delivered)
         return delivered

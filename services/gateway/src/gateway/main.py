@@ -18,13 +18,17 @@ from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
 from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from gateway import subscriptions
-from gateway.api.routes import auth, client, conversations, inbound, knowledge, ws
+from gateway.api.routes import auth, client, conversations, inbound, knowledge, widget, ws
 from gateway.core.config import Settings, get_settings
 from gateway.core.ratelimit import RateLimited, RateLimits
 from gateway.core.security import PasswordChecker
 from gateway.core.seen import SeenStore
-from gateway.live import Hub
-from gateway.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from gateway.live import CustomerHub, Hub
+from gateway.middleware import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    WidgetCORSMiddleware,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sidecar = sidecar
     app.state.hub = hub
+    customer_hub = CustomerHub()
+    app.state.customer_hub = customer_hub
     app.state.seen = SeenStore(sidecar, settings.seen_max_entries)
     app.state.rate_limits = RateLimits.build(
         sidecar,
@@ -62,12 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "login": settings.login_rate_limit,
             "login_address": settings.login_address_rate_limit,
             "login_global": settings.login_global_rate_limit,
+            "customer": settings.customer_rate_limit,
+            "widget_channel": settings.widget_channel_rate_limit,
         },
         fail_closed=frozenset({"login", "login_address", "login_global"}),
     )
     app.state.passwords = passwords
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        WidgetCORSMiddleware,
+        origins=sorted({o for c in settings.widget_channels.values() for o in c.allowed_origins}),
+    )
     traces = settings.browser_traces_url
     app.add_middleware(
         SecurityHeadersMiddleware,
@@ -94,9 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "2"},
         )
 
-    for module in (auth, client, conversations, inbound, knowledge, ws):
+    for module in (auth, client, conversations, inbound, knowledge, widget, ws):
         app.include_router(module.router)
-    subscriptions.register(sidecar_app(app), sidecar, hub)
+    app.include_router(widget.frame_router)
+    subscriptions.register(sidecar_app(app), sidecar, hub, customer_hub)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:

@@ -1,16 +1,23 @@
 """HTTP hardening: request size limit and browser security headers."""
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-def content_security_policy(connect_to: tuple[str, ...] = ()) -> str:
-    """The page's CSP. No inline script or style: model output can never run as code
-    (OWASP LLM05). ``connect_to``: extra origins ``fetch`` may reach (the traces collector)."""
+def content_security_policy(
+    connect_to: tuple[str, ...] = (),
+    frame_ancestors: tuple[str, ...] = ("'none'",),
+    form_action: str = "'self'",
+) -> str:
+    """A page's CSP. No inline script or style: model output can never run as code
+    (OWASP LLM05). ``connect_to``: extra origins ``fetch`` may reach (the traces collector);
+    ``frame_ancestors``: who may frame the page (the chat widget's sites; nobody by default)."""
     connect = " ".join(("'self'", "ws:", "wss:", *connect_to))
     return (
         f"default-src 'self'; script-src 'self'; style-src 'self'; connect-src {connect}; "
-        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        f"img-src 'self' data:; frame-ancestors {' '.join(frame_ancestors)}; base-uri 'none'; "
+        f"form-action {form_action}"
     )
 
 
@@ -64,9 +71,12 @@ class BodySizeLimitMiddleware:
 
 
 class SecurityHeadersMiddleware:
-    """Add CSP and related headers to every HTTP response."""
+    """Add CSP and related headers to every HTTP response. A response that sets its own CSP
+    (the chat widget's frame, framed by the channel's sites) keeps it, without
+    ``X-Frame-Options: DENY``."""
 
     DOCS_PATHS = ("/docs", "/redoc")
+    FRAMING = (b"content-security-policy", b"x-frame-options")
     """Swagger UI and ReDoc load their scripts from a CDN, so they skip the CSP."""
 
     def __init__(self, app: ASGIApp, connect_to: tuple[str, ...] = ()) -> None:
@@ -86,7 +96,35 @@ class SecurityHeadersMiddleware:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + headers
+                own = list(message.get("headers", []))
+                added = headers
+                if any(name.lower() == b"content-security-policy" for name, _ in own):
+                    added = [h for h in headers if h[0] not in self.FRAMING]
+                message["headers"] = own + added
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class WidgetCORSMiddleware:
+    """Starlette's ``CORSMiddleware`` on the chat widget's API (``/api/v1/widget``) only, for
+    the origins of every widget channel: the operator API answers no cross-origin request.
+    Which origin may use which channel is checked per request by the routes."""
+
+    PREFIX = "/api/v1/widget/"
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.PREFIX):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -1,5 +1,6 @@
 """The gateway's Dapr subscriptions: ``conversation.updated`` and ``insight.delta`` -> every
-operator socket connected to this replica."""
+operator socket connected to this replica; ``conversation.updated`` also -> the chat widget's
+sockets of that conversation."""
 
 from dapr.ext.fastapi import DaprApp
 from inbox_common.errors import TransientError
@@ -15,20 +16,26 @@ from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
 from opentelemetry import trace
 
-from gateway.live import Hub
+from gateway.core.customers import customer_view
+from gateway.live import CustomerHub, Hub
 
 _tracer = trace.get_tracer(__name__)
 
 
-async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated) -> int:
-    """Push the conversation's inbox row to every operator connected to this replica.
+async def handle_updated(
+    sidecar: Sidecar, hub: Hub, event: ConversationUpdated, customers: CustomerHub | None = None
+) -> int:
+    """Push the conversation's inbox row to every operator connected to this replica, and
+    what the customer sees of it (:func:`~gateway.core.customers.customer_view`) to the
+    widget sockets of that conversation here.
 
     Returns how many sockets got it. RETRY: the read model cannot be read, or is older than
     the event (messaging writes it before publishing, so that means a lagging replica of the
-    state store). Never DROP. With no socket connected it returns 0 without reading state:
-    a new replica's fresh consumer group may start with a backlog of old events.
+    state store). Never DROP. With no socket for it connected it returns 0 without reading
+    state: a new replica's fresh consumer group may start with a backlog of old events.
     """
-    if not len(hub):
+    watched = customers is not None and customers.watched(event.conversation_id)
+    if not len(hub) and not watched:
         return 0
     raw = await sidecar.get_state(conversation_key(event.conversation_id))
     if raw is None:
@@ -40,7 +47,11 @@ async def handle_updated(sidecar: Sidecar, hub: Hub, event: ConversationUpdated)
         )
     with _tracer.start_as_current_span("websocket push conversation.updated") as span:
         context = span.get_span_context()
-        sent = hub.broadcast(
+        sent = 0
+        if watched:
+            view = customer_view(event.conversation_id, conversation)
+            sent += customers.send(event.conversation_id, {"type": "conversation", **view})
+        sent += hub.broadcast(
             {
                 "type": "conversation.updated",
                 "conversation_id": str(event.conversation_id),
@@ -62,11 +73,11 @@ def handle_delta(hub: Hub, event: InsightDelta) -> int:
     return hub.broadcast({"type": "insight.delta", **event.model_dump(mode="json")})
 
 
-def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub) -> None:
+def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub, customers: CustomerHub) -> None:
     """Subscribe the gateway to ``conversation.updated`` and ``insight.delta``."""
 
     async def on_updated(event: ConversationUpdated) -> None:
-        await handle_updated(sidecar, hub, event)
+        await handle_updated(sidecar, hub, event, customers)
 
     async def on_delta(event: InsightDelta) -> None:
         handle_delta(hub, event)

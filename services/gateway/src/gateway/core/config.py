@@ -1,5 +1,6 @@
 """Gateway settings, read once from the environment."""
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +28,37 @@ class OperatorAccount(BaseModel):
     display_name: str = Field(min_length=1, max_length=100)
 
 
+CHANNEL_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
+ORIGIN_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
+"""A web origin as browsers send it in ``Origin`` (RFC 6454): scheme, host, optional port."""
+
+
+class WidgetChannel(BaseModel):
+    """One site that embeds the chat widget (``WIDGET_CHANNELS``)."""
+
+    name: str = Field(min_length=1, max_length=100, description="Shown to operators")
+    allowed_origins: list[str] = Field(
+        min_length=1,
+        description=(
+            "Origins that may embed the widget (CSP frame-ancestors) and call its API (CORS), "
+            "e.g. https://shop.example"
+        ),
+    )
+    identity_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="HS256 key the site signs its users' identity tokens with; None: anonymous",
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not re.fullmatch(ORIGIN_PATTERN, origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://shop.example")
+        return origins
+
+
 class Settings(ServiceSettings):
     jwt_secret: SecretStr = Field(
         min_length=32, description="JWT_SECRET: HS256 signing key, at least 32 characters"
@@ -49,6 +81,33 @@ class Settings(ServiceSettings):
     channel_api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="CHANNEL_API_KEYS: JSON list of keys accepted on the customer channel API",
+    )
+    widget_channels: dict[str, WidgetChannel] = Field(
+        default_factory=dict,
+        description=(
+            'WIDGET_CHANNELS: JSON {"<channel id>": {"name": ..., "allowed_origins": [...], '
+            '"identity_secret": ...}}: the sites that embed the chat widget'
+        ),
+    )
+    customer_token_ttl_s: int = Field(
+        default=900, ge=60, le=86_400, description="A widget access token's lifetime (s)"
+    )
+    customer_session_ttl_s: int = Field(
+        default=30 * 86_400,
+        ge=3600,
+        le=365 * 86_400,
+        description="How long a browser may come back to its conversation (renew token, s)",
+    )
+    customer_rate_limit: str = Field(
+        default="20/minute",
+        description="CUSTOMER_RATE_LIMIT: widget messages per customer, across replicas",
+    )
+    widget_channel_rate_limit: str = Field(
+        default="600/minute",
+        description=(
+            "WIDGET_CHANNEL_RATE_LIMIT: widget messages and new sessions per channel, across "
+            "replicas"
+        ),
     )
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest HTTP request body accepted, in bytes"
@@ -167,6 +226,8 @@ class Settings(ServiceSettings):
         "login_address_rate_limit",
         "login_global_rate_limit",
         "ws_message_rate_limit",
+        "customer_rate_limit",
+        "widget_channel_rate_limit",
     )
     @classmethod
     def _limit_syntax(cls, value: str) -> str:
@@ -175,6 +236,16 @@ class Settings(ServiceSettings):
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a rate limit such as '10/second': {exc}") from None
         return value
+
+    @field_validator("widget_channels")
+    @classmethod
+    def _channel_ids(cls, channels: dict[str, WidgetChannel]) -> dict[str, WidgetChannel]:
+        for channel_id in channels:
+            if not re.fullmatch(CHANNEL_ID_PATTERN, channel_id):
+                raise ValueError(
+                    f"channel id {channel_id!r}: 1 to 40 of a-z, 0-9 and -, starting alphanumeric"
+                )
+        return channels
 
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> "Settings":

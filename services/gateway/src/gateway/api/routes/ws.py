@@ -23,10 +23,13 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from inbox_common import metrics
+from inbox_common.events import conversation_key
+from inbox_common.read_models import Conversation
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from gateway.core import customers
 from gateway.core.security import (
     WS_PROTOCOL,
     InvalidToken,
@@ -70,19 +73,66 @@ async def live_updates(websocket: WebSocket) -> None:
                 "operator": {"username": operator.username, "display_name": operator.display_name},
             }
         )
-        tasks = [
-            asyncio.create_task(_write(connection)),
-            asyncio.create_task(_read(connection, parse(settings.ws_message_rate_limit))),
-            asyncio.create_task(_expire(connection, expires_at)),
-        ]
-        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await _serve(connection, settings, expires_at)
     except WebSocketDisconnect:
         pass
     finally:
         hub.remove(connection)
+
+
+@router.websocket("/api/v1/widget/ws")
+async def widget_updates(websocket: WebSocket) -> None:
+    """The chat widget's socket: what the customer sees of its own conversation, at once and
+    after each change (``{"type": "conversation", ...}``, the body of ``GET
+    /api/v1/widget/conversation``). Authenticated like ``/ws``, with the widget session's
+    access token; refused with 403 from an origin the channel does not allow (cross-site
+    WebSocket hijacking). Closes with 4401 when the token expires: renew, then reconnect."""
+    settings = websocket.app.state.settings
+    if "token" in websocket.query_params:
+        await _deny(
+            websocket, "a token in the URL is refused; offer it in Sec-WebSocket-Protocol", 400
+        )
+        return
+    try:
+        token = token_from_subprotocols(websocket.scope.get("subprotocols", []))
+        session, expires_at = customers.decode(settings, token)
+    except InvalidToken as exc:
+        await _deny(websocket, f"invalid token: {exc}")
+        return
+    if not customers.origin_allowed(websocket.headers, settings.widget_channels[session.channel]):
+        await _deny(websocket, f"origin {websocket.headers.get('origin')!r} not allowed", 403)
+        return
+    await websocket.accept(subprotocol=WS_PROTOCOL)
+    hub = websocket.app.state.customer_hub
+    connection = hub.add(websocket, session.conversation_id)
+    try:
+        raw = await websocket.app.state.sidecar.get_state(conversation_key(session.conversation_id))
+        conversation = Conversation.model_validate_json(raw) if raw else None
+        await websocket.send_json({"type": "hello"})
+        await websocket.send_json(
+            {
+                "type": "conversation",
+                **customers.customer_view(session.conversation_id, conversation),
+            }
+        )
+        await _serve(connection, settings, expires_at)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove(connection)
+
+
+async def _serve(connection, settings, expires_at: int) -> None:  # noqa: ANN001
+    """Run a socket's writer, reader and expiry until the first of them ends."""
+    tasks = [
+        asyncio.create_task(_write(connection)),
+        asyncio.create_task(_read(connection, parse(settings.ws_message_rate_limit))),
+        asyncio.create_task(_expire(connection, expires_at)),
+    ]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _deny(websocket: WebSocket, reason: str, status_code: int = 401) -> None:

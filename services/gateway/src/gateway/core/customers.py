@@ -1,0 +1,193 @@
+"""Customer sessions of the chat widget: tokens for one customer and one conversation.
+
+A widget session is two JWTs (HS256, python-jose, the algorithm pinned; RFC 8725 section 3.1),
+signed with the gateway's ``JWT_SECRET`` but for audiences of their own, so neither opens an
+operator route and an operator token opens no customer route:
+
+- the **access token** (``aud`` :data:`ACCESS_AUDIENCE`, ``CUSTOMER_TOKEN_TTL_S``, default 15
+  min) reads and writes one conversation, named in its ``cid`` claim;
+- the **renew token** (``aud`` :data:`RENEW_AUDIENCE`, ``CUSTOMER_SESSION_TTL_S``, default 30
+  days) only gets a new access token for the same customer and conversation, so the same
+  browser comes back to its conversation.
+
+Both carry ``sub`` (the customer id), ``chn`` (the channel), ``cid``, ``iss``, ``iat`` and
+``exp``, all required on decode. The customer id is ``web:<channel>:<visitor id>`` for an
+anonymous visitor, or ``web:<channel>:user:<id>`` when the embedding site vouches for its
+signed-in user with an identity token (:func:`verify_identity`), so that user keeps one
+conversation on any browser.
+"""
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from inbox_common.events import AuthorRole, ConversationStatus
+from inbox_common.read_models import Conversation
+from jose import JWTError, jwt
+
+from gateway.core.config import Settings, WidgetChannel
+from gateway.core.security import ALGORITHM, InvalidToken
+
+ACCESS_AUDIENCE = "support-inbox-customer"
+RENEW_AUDIENCE = "support-inbox-customer-renew"
+IDENTITY_MAX_TTL_S = 3600
+"""Longest lifetime an identity token may claim (``exp - iat``), in seconds."""
+_REQUIRED = {
+    "require_exp": True,
+    "require_iat": True,
+    "require_sub": True,
+    "require_aud": True,
+    "require_iss": True,
+}
+
+
+@dataclass(frozen=True)
+class CustomerSession:
+    """Who a customer token speaks for: ``customer_id`` on ``channel``, in one conversation."""
+
+    customer_id: str
+    channel: str
+    conversation_id: UUID
+
+
+def visitor_id(channel: str) -> str:
+    """A new anonymous customer id on ``channel``: ``web:<channel>:<22 random characters>``."""
+    return f"web:{channel}:{secrets.token_urlsafe(16)}"
+
+
+def user_id(channel: str, subject: str) -> str:
+    """The customer id of a user the embedding site signed in: ``web:<channel>:user:<sub>``."""
+    return f"web:{channel}:user:{subject}"
+
+
+def origin_allowed(headers: Mapping[str, str], channel: WidgetChannel) -> bool:
+    """Whether a request with these headers may act on ``channel``: no ``Origin`` (not a
+    browser's cross-origin request), the gateway's own (the widget's frame: ``Origin`` names
+    the ``Host``), or one of the channel's ``allowed_origins`` (RFC 6454 origins, compared
+    whole). For WebSockets this is the check against cross-site hijacking."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    return origin in channel.allowed_origins or urlsplit(origin).netloc == headers.get("host")
+
+
+def verify_identity(channel: WidgetChannel, token: str, now: float | None = None) -> str:
+    """The ``sub`` of an identity token the embedding site signed for its signed-in user.
+
+    The token is an HS256 JWT signed with the channel's ``identity_secret``, with ``sub`` (the
+    site's user id, 1 to 64 characters of letters, digits and ``-_.@``), ``iat`` and ``exp``
+    no more than :data:`IDENTITY_MAX_TTL_S` apart (a short-lived statement, not a password).
+
+    Raises:
+        InvalidToken: the channel takes no identities, or the token is forged, expired,
+            long-lived or names no usable ``sub``.
+    """
+    if channel.identity_secret is None:
+        raise InvalidToken("this channel takes no identity tokens")
+    try:
+        claims = jwt.decode(
+            token,
+            channel.identity_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            options={"require_exp": True, "require_iat": True, "require_sub": True},
+        )
+    except JWTError as exc:
+        raise InvalidToken(f"identity: {exc or 'invalid token'}") from None
+    subject = claims["sub"]
+    if int(claims["exp"]) - int(claims["iat"]) > IDENTITY_MAX_TTL_S:
+        raise InvalidToken(f"identity: valid for more than {IDENTITY_MAX_TTL_S} s")
+    if not (
+        isinstance(subject, str)
+        and 1 <= len(subject) <= 64
+        and all(c.isascii() and (c.isalnum() or c in "-_.@") for c in subject)
+    ):
+        raise InvalidToken("identity: sub must be 1 to 64 characters of A-Z a-z 0-9 - _ . @")
+    return subject
+
+
+def issue(
+    settings: Settings, session: CustomerSession, renew: bool, now: float | None = None
+) -> tuple[str, int]:
+    """A signed access token (``renew=False``) or renew token for ``session``, and its
+    lifetime in seconds."""
+    issued = int(now if now is not None else time.time())
+    ttl = settings.customer_session_ttl_s if renew else settings.customer_token_ttl_s
+    claims = {
+        "sub": session.customer_id,
+        "chn": session.channel,
+        "cid": str(session.conversation_id),
+        "aud": RENEW_AUDIENCE if renew else ACCESS_AUDIENCE,
+        "iss": settings.jwt_issuer,
+        "iat": issued,
+        "exp": issued + ttl,
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM), ttl
+
+
+def decode(settings: Settings, token: str, renew: bool = False) -> tuple[CustomerSession, int]:
+    """Verify an access token (``renew=False``) or renew token; its session and expiry (Unix s).
+
+    Raises:
+        InvalidToken: forged, expired, another audience (an operator's token), a channel no
+            longer configured, or claims of the wrong shape.
+    """
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            audience=RENEW_AUDIENCE if renew else ACCESS_AUDIENCE,
+            issuer=settings.jwt_issuer,
+            options=_REQUIRED,
+        )
+        session = CustomerSession(str(claims["sub"]), str(claims["chn"]), UUID(claims["cid"]))
+    except JWTError as exc:
+        raise InvalidToken(str(exc) or "invalid token") from None
+    except (KeyError, TypeError, ValueError):
+        raise InvalidToken("a customer token needs chn and cid claims") from None
+    if session.channel not in settings.widget_channels:
+        raise InvalidToken(f"channel {session.channel!r} is not configured")
+    return session, int(claims["exp"])
+
+
+def customer_view(conversation_id: UUID, conversation: Conversation | None) -> dict:
+    """What the customer's widget shows of a conversation: its messages (customer's and
+    operators', without insights, operator names or the event log), its status, and whether a
+    person has joined (an operator replied, or took the conversation). ``version`` is 0 before
+    the first message is stored.
+
+    Returns a JSON-ready dict: ``conversation_id``, ``version``, ``status``, ``human_joined``
+    and ``messages`` (each ``message_id``, ``seq``, ``author_role``, ``body``, ``created_at``).
+    """
+    if conversation is None:
+        return {
+            "conversation_id": str(conversation_id),
+            "version": 0,
+            "status": ConversationStatus.OPEN.value,
+            "human_joined": False,
+            "messages": [],
+        }
+    messages = [
+        {
+            "message_id": str(m.message_id),
+            "seq": m.seq,
+            "author_role": m.author_role.value,
+            "body": m.body,
+            "created_at": m.created_at.isoformat(),
+        }
+        for m in conversation.messages
+        if m.author_role in (AuthorRole.CUSTOMER, AuthorRole.OPERATOR)
+    ]
+    joined = conversation.assignee is not None or any(
+        m["author_role"] == AuthorRole.OPERATOR.value for m in messages
+    )
+    return {
+        "conversation_id": str(conversation.conversation_id),
+        "version": conversation.version,
+        "status": conversation.status.value,
+        "human_joined": joined,
+        "messages": messages,
+    }
