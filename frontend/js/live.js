@@ -17,8 +17,10 @@ const BEARER_PREFIX = 'inbox.bearer.';
 
 /**
  * @param {object} opts
+ * @param {string} [opts.path]                    the socket's path: '/ws' (operators) by default
+ * @param {string} [opts.updateType]              the frames passed to onUpdate: 'conversation.updated' by default
  * @param {() => string|null} opts.getToken
- * @param {(msg: object) => void} opts.onUpdate   conversation.updated frames
+ * @param {(msg: object) => void} opts.onUpdate   conversation.updated frames (or updateType's)
  * @param {(msg: object) => void} [opts.onDelta]  insight.delta frames (a reply being written)
  * @param {() => Promise<void>} opts.poll          refetch everything visible
  * @param {() => void} opts.onConnected            socket (re)opened: caller does a full refetch
@@ -41,7 +43,7 @@ export function createLive(opts) {
 
   function socketUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return `${proto}//${location.host}/ws`;
+    return `${proto}//${location.host}${opts.path || '/ws'}`;
   }
 
   function connect() {
@@ -86,7 +88,7 @@ export function createLive(opts) {
       } catch {
         return;
       }
-      if (msg && msg.type === 'conversation.updated') opts.onUpdate(msg);
+      if (msg && msg.type === (opts.updateType || 'conversation.updated')) opts.onUpdate(msg);
       else if (msg && msg.type === 'insight.delta' && opts.onDelta) opts.onDelta(msg);
     });
 

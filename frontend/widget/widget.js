@@ -2,20 +2,14 @@
 // (access token in memory, renew token in localStorage), live updates over a WebSocket with 3 s
 // polling while it is down, and optimistic sending. Everything the server sends is shown as text.
 
+import { createLive } from '../js/live.js';
+
 const API = '/api/v1/widget';
 const MAX_BODY = 4000;
 const COUNTER_FROM = 3500;
-const POLL_MS = 3000;
-const PING_MS = 25000;
-// Two missed pings without any frame means the socket is dead even if it never closed.
-const SILENCE_MS = 2 * PING_MS + 5000;
+// Retries of a session start that failed for a reason other than 401/403.
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
-const CONNECT_TIMEOUT_MS = 8000;
-const AUTH_FAILURE_CODE = 4401;
-// The token rides in Sec-WebSocket-Protocol, never in the URL (URLs are logged and traced).
-const PROTOCOL = 'inbox.v1';
-const BEARER_PREFIX = 'inbox.bearer.';
 // Only a loader that never answers "ready" makes the frame wait this long (then: anonymous).
 const IDENTITY_WAIT_MS = 3000;
 // Renew before expiry, so a request never has to fail first.
@@ -333,89 +327,24 @@ function submit() {
 
 // ------------------------------------------------------------------ live
 
-const live = (() => {
-  let ws = null;
-  let attempt = 0;
-  let reconnectTimer = null;
-  let pollTimer = null;
-  let pollRun = 0; // a poll still awaiting its answer after polling stopped must not chain on
-  let pingTimer = null;
-  let lastFrameAt = 0;
-
-  function connect() {
-    reconnectTimer = null;
-    if (!access || typeof WebSocket === 'undefined') return down();
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    let socket;
-    try {
-      socket = new WebSocket(`${proto}//${location.host}${API}/ws`, [PROTOCOL, BEARER_PREFIX + access.token]);
-    } catch {
-      return down();
-    }
-    ws = socket;
-    // A handshake that hangs (proxy black hole) must not leave the chat without updates.
-    const connectTimer = setTimeout(() => {
-      if (ws === socket && socket.readyState === WebSocket.CONNECTING) socket.close();
-    }, CONNECT_TIMEOUT_MS);
-    socket.addEventListener('open', () => {
-      clearTimeout(connectTimer);
-      lastFrameAt = Date.now();
-      pollRun += 1;
-      clearTimeout(pollTimer);
-      pollTimer = null;
-      root.dataset.mode = 'websocket';
-      pingTimer = setInterval(() => {
-        if (Date.now() - lastFrameAt > SILENCE_MS) socket.close(4000, 'no traffic');
-        else if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: 'ping' }));
-      }, PING_MS);
-      // Pushes only follow changes: catch up on what happened while the socket was down.
-      refresh().catch(() => {});
-    });
-    socket.addEventListener('message', (event) => {
-      lastFrameAt = Date.now();
-      let msg = null;
-      try {
-        msg = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      // Backoff starts over only once the server has spoken: an accept-then-close loop stays slow.
-      if (msg && msg.type === 'hello') attempt = 0;
-      else if (msg && msg.type === 'conversation') apply(msg);
-    });
-    // 'error' is always followed by 'close', which does the work.
-    socket.addEventListener('close', (event) => {
-      clearTimeout(connectTimer);
-      clearInterval(pingTimer);
-      if (ws !== socket) return;
-      ws = null;
-      if (event.code === AUTH_FAILURE_CODE) access = null;
-      down();
-    });
-  }
-
-  function down() {
-    if (!pollTimer) {
-      root.dataset.mode = 'polling';
-      const run = ++pollRun;
-      const tick = async () => {
-        await refresh().catch(() => {});
-        // Chained rather than setInterval, so slow answers never pile up.
-        if (run === pollRun) pollTimer = setTimeout(tick, POLL_MS);
-      };
-      pollTimer = setTimeout(tick, POLL_MS);
-    }
-    if (reconnectTimer) return;
-    reconnectTimer = setTimeout(() => {
-      ensureSession().then(connect, () => {
-        reconnectTimer = null;
-        down();
-      });
-    }, backoff(attempt++));
-  }
-
-  return { start: connect };
-})();
+// The operator page's socket-with-polling (same origin), on the widget's socket: a push is the
+// conversation as the customer sees it, and an expired token is renewed, then reconnected.
+const live = createLive({
+  path: `${API}/ws`,
+  updateType: 'conversation',
+  getToken: () => (access ? access.token : null),
+  onUpdate: apply,
+  poll: refresh,
+  // Pushes only follow changes: catch up on what happened while the socket was down.
+  onConnected: () => refresh().catch(() => {}),
+  onMode: (mode) => {
+    root.dataset.mode = mode;
+  },
+  onAuthFailure: () => {
+    access = null;
+    ensureSession().then(() => live.start(), () => live.start());
+  },
+});
 
 // ---------------------------------------------------------------- start
 
