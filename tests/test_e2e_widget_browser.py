@@ -13,19 +13,21 @@ pytestmark = pytest.mark.e2e
 HOSTILE = '<img src=x onerror="window.pwned=1"> & <b>bold</b>'
 
 
-@pytest.fixture(scope="module")
-def site(stack, output_dir) -> Iterator[str]:
-    """The demo site on the port the stack's widget channel allows."""
+def demo_site(stack, output_dir, channel: str, port: int) -> Iterator[str]:
+    """The demo site embedding ``channel`` on ``port``, an origin the channel allows."""
     process, url = start_demo(
-        stack.gateway_url,
-        stack.widget_channel,
-        output_dir / "widget-demo.log",
-        port=stack.widget_site_port,
+        stack.gateway_url, channel, output_dir / f"widget-demo-{channel}.log", port=port
     )
     try:
         yield url
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def site(stack, output_dir) -> Iterator[str]:
+    """The demo site of the channel where operators answer."""
+    yield from demo_site(stack, output_dir, stack.widget_channel, stack.widget_site_port)
 
 
 @pytest.fixture
@@ -136,5 +138,48 @@ def test_a_phone_sized_screen_and_the_keyboard(browser: Browser, site: str) -> N
         page.keyboard.press("Escape")
         expect(frame).to_be_hidden()
         expect(page.locator("#support-inbox-launcher")).to_be_focused()
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def assistant_site(stack, output_dir) -> Iterator[str]:
+    """The demo site of the channel whose AI assistant answers customers itself."""
+    yield from demo_site(
+        stack, output_dir, stack.widget_assistant_channel, stack.widget_assistant_site_port
+    )
+
+
+def test_the_assistant_writes_its_answer_then_hands_off_to_a_person(
+    browser: Browser, assistant_site: str, page: Page, stack
+) -> None:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    customer = context.new_page()
+    try:
+        customer.goto(assistant_site)
+        chat = open_chat(customer)
+        expect(chat.locator("#state-line")).to_contain_text("AI assistant answers first")
+        say(chat, "[[fake:stream]] How do I top up my account by card?")
+        # the reply as it is written, then the stored answer in its place
+        expect(chat.locator(".message[data-state=writing]")).to_contain_text("Hello")
+        answer = chat.locator(".message-assistant[data-state=stored]")
+        expect(answer).to_contain_text("Hello, thank you for reaching out")
+        expect(answer.locator(".message-author")).to_have_text("Assistant (AI)")
+        expect(chat.locator(".message[data-state=writing]")).to_have_count(0)
+
+        say(chat, "Thanks, but can I talk to a real person please?")
+        expect(chat.locator("#state-line")).to_have_text("A person will answer you shortly")
+        expect(chat.locator("#announcer")).to_contain_text("A person will answer you shortly")
+        expect(chat.locator(".message-assistant")).to_have_count(1)
+
+        # the operator sees the assistant's answer and why it handed off
+        log_in(page, stack)
+        conversation = page.locator(".conv-item").filter(has_text="talk to a real person")
+        conversation.first.click()
+        expect(page.locator('#messages [data-author-role="assistant"]')).to_have_count(1)
+        page.click("#activity .activity-toggle")
+        expect(page.locator("#activity-list")).to_contain_text(
+            "The AI assistant handed the conversation to a person: the customer asked for a person"
+        )
     finally:
         context.close()

@@ -281,7 +281,7 @@ function messageSignature(msg, ownUsername) {
 }
 
 function createMessage(msg, ownUsername) {
-  const role = msg.author_role === 'operator' ? 'operator' : 'customer';
+  const role = ['operator', 'assistant'].includes(msg.author_role) ? msg.author_role : 'customer';
   const article = el('article', `message message-${role}`);
   article.dataset.messageId = msg.message_id;
   article.dataset.authorRole = role;
@@ -290,7 +290,8 @@ function createMessage(msg, ownUsername) {
   const bubble = el('div', 'bubble');
   const meta = el('div', 'message-meta');
   const own = role === 'operator' && msg.author_id && msg.author_id === ownUsername;
-  meta.append(el('span', 'message-author', own ? 'You' : msg.author_id || role));
+  const author = role === 'assistant' ? `AI assistant (${str(msg.author_id)}), to the customer` : msg.author_id || role;
+  meta.append(el('span', 'message-author', own ? 'You' : author));
   if (msg.pending) {
     const state = el('span', 'message-state');
     state.append(spinner(), document.createTextNode('sending…'));
@@ -400,9 +401,12 @@ function describeEvent(event) {
   const actor = str(event.actor) || 'someone';
   switch (event.kind) {
     case 'message':
+      if (data.author_role === 'assistant') return `The AI assistant answered the customer (message ${str(data.seq)})`;
       return data.author_role === 'operator'
         ? `${actor} replied (message ${str(data.seq)})`
         : `${actor} wrote (message ${str(data.seq)})`;
+    case 'handoff':
+      return `The AI assistant handed the conversation to a person: ${str(data.reason)}${event.actor ? ` (${actor})` : ''}`;
     case 'insight':
       if (data.status === 'requested') return `${actor} asked for a fresh AI insight (revision ${str(data.revision)})`;
       if (data.status === 'available') {

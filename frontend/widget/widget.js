@@ -29,6 +29,7 @@ const STORE_KEY = `support-inbox-widget:${channel}`;
 const embedded = window.parent !== window;
 
 let identity = null;
+let channelAssistant = 'suggest'; // the channel's mode, from the session: suggest or answer
 let access = null; // { token, expiresAt } — never stored
 let renewing = null;
 let renewTimer = null;
@@ -124,6 +125,7 @@ async function call(method, path, { token, body } = {}) {
 
 function adopt(data, renewToken) {
   access = { token: data.access_token, expiresAt: Date.now() + data.expires_in * 1000 };
+  channelAssistant = data.assistant;
   if (conversation && conversation.conversation_id !== data.conversation_id) resetLog();
   save({ renew_token: renewToken, conversation_id: data.conversation_id, identity_sub: subjectOf(identity) });
   clearTimeout(renewTimer);
@@ -194,12 +196,15 @@ const make = (tag, className, text) => {
   return el;
 };
 
+// Who wrote a message, as the customer is told: a person, the AI assistant, or themselves.
+const AUTHORS = { operator: 'Support', assistant: 'Assistant (AI)' };
+
 function messageEl(m) {
-  const operator = m.author_role === 'operator';
-  const el = make('div', `message message-${operator ? 'operator' : 'customer'}`);
+  const role = AUTHORS[m.author_role] ? m.author_role : 'customer';
+  const el = make('div', `message message-${role}`);
   el.dataset.state = m.state || 'stored';
   el.dataset.messageId = m.message_id;
-  const who = make('span', operator ? 'message-author' : 'visually-hidden', operator ? 'Support' : 'You');
+  const who = make('span', AUTHORS[role] ? 'message-author' : 'visually-hidden', AUTHORS[role] || 'You');
   const meta = make('span', 'message-meta');
   if (m.state === 'failed') {
     const retry = make('button', 'retry-button', 'Retry');
@@ -210,7 +215,8 @@ function messageEl(m) {
     });
     meta.append('Not sent. ', retry);
   } else {
-    meta.textContent = m.state === 'sending' ? 'Sending…' : timeText(m.created_at);
+    const notes = { sending: 'Sending…', writing: 'Writing…' };
+    meta.textContent = notes[m.state] || timeText(m.created_at);
   }
   el.append(who, make('p', 'message-body', m.body), meta);
   return el;
@@ -220,12 +226,15 @@ function render({ stick = false } = {}) {
   const stored = conversation ? [...(conversation.messages || [])].sort((a, b) => a.seq - b.seq) : [];
   for (const m of stored) pending.delete(m.message_id);
   const items = [...stored, ...pending.values()];
+  if (draft && !stored.some((m) => m.seq > draft.afterSeq)) items.push(draft);
   const follow = stick || logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 48;
   const wanted = new Set(items.map((m) => m.message_id));
   for (const [id, el] of nodes) if (!wanted.has(id)) { el.remove(); nodes.delete(id); }
   items.forEach((m, i) => {
     let el = nodes.get(m.message_id);
-    if (!el || el.dataset.state !== (m.state || 'stored')) {
+    if (m.state === 'writing' && el) {
+      el.querySelector('.message-body').textContent = m.body;
+    } else if (!el || el.dataset.state !== (m.state || 'stored')) {
       const fresh = messageEl(m);
       if (el) el.replaceWith(fresh);
       el = fresh;
@@ -244,19 +253,53 @@ function resetLog() {
   nodes.clear();
 }
 
+function stateLine(view) {
+  if (view.human_joined) return 'A person has joined';
+  if (view.assistant === 'handed_off') return 'A person will answer you shortly';
+  // before the first message is stored, the channel's mode says who will answer
+  const assistant = view.assistant || (view.version === 0 && channelAssistant === 'answer');
+  if (assistant) return 'Our AI assistant answers first; ask for a person at any time';
+  return 'We usually reply in a few minutes';
+}
+
+// The assistant's reply while it is written (`insight.delta` of the customer's latest message),
+// until the stored answer arrives. Drafts of older revisions or messages are ignored.
+let draft = null;
+function applyDelta(delta) {
+  if (!conversation || typeof delta.text !== 'string') return;
+  if (delta.conversation_id !== conversation.conversation_id || !delta.text) return;
+  const last = conversation.messages[conversation.messages.length - 1];
+  if (!last || last.message_id !== delta.message_id) return;
+  if (draft && draft.source === delta.message_id && Number(delta.seq) <= draft.deltaSeq) return;
+  draft = {
+    message_id: `draft-${delta.message_id}`,
+    source: delta.message_id,
+    deltaSeq: Number(delta.seq),
+    afterSeq: last.seq,
+    seq: last.seq + 0.5,
+    author_role: 'assistant',
+    body: delta.text,
+    state: 'writing',
+  };
+  render();
+}
+
 function apply(next) {
   if (!next || !Array.isArray(next.messages)) return;
   const same = conversation && conversation.conversation_id === next.conversation_id;
   if (same && next.version < conversation.version) return; // a slow poll behind a push
   const joinedBefore = same && conversation.human_joined;
+  const handedOffBefore = same && conversation.assistant === 'handed_off';
   conversation = next;
-  const state = next.human_joined ? 'A person has joined' : 'We usually reply in a few minutes';
-  $('state-line').textContent = state;
+  // the stored answer replaces the draft; a handoff ends it unanswered
+  if (draft && (next.assistant !== 'answering' || next.messages.some((m) => m.seq > draft.afterSeq))) draft = null;
+  $('state-line').textContent = stateLine(next);
   // The log itself stays quiet (aria-live off); only what support says is read out, once.
-  const fromSupport = next.messages.filter((m) => m.author_role === 'operator');
+  const fromSupport = next.messages.filter((m) => AUTHORS[m.author_role]);
   if (announcedUpTo) {
     const fresh = fromSupport.filter((m) => !announcedUpTo.has(m.message_id));
-    const parts = fresh.map((m) => `Support: ${m.body}`);
+    const parts = fresh.map((m) => `${AUTHORS[m.author_role]}: ${m.body}`);
+    if (next.assistant === 'handed_off' && !handedOffBefore) parts.unshift(stateLine(next));
     if (next.human_joined && !joinedBefore) parts.unshift('A person has joined');
     if (parts.length) announce(parts.join('\n'));
   }
@@ -334,6 +377,7 @@ const live = createLive({
   updateType: 'conversation',
   getToken: () => (access ? access.token : null),
   onUpdate: apply,
+  onDelta: applyDelta,
   poll: refresh,
   // Pushes only follow changes: catch up on what happened while the socket was down.
   onConnected: () => refresh().catch(() => {}),

@@ -17,7 +17,8 @@ answer depends on the mode, set for the whole server with ``POST /__fake__/mode`
 answer streamed one word every ``stream_delay_s`` seconds (a model writing); ``broken`` a
 stream that stops half-way, the connection dropped; ``busy`` HTTP 503 with Ollama's
 full-queue error (``OLLAMA_MAX_QUEUE`` reached) for the first :data:`BUSY_REFUSALS` insight
-calls of a customer text, then a valid answer. Every streamed answer waits
+calls of a customer text, then a valid answer; ``unsafe`` a valid insight whose reply promises
+a refund (what a prompt injection aims for). Every streamed answer waits
 ``token_delay_s`` (default 0) between words. The intent of a
 message found in the demo data set is its human label (so the demo shows sensible intents);
 others get ``general_inquiry``.
@@ -83,6 +84,7 @@ MODES = (
     "stream",
     "broken",
     "busy",
+    "unsafe",
 )
 MODEL = "fake-insight:1b"
 SERVER_VERSION = "0.17.4"
@@ -261,6 +263,11 @@ def create_app(
             body = json.dumps(summary_for(turns))
         else:
             body = json.dumps(insight_for(text, labels, strategy, article))
+        if chosen == "unsafe" and turns is None:
+            # what a prompt injection aims for: a promise only a person may make
+            insight = insight_for(text, labels, strategy, article)
+            promise = "Good news: we will refund the full amount to your card today."
+            body = json.dumps({**insight, "suggested_reply": promise})
         return {
             "fenced": f"Here is the analysis:\n```json\n{body}\n```\nHope this helps.",
             "prose": "The customer seems to have a question about their card. Reply politely.",

@@ -171,7 +171,7 @@ def main() -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stream = None
-    widget_site = None
+    widget_site = assistant_site = None
     status = 0
     try:
         print(
@@ -186,13 +186,20 @@ def main() -> int:
             run_dir / "logs" / "widget-demo.log",
             port=stack.widget_site_port,
         )
+        assistant_site, assistant_site_url = start_demo(
+            stack.gateway_url,
+            stack.widget_assistant_channel,
+            run_dir / "logs" / "widget-demo-assistant.log",
+            port=stack.widget_assistant_site_port,
+        )
         user, password = stack.operator
         print(
             f"\nSupport Inbox is running: {stack.gateway_url}/\n"
             f"  log in as {user} / {password}   (API docs: {stack.gateway_url}/docs)\n"
             f"  {args.seed} real customer messages seeded, then {args.rate:g} per minute "
             "(BANKING77, PolyAI, CC BY 4.0)\n"
-            f"  customer chat widget, embedded in a demo site: {widget_site_url}\n"
+            f"  customer chat widget on a demo site: {widget_site_url}   (operators answer)\n"
+            f"  the same with the AI assistant answering first: {assistant_site_url}\n"
             f"  channel API key: {stack.channel_key}\n"
             f"  logs: {stack.log_dir}\n"
             "  metrics (Prometheus text format):\n"
@@ -208,7 +215,7 @@ def main() -> int:
             )
             + "Press Ctrl-C to stop."
         )
-        members = (model_server, widget_site, jaeger.process if jaeger else None)
+        members = (model_server, widget_site, assistant_site, jaeger.process if jaeger else None)
         others = tuple(p for p in members if p is not None)
         died = watch(stack, stopped, others)
         if died:
@@ -224,8 +231,9 @@ def main() -> int:
         print("\nStopping…")
         if stream:
             stream.stop()
-        if widget_site:
-            widget_site.stop()
+        for site in (widget_site, assistant_site):
+            if site:
+                site.stop()
         stack.stop()
         if jaeger:
             jaeger.stop()

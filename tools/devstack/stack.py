@@ -173,9 +173,12 @@ class Stack:
         self.channel_key = "dev-channel-" + secrets.token_urlsafe(16)
         # the chat widget's demo channel: its site runs on a port of its own (another origin)
         self.widget_channel = "demo"
+        self.widget_assistant_channel = "demo-ai"
         self.widget_site_port = free_port()
         self.widget_site_origin = f"http://127.0.0.1:{self.widget_site_port}"
         self.widget_identity_secret = secrets.token_urlsafe(32)
+        self.widget_assistant_site_port = free_port()
+        self.widget_assistant_site_origin = f"http://127.0.0.1:{self.widget_assistant_site_port}"
         self.dapr_api_token = secrets.token_urlsafe(24)
         self.app_api_token = secrets.token_urlsafe(24)
         self.operator = ("demo", "demo-password")
@@ -319,7 +322,16 @@ class Stack:
                         "name": "Example Bank help centre",
                         "allowed_origins": [self.widget_site_origin],
                         "identity_secret": self.widget_identity_secret,
-                    }
+                    },
+                    # the same site, with the AI assistant answering customers itself
+                    self.widget_assistant_channel: {
+                        "name": "Example Bank assistant",
+                        "allowed_origins": [
+                            self.widget_site_origin,
+                            self.widget_assistant_site_origin,
+                        ],
+                        "assistant": "answer",
+                    },
                 }
             ),
             "METRICS_PORT": str(ports.app_metrics),
@@ -426,8 +438,11 @@ class Stack:
         endpoint"), or its sidecar failed to initialise a
         component because another sidecar was creating the same tables (Dapr's PostgreSQL
         state store runs ``CREATE TABLE IF NOT EXISTS``, which concurrent sessions can fail)."""
-        races = ("address already in use", "could not listen on any endpoint",
-                 "already exists (sqlstate")
+        races = (
+            "address already in use",
+            "could not listen on any endpoint",
+            "already exists (sqlstate",
+        )
         for attempt in range(1, attempts + 1):
             try:
                 self.wait_ready(name)

@@ -9,7 +9,11 @@ boundary between turns is the chat template's, so no spelling of a fake tag, rol
 
 from inbox_common.events import AuthorRole, ReplyStrategy, SummaryRequested
 
-CHAT_ROLES = {AuthorRole.CUSTOMER: "user", AuthorRole.OPERATOR: "assistant"}
+CHAT_ROLES = {
+    AuthorRole.CUSTOMER: "user",
+    AuthorRole.OPERATOR: "assistant",
+    AuthorRole.ASSISTANT: "assistant",
+}
 """The chat role of each author. The model speaks for the support side, so the operators'
 replies are its own earlier (``assistant``) turns and the customer is the ``user``. The inbox
 has no internal notes; a new author role must be given one here, deliberately."""

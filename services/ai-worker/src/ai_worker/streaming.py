@@ -58,6 +58,8 @@ class ReplyStream:
         self._last_at = float("-inf")
         self.events = 0
         self.first_at: float | None = None
+        self.to_customer = False
+        """Set when the AI assistant writes this reply to the customer (see InsightDelta)."""
 
     async def update(self, output: str) -> None:
         """Publish the reply in ``output`` if it grew and the interval has passed."""
@@ -69,7 +71,13 @@ class ReplyStream:
             return
         self._last_at = now
         self._shown = reply
-        delta = InsightDelta(**self._ids, revision=self._revision, seq=self.events + 1, text=reply)
+        delta = InsightDelta(
+            **self._ids,
+            revision=self._revision,
+            seq=self.events + 1,
+            text=reply,
+            to_customer=self.to_customer,
+        )
         try:
             await self._sidecar.publish(TOPIC_INSIGHT_DELTA, delta)
         except TransientError as exc:

@@ -15,6 +15,7 @@ from inbox_common.events import (
     TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     AnalysisRequested,
+    AssistantState,
     AuthorRole,
     MessageCreated,
     SummaryCompleted,
@@ -24,6 +25,7 @@ from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import subscribe
 
 from ai_worker.analysis import Analyser
+from ai_worker.assistant import decide, hands_off_first
 from ai_worker.streaming import ReplyStream
 from ai_worker.summary import Summariser
 
@@ -46,7 +48,9 @@ async def handle_created(
     """Analyse a stored customer message and publish the outcome.
 
     While the model writes, the partial suggested reply goes out as ``insight.delta`` events,
-    at most one per ``stream_interval_ms`` ms (0: none).
+    at most one per ``stream_interval_ms`` ms (0: none). In an ``answering`` conversation the
+    outcome also says whether the reply goes to the customer (``answered``) or the
+    conversation to a person (``handoff``): :func:`ai_worker.assistant.decide`.
 
     Operator messages are acknowledged and skipped (``None``). The outcome is cached in the
     state store before it is published, so a redelivery republishes it without a second LLM
@@ -78,8 +82,15 @@ async def handle_created(
             stream = ReplyStream(
                 sidecar, event.message_id, event.conversation_id, revision, stream_interval_ms
             )
+        answering = event.assistant is AssistantState.ANSWERING and not isinstance(
+            event, AnalysisRequested
+        )
+        if stream is not None:
+            stream.to_customer = answering and not hands_off_first(event.body)
         started = time.monotonic()
         completed = await analyser.analyse(event, revision, stream.update if stream else None)
+        if answering:
+            completed = decide(event.body, completed)
         status = completed.status.value
         metrics.AI_ANALYSIS_DURATION.labels(status).observe(time.monotonic() - started)
         metrics.MESSAGES_ANALYSED.labels(status).inc()

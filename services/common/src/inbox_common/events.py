@@ -156,6 +156,18 @@ Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_CHARS), PLAIN_
 class AuthorRole(StrEnum):
     CUSTOMER = "customer"
     OPERATOR = "operator"
+    ASSISTANT = "assistant"
+    """The AI assistant answering a customer itself (a chat widget channel in ``answer`` mode);
+    only messaging writes these, from an ``ai.completed`` with ``answered``."""
+
+
+class AssistantState(StrEnum):
+    """Whether the AI assistant answers a conversation's customer itself: ``answering`` until
+    it hands the conversation to a person (``handed_off``, for good). Conversations of the
+    other channels have none."""
+
+    ANSWERING = "answering"
+    HANDED_OFF = "handed_off"
 
 
 class InsightStatus(StrEnum):
@@ -206,6 +218,14 @@ class MessageSubmitted(Event):
         default=None, description="Subject for a new conversation, if any"
     )
     submitted_at: datetime = Field(description="When the gateway accepted it (UTC)")
+    assistant_answers: bool = Field(
+        default=False,
+        description=(
+            "A message that opens a conversation on a channel whose AI assistant answers "
+            "customers itself (the chat widget in `answer` mode): the conversation starts "
+            "`answering`"
+        ),
+    )
 
 
 class MessageCreated(MessageSubmitted):
@@ -217,6 +237,9 @@ class MessageCreated(MessageSubmitted):
 
     seq: int = Field(ge=1, description="Position in the conversation, from 1")
     created_at: datetime = Field(description="When messaging stored it (UTC)")
+    assistant: AssistantState | None = Field(
+        default=None, description="The conversation's assistant state once this was stored"
+    )
 
 
 class InsightRequested(Event):
@@ -277,6 +300,18 @@ class AiCompleted(Event):
         max_length=5,
         description="Help articles the model was given through search_knowledge_base",
     )
+    answered: bool = Field(
+        default=False,
+        description=(
+            "In an `answering` conversation: the suggested reply goes to the customer as the "
+            "assistant's message"
+        ),
+    )
+    handoff: CleanText | None = Field(
+        default=None,
+        max_length=300,
+        description="In an `answering` conversation: why it goes to a person instead",
+    )
 
 
 class InsightDelta(Event):
@@ -294,6 +329,13 @@ class InsightDelta(Event):
     revision: int = Field(ge=1, description="Insight revision being written")
     seq: int = Field(ge=1, description="1, 2, 3... per message and revision")
     text: CleanText = Field(max_length=2000, description="The suggested reply so far")
+    to_customer: bool = Field(
+        default=False,
+        description=(
+            "The AI assistant is writing this reply to the customer (an `answering` "
+            "conversation, no handoff decided yet): the gateway streams it to their widget too"
+        ),
+    )
 
 
 class ConversationChanged(Event):

@@ -11,7 +11,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from inbox_common.events import AuthorRole, ConversationStatus, InsightStatus, ReplyStrategy
+from inbox_common.events import (
+    AssistantState,
+    AuthorRole,
+    ConversationStatus,
+    InsightStatus,
+    ReplyStrategy,
+)
 
 EVENT_LOG_ITEMS = 200
 """Most event-log entries (the latest) a conversation read model carries."""
@@ -93,7 +99,7 @@ class ConversationEvent(BaseModel):
     """
 
     id: int = Field(description="Increasing in the order the changes were stored")
-    kind: Literal["message", "insight", "status", "assignment", "summary"]
+    kind: Literal["message", "insight", "status", "assignment", "summary", "handoff"]
     actor: str | None = Field(
         default=None, description="Operator or customer who caused it; None for the AI"
     )
@@ -133,6 +139,13 @@ class Conversation(BaseModel):
     events: list[ConversationEvent] = Field(
         default_factory=list,
         description=f"The event log, oldest first: at most the latest {EVENT_LOG_ITEMS}",
+    )
+    assistant: AssistantState | None = Field(
+        default=None,
+        description="Whether the AI assistant answers the customer itself; None: it only suggests",
+    )
+    handoff_reason: str | None = Field(
+        default=None, description="Why the assistant handed the conversation to a person"
     )
 
 

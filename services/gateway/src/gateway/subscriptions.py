@@ -67,10 +67,16 @@ async def handle_updated(
         return sent
 
 
-def handle_delta(hub: Hub, event: InsightDelta) -> int:
-    """Push a partial suggested reply to every operator socket here; returns how many got it.
-    The page shows it only under its message while that insight is ``processing``."""
-    return hub.broadcast({"type": "insight.delta", **event.model_dump(mode="json")})
+def handle_delta(hub: Hub, event: InsightDelta, customers: CustomerHub | None = None) -> int:
+    """Push a partial suggested reply to every operator socket here, and to the widget
+    sockets of its conversation when the AI assistant answers that customer itself; returns
+    how many got it. The page shows it only under its message while that insight is
+    ``processing``; the widget as the assistant's reply being written."""
+    payload = {"type": "insight.delta", **event.model_dump(mode="json")}
+    sent = hub.broadcast(payload)
+    if event.to_customer and customers is not None and customers.watched(event.conversation_id):
+        sent += customers.send(event.conversation_id, payload)
+    return sent
 
 
 def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub, customers: CustomerHub) -> None:
@@ -80,7 +86,7 @@ def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub, customers: CustomerH
         await handle_updated(sidecar, hub, event, customers)
 
     async def on_delta(event: InsightDelta) -> None:
-        handle_delta(hub, event)
+        handle_delta(hub, event, customers)
 
     subscribe(dapr_app, TOPIC_CONVERSATION_UPDATED, ConversationUpdated, on_updated)
     subscribe(dapr_app, TOPIC_INSIGHT_DELTA, InsightDelta, on_delta)

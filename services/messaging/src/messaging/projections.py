@@ -27,7 +27,7 @@ async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Con
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT conversation_id, customer_id, subject, created_at, last_activity_at, version,"
-        " status, assignee, resolved_at, resolution"
+        " status, assignee, resolved_at, resolution, assistant, handoff_reason"
         " FROM conversations WHERE conversation_id = %s",
         (conversation_id,),
     )

@@ -6,7 +6,7 @@ and open their own transaction, so a change and the events announcing it commit 
 
 import json
 import re
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import psycopg
 from inbox_common.errors import PoisonError
@@ -19,6 +19,7 @@ from inbox_common.events import (
     TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     AnalysisRequested,
+    AssistantState,
     AuthorRole,
     ConversationChanged,
     ConversationStatus,
@@ -54,22 +55,29 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
             message to a conversation of another customer.
         psycopg.OperationalError: the database is unreachable (the caller retries).
     """
+    if event.author_role is AuthorRole.ASSISTANT:
+        raise PoisonError("assistant messages are stored from ai.completed, not submitted")
     async with conn.transaction():
         if event.author_role is AuthorRole.CUSTOMER:
             await conn.execute(
-                "INSERT INTO conversations (conversation_id, customer_id, subject)"
-                " VALUES (%s, %s, %s) ON CONFLICT (conversation_id) DO NOTHING",
-                (event.conversation_id, event.author_id, event.subject),
+                "INSERT INTO conversations (conversation_id, customer_id, subject, assistant)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (conversation_id) DO NOTHING",
+                (
+                    event.conversation_id,
+                    event.author_id,
+                    event.subject,
+                    AssistantState.ANSWERING.value if event.assistant_answers else None,
+                ),
             )
         cur = await conn.execute(
-            "SELECT message_count, status, customer_id FROM conversations"
+            "SELECT message_count, status, customer_id, assistant FROM conversations"
             " WHERE conversation_id = %s FOR UPDATE",
             (event.conversation_id,),
         )
         row = await cur.fetchone()
         if row is None:
             raise PoisonError(f"conversation {event.conversation_id} does not exist")
-        status, customer_id = row[1], row[2]
+        status, customer_id, assistant = row[1], row[2], row[3]
         if event.author_role is AuthorRole.CUSTOMER and event.author_id != customer_id:
             raise PoisonError(
                 f"customer {event.author_id!r} wrote to conversation {event.conversation_id}"
@@ -126,7 +134,13 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
                     event.author_id,
                     {"from": status, "to": "open", "reason": "customer message"},
                 )
-        created = MessageCreated(**event.model_dump(), seq=seq, created_at=created_at)
+        elif assistant == AssistantState.ANSWERING:
+            assistant = await hand_off(
+                conn, event.conversation_id, "an operator replied", event.author_id
+            )
+        created = MessageCreated(
+            **event.model_dump(), seq=seq, created_at=created_at, assistant=assistant
+        )
         updated = ConversationUpdated(
             conversation_id=event.conversation_id, version=version, reason="message.created"
         )
@@ -177,10 +191,15 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
         cur = await conn.execute(
             "UPDATE conversations SET version = version + 1 WHERE conversation_id ="
             " (SELECT conversation_id FROM messages WHERE message_id = %s)"
-            " RETURNING conversation_id, version",
+            " RETURNING conversation_id, version, assistant",
             (event.message_id,),
         )
-        conversation_id, version = await cur.fetchone()  # type: ignore[misc]
+        conversation_id, version, assistant = await cur.fetchone()  # type: ignore[misc]
+        if assistant == AssistantState.ANSWERING:
+            if event.handoff:
+                await hand_off(conn, conversation_id, event.handoff, None)
+            elif event.answered and event.suggested_reply:
+                await _store_answer(conn, conversation_id, event)
         outcome = {"intent": event.intent} if event.intent else {"error": event.error}
         await log_event(
             conn,
@@ -199,6 +218,62 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
         )
         await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return True
+
+
+ANSWER_NAMESPACE = UUID("0b1f6a7e-58c4-4bb4-9d6e-6f1d7d2a3c11")
+"""uuid5 namespace of the assistant's answers: one answer id per customer message and
+revision, so a redelivered ``ai.completed`` stores it once."""
+
+
+async def hand_off(
+    conn: AsyncConnection, conversation_id: UUID, reason: str, actor: str | None
+) -> AssistantState | None:
+    """Move an ``answering`` conversation to ``handed_off`` for ``reason`` (logged as a
+    ``handoff`` event by ``actor``, ``None`` for the assistant); other conversations are left
+    as they are. Returns the conversation's assistant state afterwards."""
+    cur = await conn.execute(
+        "UPDATE conversations SET assistant = 'handed_off', handoff_reason = %s"
+        " WHERE conversation_id = %s AND assistant = 'answering' RETURNING 1",
+        (reason[:300], conversation_id),
+    )
+    if await cur.fetchone() is None:
+        cur = await conn.execute(
+            "SELECT assistant FROM conversations WHERE conversation_id = %s", (conversation_id,)
+        )
+        row = await cur.fetchone()
+        return AssistantState(row[0]) if row and row[0] else None
+    await log_event(conn, conversation_id, "handoff", actor, {"reason": reason[:300]})
+    return AssistantState.HANDED_OFF
+
+
+async def _store_answer(conn: AsyncConnection, conversation_id: UUID, event: AiCompleted) -> None:
+    """The insight's suggested reply as the assistant's message, next in the conversation."""
+    answer_id = uuid5(ANSWER_NAMESPACE, f"{event.message_id}:{event.revision}")
+    cur = await conn.execute(
+        "UPDATE conversations SET message_count = message_count + 1, last_activity_at = now()"
+        " WHERE conversation_id = %s RETURNING message_count",
+        (conversation_id,),
+    )
+    (seq,) = await cur.fetchone()  # type: ignore[misc]
+    cur = await conn.execute(
+        "INSERT INTO messages (message_id, conversation_id, seq, author_role, author_id,"
+        " body, submitted_at) VALUES (%s, %s, %s, 'assistant', %s, %s, now())"
+        " ON CONFLICT (message_id) DO NOTHING RETURNING seq",
+        (answer_id, conversation_id, seq, event.model or "assistant", event.suggested_reply),
+    )
+    if await cur.fetchone() is None:  # already answered: give the seq back
+        await conn.execute(
+            "UPDATE conversations SET message_count = message_count - 1 WHERE conversation_id = %s",
+            (conversation_id,),
+        )
+        return
+    await log_event(
+        conn,
+        conversation_id,
+        "message",
+        None,
+        {"message_id": str(answer_id), "seq": seq, "author_role": AuthorRole.ASSISTANT},
+    )
 
 
 async def request_insight(
@@ -322,6 +397,13 @@ async def change_conversation(
                 event.changed_by,
                 {"from": assignee, "to": new_assignee},
             )
+            if new_assignee is not None:
+                await hand_off(
+                    conn,
+                    event.conversation_id,
+                    "an operator took the conversation",
+                    event.changed_by,
+                )
         summary = None
         if new_status != status:
             await log_event(

@@ -3,6 +3,7 @@
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from argon2 import PasswordHasher
 from inbox_common.settings import ServiceSettings
@@ -42,6 +43,13 @@ class WidgetChannel(BaseModel):
         description=(
             "Origins that may embed the widget (CSP frame-ancestors) and call its API (CORS), "
             "e.g. https://shop.example"
+        ),
+    )
+    assistant: Literal["suggest", "answer"] = Field(
+        default="suggest",
+        description=(
+            "suggest: the AI suggests replies to operators; answer: it answers the customer "
+            "itself until it hands the conversation to a person"
         ),
     )
     identity_secret: SecretStr | None = Field(

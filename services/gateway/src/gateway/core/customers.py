@@ -154,13 +154,15 @@ def decode(settings: Settings, token: str, renew: bool = False) -> tuple[Custome
 
 
 def customer_view(conversation_id: UUID, conversation: Conversation | None) -> dict:
-    """What the customer's widget shows of a conversation: its messages (customer's and
-    operators', without insights, operator names or the event log), its status, and whether a
-    person has joined (an operator replied, or took the conversation). ``version`` is 0 before
+    """What the customer's widget shows of a conversation: its messages (the customer's, the
+    operators' and the AI assistant's, without insights, operator names or the event log), its
+    status, whether a person has joined (an operator replied, or took the conversation) and
+    the assistant's state (``answering``, ``handed_off`` or ``None``). ``version`` is 0 before
     the first message is stored.
 
-    Returns a JSON-ready dict: ``conversation_id``, ``version``, ``status``, ``human_joined``
-    and ``messages`` (each ``message_id``, ``seq``, ``author_role``, ``body``, ``created_at``).
+    Returns a JSON-ready dict: ``conversation_id``, ``version``, ``status``, ``human_joined``,
+    ``assistant`` and ``messages`` (each ``message_id``, ``seq``, ``author_role``, ``body``,
+    ``created_at``).
     """
     if conversation is None:
         return {
@@ -168,6 +170,7 @@ def customer_view(conversation_id: UUID, conversation: Conversation | None) -> d
             "version": 0,
             "status": ConversationStatus.OPEN.value,
             "human_joined": False,
+            "assistant": None,
             "messages": [],
         }
     messages = [
@@ -179,7 +182,6 @@ def customer_view(conversation_id: UUID, conversation: Conversation | None) -> d
             "created_at": m.created_at.isoformat(),
         }
         for m in conversation.messages
-        if m.author_role in (AuthorRole.CUSTOMER, AuthorRole.OPERATOR)
     ]
     joined = conversation.assignee is not None or any(
         m["author_role"] == AuthorRole.OPERATOR.value for m in messages
@@ -189,5 +191,6 @@ def customer_view(conversation_id: UUID, conversation: Conversation | None) -> d
         "version": conversation.version,
         "status": conversation.status.value,
         "human_joined": joined,
+        "assistant": conversation.assistant.value if conversation.assistant else None,
         "messages": messages,
     }

@@ -101,6 +101,9 @@ class Session(BaseModel):
     expires_in: int = Field(description="Seconds the access token is valid")
     conversation_id: UUID
     customer_id: str
+    assistant: str = Field(
+        description="The channel's AI assistant: suggest (to operators) or answer (customers)"
+    )
 
 
 def _session(settings: Settings, session: CustomerSession, with_renew: bool) -> Session:
@@ -112,6 +115,7 @@ def _session(settings: Settings, session: CustomerSession, with_renew: bool) -> 
         expires_in=ttl,
         conversation_id=session.conversation_id,
         customer_id=session.customer_id,
+        assistant=settings.widget_channels[session.channel].assistant,
     )
 
 
@@ -192,6 +196,9 @@ class CustomerConversation(BaseModel):
     version: int = Field(description="0 before the first message is stored")
     status: str
     human_joined: bool = Field(description="An operator replied or took the conversation")
+    assistant: str | None = Field(
+        description="answering: the AI answers; handed_off: a person will; None: no assistant"
+    )
     messages: list[dict]
 
 
@@ -217,6 +224,7 @@ async def read_conversation(customer: CurrentCustomer, sidecar: SidecarDep) -> C
 async def send_message(
     message: CustomerMessage,
     customer: CurrentCustomer,
+    settings: SettingsDep,
     sidecar: SidecarDep,
     rate_limits: RateLimitsDep,
 ) -> Accepted:
@@ -234,6 +242,7 @@ async def send_message(
         author_id=customer.customer_id,
         body=message.body,
         submitted_at=datetime.now(UTC),
+        assistant_answers=settings.widget_channels[customer.channel].assistant == "answer",
     )
     return await publish_submitted(sidecar, event)
 

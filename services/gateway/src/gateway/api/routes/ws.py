@@ -109,12 +109,8 @@ async def widget_updates(websocket: WebSocket) -> None:
         raw = await websocket.app.state.sidecar.get_state(conversation_key(session.conversation_id))
         conversation = Conversation.model_validate_json(raw) if raw else None
         await websocket.send_json({"type": "hello"})
-        await websocket.send_json(
-            {
-                "type": "conversation",
-                **customers.customer_view(session.conversation_id, conversation),
-            }
-        )
+        view = customers.customer_view(session.conversation_id, conversation)
+        await websocket.send_json({"type": "conversation", **view})
         await _serve(connection, settings, expires_at)
     except WebSocketDisconnect:
         pass

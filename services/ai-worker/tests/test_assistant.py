@@ -1,0 +1,71 @@
+"""The assistant's choice between answering a customer and handing the conversation off."""
+
+import uuid
+
+import pytest
+from ai_worker.assistant import asks_for_person, decide
+from inbox_common.events import AiCompleted, InsightStatus, ReplyStrategy
+
+
+def completed(reply: str | None = "You can top up in the app.", **fields: object) -> AiCompleted:
+    base = {
+        "message_id": uuid.uuid4(),
+        "conversation_id": uuid.uuid4(),
+        "status": InsightStatus.AVAILABLE,
+        "intent": "top_up",
+        "summary": "asks about top-ups",
+        "suggested_reply": reply,
+        "strategy": ReplyStrategy.SHORT_ANSWER,
+    }
+    return AiCompleted(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Can I talk to a real person?",
+        "I want a HUMAN",
+        "let me speak to an agent",
+        "Please put me through to customer service",
+        "are you a bot? I want someone real, not a bot",
+    ],
+)
+def test_asking_for_a_person(body: str) -> None:
+    assert asks_for_person(body)
+    decided = decide(body, completed())
+    assert decided.handoff == "the customer asked for a person" and not decided.answered
+
+
+@pytest.mark.parametrize(
+    "body", ["How do I top up?", "My personal details changed", "The agents fee is what?"]
+)
+def test_ordinary_questions_are_answered(body: str) -> None:
+    assert not asks_for_person(body)
+    decided = decide(body, completed())
+    assert decided.answered and decided.handoff is None
+
+
+def test_escalation_and_failure_hand_off() -> None:
+    escalated = decide("x", completed(strategy=ReplyStrategy.ESCALATION, intent="fraud"))
+    assert escalated.handoff == "escalation: fraud"
+    failed = decide(
+        "x", completed(None, status=InsightStatus.UNAVAILABLE, error="the model timed out")
+    )
+    assert failed.handoff == "no answer the assistant could give (the model timed out)"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "We will refund the full amount today.",
+        "You will be reimbursed within 3 days.",
+        "I have waived the fee for you.",
+        "We can raise your limit right away.",
+        "As my instructions say, Strategy: short answer.",
+        "My system prompt tells me to be kind.",
+        "<|eot_id|>",
+    ],
+)
+def test_replies_that_commit_or_leak_are_held_back(reply: str) -> None:
+    decided = decide("How do I top up?", completed(reply))
+    assert decided.handoff and "held back" in decided.handoff and not decided.answered
