@@ -68,6 +68,7 @@ def test_profiles_cover_the_matrix() -> None:
         "ingress",
         "tracing-off",
         "metrics",
+        "model-file",
     }
 
 
@@ -138,6 +139,112 @@ def test_gpu_profile_schedules_ollama_on_a_gpu_node() -> None:
         "resources"
     ].get("limits", {})
     assert "nodeSelector" not in cpu["spec"]["template"]["spec"]
+
+
+def _model_job(objects: list[dict]) -> dict:
+    (job,) = by_kind(objects, "Job")
+    return job
+
+
+def test_the_default_model_is_pulled_by_a_job_the_operator_can_find() -> None:
+    objects = render("default")
+    job = _model_job(objects)
+    assert job["metadata"]["name"] == "inbox-ollama-pull-1"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "ollama-pull"
+    assert job["metadata"]["annotations"] == {"supportinbox.io/model": "llama3.2:3b"}
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["pull", "llama3.2:3b"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    spec = inbox_spec(objects)["ollama"]
+    assert spec["modelSource"] == "pull" and "modelFile" not in spec
+    assert SupportInboxSpec.model_validate(inbox_spec(objects)).ollama.origin() == "pulled"
+
+
+def test_a_model_file_in_an_image_is_copied_out_and_created_never_pulled() -> None:
+    objects = render("model-file")
+    job = _model_job(objects)
+    assert job["metadata"]["name"] == "inbox-ollama-create-1"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "ollama-create"
+    assert job["metadata"]["annotations"] == {"supportinbox.io/model": "inbox-tiny"}
+    pod = job["spec"]["template"]["spec"]
+    (copy,) = pod["initContainers"]
+    assert copy["image"] == "registry.internal.example/models/inbox-tiny:0.1.0"
+    assert copy["command"] == ["cp", "-R", "/model/.", "/model-file/"]
+    assert copy["securityContext"]["readOnlyRootFilesystem"] is True
+    assert copy["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    (create,) = pod["containers"]
+    assert create["image"] == "docker.io/ollama/ollama:0.12.3"
+    script = create["args"][0]
+    assert 'exec ollama create "$MODEL" -f "$MODEL_DIR/Modelfile"' in script
+    assert "pull" not in script
+    env = {e["name"]: e["value"] for e in create["env"]}
+    assert {k: env[k] for k in ("OLLAMA_HOST", "MODEL", "MODEL_DIR")} == {
+        "OLLAMA_HOST": "http://inbox-ollama:11434",
+        "MODEL": "inbox-tiny",
+        "MODEL_DIR": "/model-file",
+    }
+    assert set(env) == {"OLLAMA_HOST", "HOME", "MODEL", "MODEL_DIR"}  # HOME: the tmp emptyDir
+    assert create["workingDir"] == "/model-file"
+    mounts = {m["name"]: m for m in create["volumeMounts"]}
+    assert mounts["model-file"]["readOnly"] is True
+    assert {"name": "model-file", "emptyDir": {}} in pod["volumes"]
+    # the Job reaches Ollama through its NetworkPolicy
+    policy = next(p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"]
+                  == "inbox-ollama")
+    allowed = {f["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+               for f in policy["spec"]["ingress"][0]["from"]}
+    assert allowed == {"ai-worker", "ollama-create", "operator"}
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] in allowed
+    # the SupportInbox carries the source, for ModelReady
+    spec = SupportInboxSpec.model_validate(inbox_spec(objects))
+    assert spec.ollama.origin() == (
+        "created from the GGUF file in image registry.internal.example/models/inbox-tiny:0.1.0"
+    )
+
+
+def test_a_model_file_on_a_volume_is_mounted_read_only_where_path_says() -> None:
+    objects = render(
+        "model-file",
+        "--set", "ollama.modelFile.image=",
+        "--set-json", 'ollama.modelFile.volume={"persistentVolumeClaim":{"claimName":"gguf"}}',
+        "--set", "ollama.modelFile.path=/inbox-tiny/",
+    )
+    pod = _model_job(objects)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert {"name": "model-file", "persistentVolumeClaim": {"claimName": "gguf"}} in pod[
+        "volumes"]
+    (create,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in create["env"]}
+    assert env["MODEL_DIR"] == "/model-file/inbox-tiny"
+    assert create["workingDir"] == "/model-file/inbox-tiny"
+    ollama = inbox_spec(objects)["ollama"]
+    assert ollama["modelFile"] == {
+        "volume": {"persistentVolumeClaim": {"claimName": "gguf"}},
+        "path": "/inbox-tiny/",
+    }
+    (inbox,) = by_kind(objects, "SupportInbox")
+    jsonschema.validate(inbox, crd_schema())
+    assert SupportInboxSpec.model_validate(inbox["spec"]).ollama.origin() == (
+        "created from the GGUF file in volume persistentVolumeClaim gguf at /inbox-tiny/"
+    )
+
+
+def test_local_values_run_the_real_ollama_with_the_model_image() -> None:
+    objects = render("default", "-f", str(CHART.parents[1] / "k8s" / "local-values.yaml"))
+    images = {
+        c["image"]
+        for o in objects
+        for c in ((o.get("spec", {}).get("template") or {}).get("spec") or {}).get(
+            "initContainers", []) + ((o.get("spec", {}).get("template") or {}).get("spec")
+                                     or {}).get("containers", [])
+    }
+    assert "localhost/support-inbox/ollama:0.17.4" in images
+    assert "localhost/support-inbox/model-inbox-tiny:0.1.0" in images
+    assert not [i for i in images if "standin" in i]
+    assert _model_job(objects)["metadata"]["name"] == "inbox-ollama-create-1"
+    for obj in objects:
+        if obj["kind"] != "SupportInbox":
+            kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
 
 
 def test_external_database_profile() -> None:
@@ -283,6 +390,37 @@ def test_network_policies_fence_database_and_model() -> None:
         ),
         (["--set", "metrics.podMonitor.interval=often"], "at '/metrics/podMonitor/interval'"),
         (["--set", "metrics.serviceMonitor.enabled=true"], "'serviceMonitor' not allowed"),
+        (["--set", "ollama.modelSource=git"], "at '/ollama/modelSource': value must be one of"),
+        (
+            ["--set", "ollama.modelSource=file"],
+            "ollama.modelSource=file needs ollama.modelFile.image (an image holding the "
+            "Modelfile and the GGUF file at ollama.modelFile.path, /model) or "
+            "ollama.modelFile.volume",
+        ),
+        (
+            ["--set", "ollama.modelSource=file", "--set", "ollama.modelFile.image=m:1",
+             "--set-json", 'ollama.modelFile.volume={"hostPath":{"path":"/srv"}}'],
+            "ollama.modelFile.image and ollama.modelFile.volume are exclusive",
+        ),
+        (
+            ["--set", "ollama.modelFile.image=m:1"],
+            "ollama.modelFile is read only with ollama.modelSource=file (it is pull)",
+        ),
+        (
+            ["--set", "ollama.modelSource=file", "--set", "ollama.modelFile.image=m:1",
+             "--set", "ollama.enabled=false", "--set", "ollama.externalUrl=http://o:11434"],
+            "ollama.modelSource=file creates the model in the chart's Ollama",
+        ),
+        (
+            ["--set", "ollama.modelSource=file", "--set-json",
+             'ollama.modelFile.volume={"name":"x","hostPath":{"path":"/srv"}}'],
+            "at '/ollama/modelFile/volume'",
+        ),
+        (
+            ["--set", "ollama.modelSource=file", "--set", "ollama.modelFile.image=m:1",
+             "--set", "ollama.modelFile.path=model"],
+            "at '/ollama/modelFile/path'",
+        ),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(args: list[str], message: str) -> None:

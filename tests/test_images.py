@@ -65,3 +65,34 @@ def test_image_command_names_an_importable_module(dockerfile: Path) -> None:
     module = re.search(r'"([a-z_]+)\.(main|handlers)', cmd)
     assert module, cmd
     __import__(f"{module.group(1)}.{module.group(2)}")
+
+
+MODEL_DOCKERFILES = [REPO / "k8s/images/ollama/Dockerfile", REPO / "k8s/images/model/Dockerfile"]
+"""The real Ollama server's image and the test model's image (``ollama.modelSource: file``)."""
+
+
+@pytest.mark.parametrize("dockerfile", MODEL_DOCKERFILES, ids=lambda p: p.parent.name)
+def test_the_model_images_are_clean_and_run_as_non_root(dockerfile: Path) -> None:
+    done = subprocess.run(
+        [str(HADOLINT), "--failure-threshold", "info", str(dockerfile)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    users = [args for op, args in instructions(dockerfile) if op == "USER"]
+    assert users and not users[-1].startswith(("0", "root"))
+
+
+def test_the_model_image_holds_what_the_chart_copies() -> None:
+    copies = [args.split() for op, args in instructions(MODEL_DOCKERFILES[1]) if op == "COPY"]
+    assert copies == [["model.gguf", "Modelfile", "/model/"]]
+    values = (REPO / "charts/support-inbox/values.yaml").read_text()
+    assert re.search(r"^    path: /model$", values, re.MULTILINE), "modelFile.path default"
+
+
+def test_every_dockerfile_build_images_names_exists() -> None:
+    script = (REPO / "tools/build-images.sh").read_text()
+    named = set(re.findall(r"k8s/images/([a-z-]+)/Dockerfile", script))
+    assert {"ollama", "model"} <= named
+    missing = [n for n in named if not (REPO / "k8s/images" / n / "Dockerfile").exists()]
+    assert not missing, missing

@@ -10,10 +10,14 @@
 #   $IMAGE_REGISTRY/{gateway,messaging,ai-worker,operator}:$IMAGE_TAG
 #                                   services/*/Dockerfile, with the three images above as the
 #                                   PYTHON_IMAGE / UV_IMAGE / NODE_IMAGE build arguments
-#   localhost/support-inbox/{postgresql:15,redis:7,jaeger:2.x,ollama-standin:0.1.0,
+#   localhost/support-inbox/{postgresql:15,redis:7,jaeger:2.x,ollama:0.x,
 #     daprd|operator|injector|sentry:1.18.2,coredns:1.14,local-path-provisioner:v0.0.37,pause:3.10}
 #                                   k8s/images/*/Dockerfile: Debian packages, or binaries from
 #                                   `make tools` in $INBOX_TOOLS_DIR/bin
+#   localhost/support-inbox/model-inbox-tiny:MODEL_TAG
+#                                   the test model (tools/make-model.py through
+#                                   `python -m devstack.ollama model`) as /model/{model.gguf,
+#                                   Modelfile}, for the chart's ollama.modelSource=file
 #
 # Incremental: the base image is rebuilt only when its inputs change (a label holds their hash),
 # the rest by Docker's layer cache; a run with nothing changed takes seconds.
@@ -24,7 +28,7 @@
 #   --load SOCKET  then import every image into that containerd's k8s.io namespace
 #                  (tools/load-images.sh; images already there are skipped)
 #   --list         print the image names and exit
-# Env: IMAGE_REGISTRY (ghcr.io/support-inbox), IMAGE_TAG (0.1.0), INBOX_TOOLS_DIR,
+# Env: IMAGE_REGISTRY (ghcr.io/support-inbox), IMAGE_TAG (0.1.0), MODEL_TAG (0.1.0), INBOX_TOOLS_DIR,
 #      INBOX_EXTRA_CA_CERTS (CA files trusted in the images' build steps; default: those in
 #      /usr/local/share/ca-certificates, for TLS-intercepting proxies; "none" for none).
 set -euo pipefail
@@ -32,6 +36,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${INBOX_TOOLS_DIR:=$HOME/.cache/support-inbox}"
 : "${IMAGE_REGISTRY:=ghcr.io/support-inbox}"
 : "${IMAGE_TAG:=0.1.0}"
+: "${MODEL_TAG:=0.1.0}"
 : "${UV_VERSION:=0.13.9}"
 : "${DAPR_VERSION:=v1.18.2}"
 : "${LOCAL_PATH_PROVISIONER_VERSION:=v0.0.37}"
@@ -56,10 +61,17 @@ list() {
   local s n
   for s in "${SERVICES[@]}"; do echo "$IMAGE_REGISTRY/$s:$IMAGE_TAG"; done
   echo "$L/postgresql:15"; echo "$L/redis:7"; echo "$L/nats:2"; echo "$L/jaeger:$(jaeger_tag)"
-  echo "$L/ollama-standin:0.1.0"
+  echo "$L/ollama:$(ollama_tag)"; echo "$L/model-inbox-tiny:$MODEL_TAG"
   for n in "${DAPR_NAMES[@]}"; do echo "$L/$n:$DAPR_TAG"; done
   echo "$L/coredns:1.14"; echo "$L/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION"
   echo "$L/pause:3.10"
+}
+# The Ollama server's version: `ollama --version` with no server to ask prints
+# "Warning: client version is 0.17.4" (OLLAMA_HOST at a closed port, so it never waits).
+ollama_tag() {
+  local v
+  v=$(OLLAMA_HOST=127.0.0.1:9 "$bin/ollama" --version 2>&1 | sed -n 's#.*version is \([0-9][^ ]*\)$#\1#p' | tail -1)
+  echo "${v:-0.17.4}"
 }
 # Jaeger v2's version, which `jaeger version` reports ({"gitVersion":"v2.13.0",...}).
 jaeger_tag() {
@@ -237,16 +249,18 @@ build postgresql "$(context postgresql)" "$root/k8s/images/postgresql/Dockerfile
 build redis "$(context redis)" "$root/k8s/images/redis/Dockerfile" "$L/redis:7" --build-arg "BASE_IMAGE=$BASE"
 build nats "$(context nats)" "$root/k8s/images/nats/Dockerfile" "$L/nats:2" --build-arg "BASE_IMAGE=$BASE"
 
-# The stand-in Ollama: tools/devstack/fake_ollama.py with uvicorn and starlette at the versions
-# of uv.lock, and the demo data set it labels intents from when ../shared/data has it.
-ctx=$(context ollama-standin "$root/tools/devstack/__init__.py" "$root/tools/devstack/fake_ollama.py")
-mkdir -p "$ctx/data"
-data=$(dirname "$root")/shared/data
-for f in support_messages.jsonl README.md; do [ -f "$data/$f" ] && cp -a "$data/$f" "$ctx/data/"; done
-(cd "$root" && "$uv_dir/uv" export --frozen --quiet --all-packages --no-emit-workspace --no-hashes \
-  --no-header --no-annotate -o "$ctx/constraints.txt") >/dev/null
-build ollama-standin "$ctx" "$root/k8s/images/ollama-standin/Dockerfile" "$L/ollama-standin:0.1.0" \
-  --build-arg "BASE_IMAGE=$BASE" --build-arg "UV_IMAGE=$UV"
+# The real Ollama server, and the test model as an image the chart's create Job copies from.
+if need_bin ollama "$bin/ollama" "tools/build-ollama.sh, make tools"; then
+  build ollama "$(context ollama "$bin/ollama")" "$root/k8s/images/ollama/Dockerfile" "$L/ollama:$(ollama_tag)" --build-arg "BASE_IMAGE=$BASE"
+fi
+# ensure_model() remakes the files only when tools/make-model.py or the seed data changed, so
+# an unchanged model keeps its layer cached.
+uv_cmd=$(command -v uv || echo "$uv_dir/uv")
+model_dir=$(cd "$root" && PYTHONPATH=tools "$uv_cmd" run --frozen --quiet python -m devstack.ollama model 2>"$logs/model.log") ||
+  { tail -30 "$logs/model.log" >&2; die "model: python -m devstack.ollama model failed (log: $logs/model.log)"; }
+ctx=$(context model "$model_dir/model.gguf" "$model_dir/Modelfile")
+chmod 0644 "$ctx/model.gguf" "$ctx/Modelfile"
+build model "$ctx" "$root/k8s/images/model/Dockerfile" "$L/model-inbox-tiny:$MODEL_TAG" --build-arg "BASE_IMAGE=$BASE"
 
 if need_bin jaeger "$bin/jaeger" "tools/build-jaeger.sh, make tools"; then
   build jaeger "$(context jaeger "$bin/jaeger")" "$root/k8s/images/jaeger/Dockerfile" "$L/jaeger:$(jaeger_tag)" --build-arg "STATIC_IMAGE=$STATIC"

@@ -2,10 +2,11 @@
 
 It speaks the part of Ollama's HTTP API the ai-worker uses (https://github.com/ollama/ollama/blob/main/docs/api.md):
 ``POST /api/chat`` (``stream`` true or false), ``GET /api/tags``, ``GET /api/version``,
-``POST /api/show``, and ``POST /api/pull`` as a cluster's pull Job calls it (its model is always
-there: a pull of it streams Ollama's status lines and succeeds, of any other model fails as
-Ollama's does). Its errors are the real server's, status and body, where the real one can be
-asked without a model: tests/test_integration_ollama_conformance.py compares the two. The
+``POST /api/show``, and ``POST /api/pull`` (its model is always there: a pull of it streams
+Ollama's status lines and succeeds, of any other model fails as Ollama's does). Its errors
+are the real server's, status and body, and its answers have the real server's shape:
+tests/test_integration_ollama_conformance.py compares the two (docs/models.md lists what
+still differs). The
 answer depends on the mode, set for the whole server with ``POST /__fake__/mode``
 ``{"mode": ...}`` or for one message by a ``[[fake:<mode>]]`` marker in the customer text
 (the last ``user`` message):
@@ -38,27 +39,20 @@ turn.
 bodies of the last :data:`KEPT_REQUESTS` ``/api/chat`` requests as received, oldest first
 (``{"requests": [...]}``), so tests can check what reaches the model.
 
-Usage: ``python -m devstack.fake_ollama --port 11434 [--mode valid] [--slow-s 120]
-[--token-delay-s 0.03]``. Like the ``ollama`` command (as the image
-``localhost/support-inbox/ollama-standin`` runs it in a cluster): ``serve`` (or no command)
-listens on ``$OLLAMA_HOST`` (default ``127.0.0.1:11434``) unless ``--host``/``--port`` say
-otherwise; ``pull MODEL`` pulls through ``POST /api/pull`` of the server at ``$OLLAMA_HOST``,
-printing its status lines, and exits 1 on an error.
+Usage: ``python -m devstack.fake_ollama [--host 127.0.0.1] [--port 11434] [--mode valid]
+[--slow-s 120] [--token-delay-s 0.03]``. (The cluster runs the real Ollama server: see
+docs/models.md.)
 """
 
 import argparse
 import asyncio
 import hashlib
 import json
-import os
 import random
 import re
 import string
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter, deque
 from datetime import UTC, datetime
 from pathlib import Path
@@ -507,81 +501,20 @@ def start_server(
     return process, url
 
 
-def ollama_host() -> tuple[str, str, int]:
-    """``$OLLAMA_HOST`` read as Ollama reads it: ``[scheme://]host[:port]``; the port defaults
-    to 11434 without a scheme (80 or 443 with one), the host to 127.0.0.1.
-
-    Returns:
-        (scheme, host, port).
-    """
-    raw = os.environ.get("OLLAMA_HOST", "").strip()
-    scheme, sep, rest = raw.partition("://")
-    if not sep:
-        scheme, rest, default_port = "http", raw, 11434
-    else:
-        default_port = 443 if scheme == "https" else 80
-    parsed = urllib.parse.urlsplit(f"//{rest.split('/', 1)[0]}")
-    return scheme, parsed.hostname or "127.0.0.1", parsed.port or default_port
-
-
-def pull_cli(model: str) -> int:
-    """``ollama pull MODEL`` against the server at ``$OLLAMA_HOST``: its status lines on
-    stdout, an error on stderr and exit status 1."""
-    scheme, host, port = ollama_host()
-    url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}/api/pull"
-    body = json.dumps({"model": model, "stream": True}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - http(s) only
-            for raw in response:
-                if not raw.strip():
-                    continue
-                line = json.loads(raw)
-                if "error" in line:
-                    print(f"Error: {line['error']}", file=sys.stderr)
-                    return 1
-                status = line.get("status", "")
-                if line.get("completed") is not None and line.get("total"):
-                    status += f" {100 * line['completed'] // line['total']}% of {line['total']} B"
-                print(status, flush=True)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        print(f"Error: {message}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as exc:
-        print(f"Error: could not connect to ollama server at {url}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["pull"]:
-        if len(argv) != 2:
-            print("usage: fake_ollama pull MODEL", file=sys.stderr)
-            sys.exit(2)
-        sys.exit(pull_cli(argv[1]))
-    if argv[:1] == ["serve"]:
-        argv = argv[1:]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", help="default: 127.0.0.1, or $OLLAMA_HOST's without --port")
-    parser.add_argument("--port", type=int, help="default: 11434, or $OLLAMA_HOST's")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--mode", choices=MODES, default="valid")
     parser.add_argument("--slow-s", type=float, default=120.0)
     parser.add_argument(
         "--token-delay-s", type=float, default=0.0, help="pause between streamed words"
     )
     args = parser.parse_args(argv)
-    host, port = args.host or "127.0.0.1", args.port or 11434
-    if args.host is None and args.port is None:
-        _, host, port = ollama_host()
     uvicorn.run(
         create_app(args.mode, args.slow_s, token_delay_s=args.token_delay_s),
-        host=host,
-        port=port,
+        host=args.host,
+        port=args.port,
         log_level="warning",
     )
 

@@ -90,6 +90,19 @@ another broker's address for the other types, so it counts only for redis. */}}
 {{- if and (not .Values.ollama.enabled) (not .Values.ollama.externalUrl) -}}
 {{- $errors = append $errors "ollama.enabled=false needs ollama.externalUrl" -}}
 {{- end -}}
+{{- $file := .Values.ollama.modelFile -}}
+{{- if eq .Values.ollama.modelSource "file" -}}
+{{- if not .Values.ollama.enabled -}}
+{{- $errors = append $errors "ollama.modelSource=file creates the model in the chart's Ollama: it needs ollama.enabled=true (an external Ollama's models are created there)" -}}
+{{- end -}}
+{{- if and $file.image $file.volume -}}
+{{- $errors = append $errors "ollama.modelFile.image and ollama.modelFile.volume are exclusive: the model comes from one of them" -}}
+{{- else if not (or $file.image $file.volume) -}}
+{{- $errors = append $errors (printf "ollama.modelSource=file needs ollama.modelFile.image (an image holding the Modelfile and the GGUF file at ollama.modelFile.path, %s) or ollama.modelFile.volume (a volume source holding them, e.g. persistentVolumeClaim: {claimName: models})" $file.path) -}}
+{{- end -}}
+{{- else if or $file.image $file.volume -}}
+{{- $errors = append $errors (printf "ollama.modelFile is read only with ollama.modelSource=file (it is %s): set modelSource=file, or drop modelFile.image/volume" .Values.ollama.modelSource) -}}
+{{- end -}}
 {{- if and .Values.metrics.podMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor")) -}}
 {{- $errors = append $errors "metrics.podMonitor.enabled needs the Prometheus Operator CRDs (monitoring.coreos.com/v1 PodMonitor): install them or the Prometheus Operator first; for `helm template`, pass --api-versions monitoring.coreos.com/v1/PodMonitor" -}}
 {{- end -}}

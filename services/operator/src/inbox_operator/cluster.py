@@ -1,7 +1,9 @@
 """Talking to the Kubernetes API: server-side apply, pruning, and what the status reads."""
 
 import json
-from typing import Any
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import aiohttp
 from lightkube import AsyncClient, codecs
@@ -9,7 +11,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import Secret, Service
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod, Secret, Service
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from inbox_operator.render import MANAGER, Obj
@@ -172,7 +175,133 @@ async def model_served(url: str, model: str, timeout_s: float = 3.0) -> tuple[bo
         return False, f"Ollama at {url} is unreachable: {exc!r}"
     if model in names or f"{model}:latest" in names:
         return True, f"{model} is available at {url}"
-    return False, f"{model} is not pulled on {url} (has: {', '.join(sorted(names)) or 'none'})"
+    return False, f"{model} is not available at {url} (has: {', '.join(sorted(names)) or 'none'})"
+
+
+MODEL_ANNOTATION = "supportinbox.io/model"
+"""The annotation naming the model a Job pulls or creates (the chart's model Jobs carry it)."""
+JOB_COMPONENTS = {"pull": "ollama-pull", "file": "ollama-create"}
+"""``app.kubernetes.io/component`` of the chart's model Job, per ``spec.ollama.modelSource``."""
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_TEXT_MAX = 300
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Where a model Job stands: ``phase`` and a sentence for ModelReady, e.g. ``Job
+    inbox-ollama-create-2 running; last failure: create exited 1 (Error): Error: ...``."""
+
+    phase: Literal["pending", "running", "failed", "complete", "unknown"]
+    text: str
+
+
+def _last_line(text: str | None) -> str:
+    """The last non-empty line of a termination message (the CLI's progress spinner's escape
+    codes removed), at most 300 characters."""
+    lines = [line.strip() for line in _ANSI.sub("", text or "").replace("\r", "\n").splitlines()]
+    last = next((line for line in reversed(lines) if line), "")
+    return last if len(last) <= _TEXT_MAX else last[: _TEXT_MAX - 3] + "..."
+
+
+def _statuses(pod: dict) -> list[dict]:
+    status = pod.get("status") or {}
+    return (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+
+
+def last_failure(pods: list[dict]) -> str | None:
+    """The latest failed container run among a Job's pods (``kubectl get pod -o json``
+    shapes), as ``NAME exited CODE (REASON): LAST LOG LINE``; ``None`` when none failed."""
+    failures = []
+    for pod in pods:
+        for container in _statuses(pod):
+            for state in (container.get("state") or {}, container.get("lastState") or {}):
+                done = state.get("terminated")
+                if done and done.get("exitCode", 0) != 0:
+                    failures.append((str(done.get("finishedAt") or ""), container["name"], done))
+    if not failures:
+        return None
+    _, name, done = max(failures, key=lambda f: f[0])
+    text = f"{name} exited {done.get('exitCode')} ({done.get('reason') or 'Error'})"
+    message = _last_line(done.get("message"))
+    return f"{text}: {message}" if message else text
+
+
+def job_state(job: dict, pods: list[dict]) -> JobState:
+    """Where ``job`` (a Job as JSON) stands, from its conditions and its ``pods``: failed (with
+    the Job's reason), complete, running, or pending (with what the pod waits for: an image
+    pull, a volume); each with the last failed container run, if any.
+    """
+    name = job["metadata"]["name"]
+    status = job.get("status") or {}
+    true = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
+    failure = last_failure(pods)
+    tail = f"; last failure: {failure}" if failure else ""
+    if "Failed" in true:
+        condition = true["Failed"]
+        why = ": ".join(filter(None, (condition.get("reason"), condition.get("message"))))
+        return JobState("failed", f"Job {name} failed ({why or 'no reason given'}){tail}")
+    if "Complete" in true:
+        return JobState("complete", f"Job {name} completed")
+    newest = max(
+        pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""), default=None
+    )
+    if newest is None:
+        return JobState("pending", f"Job {name} pending (no pod yet){tail}")
+    for container in _statuses(newest):
+        waiting = (container.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason") not in (None, "PodInitializing"):
+            reason = waiting["reason"]
+            message = _last_line(waiting.get("message"))
+            detail = f"{container['name']} {reason}" + (f": {message}" if message else "")
+            # a container waiting to be restarted after a failure still counts as running
+            phase = "running" if reason == "CrashLoopBackOff" else "pending"
+            return JobState(phase, f"Job {name} {phase} ({detail}){tail}")
+    if (newest.get("status") or {}).get("phase") == "Running":
+        return JobState("running", f"Job {name} running{tail}")
+    return JobState(
+        "pending", f"Job {name} pending (pod {newest['status'].get('phase', 'Pending')}){tail}"
+    )
+
+
+def _with_tag(model: str) -> str:
+    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+
+
+async def model_job(
+    client: AsyncClient, namespace: str, instance: str, source: str, model: str
+) -> JobState | None:
+    """The newest model Job of ``instance`` for ``model`` (component :data:`JOB_COMPONENTS`
+    of ``source``, annotation :data:`MODEL_ANNOTATION`) and where it stands.
+
+    Returns:
+        its :class:`JobState`; ``None`` when there is none (a Job is deleted an hour after it
+        finishes); phase ``unknown`` when the API refuses to list Jobs or Pods (RBAC).
+    """
+    labels = {
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": JOB_COMPONENTS[source],
+    }
+    try:
+        jobs = [
+            job
+            async for job in client.list(Job, namespace=namespace, labels=labels)
+            if _with_tag((job.metadata.annotations or {}).get(MODEL_ANNOTATION, ""))
+            == _with_tag(model)
+        ]
+        if not jobs:
+            return None
+        job = max(jobs, key=lambda j: j.metadata.creationTimestamp)
+        pods = [
+            pod.to_dict()
+            async for pod in client.list(
+                Pod,
+                namespace=namespace,
+                labels={"batch.kubernetes.io/job-name": job.metadata.name},
+            )
+        ]
+    except ApiError as exc:
+        return JobState("unknown", f"its Job is unreadable: {exc.status.message}")
+    return job_state(job.to_dict(), pods)
 
 
 SupportInbox = create_namespaced_resource(

@@ -139,7 +139,7 @@ async def reconcile(
             _invalid(patch, dict(status), generation, exc.reason, str(exc))
             raise kopf.TemporaryError(str(exc), delay=60) from None
         pruned = await cluster.prune(client, namespace, name, objects)
-        conditions = await observe(client, typed, namespace)
+        conditions = await observe(client, typed, namespace, name)
     patch.status["conditions"] = merge(status.get("conditions"), conditions, generation)
     patch.status["observedGeneration"] = generation
     kopf.info(body, reason="Reconciled", message=_summary(typed, old, len(objects), pruned))
@@ -171,8 +171,11 @@ def _summary(spec: SupportInboxSpec, old: Any, applied: int, pruned: list[str]) 
     return "; ".join([text, *changes])
 
 
-async def observe(client: AsyncClient, spec: SupportInboxSpec, namespace: str) -> list[Condition]:
-    """Conditions from what the cluster shows now (Deployments, Ollama)."""
+async def observe(
+    client: AsyncClient, spec: SupportInboxSpec, namespace: str, name: str
+) -> list[Condition]:
+    """Conditions from what the cluster shows now (Deployments, Ollama, the model Job of
+    SupportInbox ``name``)."""
     availability = await cluster.deployment_availability(client, namespace, SERVICES)
     waiting = [
         f"{n} {a}/{d or '?'} available"
@@ -205,13 +208,7 @@ async def observe(client: AsyncClient, spec: SupportInboxSpec, namespace: str) -
         database = Condition(
             "DatabaseReady", "True", "MessagingAvailable", "messaging reaches PostgreSQL"
         )
-    served, model_message = await cluster.model_served(spec.ollama.url, spec.ollama.model)
-    model = Condition(
-        "ModelReady",
-        "True" if served else "False",
-        "ModelAvailable" if served else "ModelUnavailable",
-        model_message,
-    )
+    model = await model_condition(client, spec, namespace, name)
     if waiting:
         ready = Condition("Ready", "False", "DeploymentsProgressing", "; ".join(waiting))
     elif not all(c.status == "True" for c in (broker, database, model)):
@@ -224,6 +221,39 @@ async def observe(client: AsyncClient, spec: SupportInboxSpec, namespace: str) -
     else:
         ready = Condition("Ready", "True", "AllAvailable", "every Deployment is available")
     return [ready, broker, database, model]
+
+
+MODEL_JOB_REASONS = {
+    "pending": "ModelJobPending",
+    "running": "ModelJobRunning",
+    "failed": "ModelJobFailed",
+}
+"""ModelReady's reason while the model is missing, per phase of its Job; else ModelUnavailable."""
+
+
+async def model_condition(
+    client: AsyncClient, spec: SupportInboxSpec, namespace: str, name: str
+) -> Condition:
+    """ModelReady: whether Ollama lists the model, how it gets there (pulled, or created from
+    a GGUF file in an image or a volume) and, while it is missing, what its Job is doing.
+
+    Reasons: ``ModelAvailable``; ``ModelJobPending``, ``ModelJobRunning`` or ``ModelJobFailed``
+    (the message says what the pod waits for, or the last failed run's last log line); else
+    ``ModelUnavailable`` (Ollama unreachable, no Job found, or a Job that completed yet the
+    model is not listed).
+    """
+    ollama = spec.ollama
+    served, probe = await cluster.model_served(ollama.url, ollama.model)
+    origin = ollama.origin()
+    if served:
+        return Condition("ModelReady", "True", "ModelAvailable", f"{probe} ({origin})")
+    job = await cluster.model_job(client, namespace, name, ollama.model_source, ollama.model)
+    if job is None:
+        where = "no Job for it is found (the chart's runs at each install and upgrade)"
+    else:
+        where = job.text
+    reason = MODEL_JOB_REASONS.get(job.phase, "ModelUnavailable") if job else "ModelUnavailable"
+    return Condition("ModelReady", "False", reason, f"{probe}; it is to be {origin}: {where}")
 
 
 async def refresh_all(client: AsyncClient) -> int:
@@ -248,7 +278,9 @@ async def refresh_all(client: AsyncClient) -> int:
             typed = SupportInboxSpec.model_validate(dict(inbox["spec"]))
         except ValidationError:
             continue
-        conditions = await observe(client, typed, inbox.metadata.namespace)
+        conditions = await observe(
+            client, typed, inbox.metadata.namespace, inbox.metadata.name or ""
+        )
         merged = merge(status.get("conditions"), conditions, inbox.metadata.generation or 0)
         if merged != status.get("conditions"):
             await client.patch(

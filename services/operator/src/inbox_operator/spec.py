@@ -4,7 +4,7 @@ The CRD in ``k8s/crds/`` is the contract: the API server validates and fills def
 these models read the result. Field names follow the CRD (camelCase aliases).
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -108,10 +108,57 @@ class Database(_Model):
         return self.model_copy(update={"secret_ref": _keyed(self.secret_ref, "url")})
 
 
+class ModelFile(_Model):
+    """Where a GGUF file and its Modelfile come from: an image, or a Pod volume source (for
+    example ``{"persistentVolumeClaim": {"claimName": "models"}}``), holding them at ``path``."""
+
+    image: str | None = None
+    volume: dict[str, Any] | None = None
+    path: str = "/model"
+
+    def describe(self) -> str:
+        """``image X`` or ``volume persistentVolumeClaim models at /model``, for messages."""
+        if self.image:
+            return f"image {self.image}"
+        kind, source = next(iter((self.volume or {"volume": {}}).items()))
+        source = source if isinstance(source, dict) else {}
+        # the field that names the volume in each common source type
+        named = next(
+            (
+                str(source[k])
+                for k in ("claimName", "path", "name", "secretName", "volumeID", "server")
+                if k in source
+            ),
+            "",
+        )
+        return f"volume {kind} {named}".rstrip() + f" at {self.path}"
+
+
 class Ollama(_Model):
     url: str = "http://ollama:11434"
     model: str = "llama3.2:3b"
     timeout_seconds: int = 60
+    model_source: Literal["pull", "file"] = "pull"
+    model_file: ModelFile | None = None
+
+    @model_validator(mode="after")
+    def _file(self) -> "Ollama":
+        # The CRD's CEL rule says the same; repeated for API servers without CEL.
+        if self.model_source == "file":
+            file = self.model_file
+            if file is None or bool(file.image) == bool(file.volume):
+                raise ValueError(
+                    "ollama.modelSource file needs ollama.modelFile with exactly one of "
+                    "image and volume"
+                )
+        return self
+
+    def origin(self) -> str:
+        """How the model gets to Ollama, for ModelReady: ``pulled`` or ``created from the
+        GGUF file in image X``."""
+        if self.model_source == "pull" or self.model_file is None:
+            return "pulled"
+        return f"created from the GGUF file in {self.model_file.describe()}"
 
 
 class Tracing(_Model):
