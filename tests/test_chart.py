@@ -18,9 +18,11 @@ from devstack.fixtures import (
     wait_for,
 )
 from devstack.stack import REPO
+from gateway.core.config import Settings as GatewaySettings
 from inbox_common import metrics as inbox_metrics
 from inbox_operator import render as operator_render
 from inbox_operator.spec import SupportInboxSpec
+from lightkube import codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.core_v1 import ConfigMap, PersistentVolumeClaim, Secret, Service
@@ -69,6 +71,7 @@ def test_profiles_cover_the_matrix() -> None:
         "tracing-off",
         "metrics",
         "model-file",
+        "widget",
     }
 
 
@@ -429,6 +432,172 @@ def test_bad_values_fail_with_a_clear_message(args: list[str], message: str) -> 
     assert message in done.stderr
 
 
+def _gateway(objects: list[dict]) -> dict:
+    """The gateway Deployment the operator renders from the chart's SupportInbox."""
+    spec = SupportInboxSpec.model_validate(inbox_spec(objects))
+    made = operator_render.render(operator_render.Owner("inbox", "support", "uid"), spec)
+    (gateway,) = [o for o in by_kind(made, "Deployment") if o["metadata"]["name"] == "gateway"]
+    return gateway
+
+
+def _secret_files(deployment: dict) -> dict[str, tuple[str, str]]:
+    """File name under /run/secrets -> (Secret, key), from the pod's ``secrets`` volume."""
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] == "secrets"]
+    return {
+        item["path"]: (source["secret"]["name"], item["key"])
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+
+
+def test_widget_channels_reach_the_gateway_as_a_secret_file() -> None:
+    objects = render("widget")
+    (secret,) = [o for o in by_kind(objects, "Secret") if o["metadata"]["name"] == "inbox-widget"]
+    channels = json.loads(secret["stringData"]["channels.json"])
+    assert channels == {
+        "shop": {
+            "name": "Example shop",
+            "allowed_origins": ["https://shop.example", "https://www.shop.example"],
+            "assistant": "suggest",
+        },
+        "help-centre": {
+            "name": "Example Bank help centre",
+            "allowed_origins": ["https://help.example-bank.test:8443"],
+            "assistant": "answer",
+            "identity_secret": "test-only-identity-secret-0123456789abcdef",
+        },
+    }
+    widget = inbox_spec(objects)["widget"]
+    assert widget["channelsSecretRef"] == {"name": "inbox-widget", "key": "channels.json"}
+    assert re.fullmatch(r"[0-9a-f]{16}", widget["channelsRevision"])
+    # the identity secret is in that Secret only: no ConfigMap, no spec, no env
+    for obj in objects:
+        if obj is not secret:
+            assert "test-only-identity-secret" not in json.dumps(obj), obj["metadata"]["name"]
+
+    gateway = _gateway(objects)
+    assert _secret_files(gateway)["WIDGET_CHANNELS"] == ("inbox-widget", "channels.json")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert "WIDGET_CHANNELS" not in env
+    assert gateway["spec"]["template"]["metadata"]["annotations"][
+        operator_render.WIDGET_REVISION] == widget["channelsRevision"]
+    # what the gateway itself makes of the file and the environment
+    settings = GatewaySettings(
+        environment="test",
+        jwt_secret="j" * 40,
+        widget_channels=channels,
+        **{k.lower(): env[k] for k in ("CUSTOMER_RATE_LIMIT", "WIDGET_CHANNEL_RATE_LIMIT",
+                                       "CUSTOMER_TOKEN_TTL_S", "CUSTOMER_SESSION_TTL_S")},
+    )
+    assert settings.widget_channels["help-centre"].assistant == "answer"
+    assert settings.widget_channels["shop"].identity_secret is None
+    assert (settings.customer_rate_limit, settings.widget_channel_rate_limit) == (
+        "30/minute", "600/minute")
+    assert (settings.customer_token_ttl_s, settings.customer_session_ttl_s) == (900, 2_592_000)
+
+
+def test_a_changed_channel_rolls_the_gateway_and_no_channel_renders_no_widget() -> None:
+    revision = inbox_spec(render("widget"))["widget"]["channelsRevision"]
+    assert inbox_spec(render("widget"))["widget"]["channelsRevision"] == revision  # stable
+    changed = render("widget", "--set-json",
+                     'widget.channels.shop.allowedOrigins=["https://shop.example"]')
+    assert inbox_spec(changed)["widget"]["channelsRevision"] != revision
+    default = render("default")
+    assert "widget" not in inbox_spec(default)
+    assert not [o for o in default if o["metadata"]["name"] == "inbox-widget"]
+    assert "WIDGET_CHANNELS" not in _secret_files(_gateway(default))
+
+
+def test_an_existing_widget_secret_is_referenced_not_generated() -> None:
+    objects = render("default", "--set", "widget.existingSecret=shop-widget")
+    assert not [o for o in objects if o["metadata"]["name"] == "inbox-widget"]
+    widget = inbox_spec(objects)["widget"]
+    assert widget["channelsSecretRef"] == {"name": "shop-widget", "key": "channels.json"}
+    assert "channelsRevision" not in widget  # helm template cannot read the Secret to hash it
+    assert _secret_files(_gateway(objects))["WIDGET_CHANNELS"] == ("shop-widget", "channels.json")
+
+
+def test_the_ingress_sends_the_widget_to_the_gateway() -> None:
+    (ingress,) = by_kind(render("widget"), "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+
+    def backend(path: str) -> str:
+        """The Service of the longest Prefix match, as an Ingress controller picks it."""
+        matches = [p for p in rule["http"]["paths"] if p["pathType"] == "Prefix"
+                   and (path + "/").startswith(p["path"].rstrip("/") + "/")]
+        best = max(matches, key=lambda p: len(p["path"]))
+        return best["backend"]["service"]["name"]
+
+    for path in ("/widget/loader.js", "/widget/frame", "/api/v1/widget/sessions",
+                 "/api/v1/widget/ws"):
+        assert backend(path) == "gateway", path
+
+
+WIDGET = ("--set", "widget.channels.shop.name=Shop")
+ORIGIN = ("--set-json", 'widget.channels.shop.allowedOrigins=["https://shop.example"]')
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--set", "widget.channels.Shop.name=Shop", "--set-json",
+             'widget.channels.Shop.allowedOrigins=["https://shop.example"]'],
+            "at '/widget/channels': additional properties 'Shop' not allowed",
+        ),
+        (
+            ["--set", f"widget.channels.{'x' * 41}.name=Shop", "--set-json",
+             f'widget.channels.{"x" * 41}.allowedOrigins=["https://shop.example"]'],
+            f"additional properties '{'x' * 41}' not allowed",
+        ),
+        (
+            [*WIDGET, "--set-json", 'widget.channels.shop.allowedOrigins=["https://shop.example/"]'],
+            "at '/widget/channels/shop/allowedOrigins/0'",
+        ),
+        (
+            [*WIDGET, "--set-json", 'widget.channels.shop.allowedOrigins=["shop.example"]'],
+            "at '/widget/channels/shop/allowedOrigins/0'",
+        ),
+        ([*WIDGET, "--set-json", "widget.channels.shop.allowedOrigins=[]"],
+         "at '/widget/channels/shop/allowedOrigins'"),
+        ([*WIDGET], "at '/widget/channels/shop': missing property 'allowedOrigins'"),
+        ([*WIDGET, *ORIGIN, "--set", "widget.channels.shop.assistant=auto"],
+         "at '/widget/channels/shop/assistant': value must be one of 'suggest', 'answer'"),
+        ([*WIDGET, *ORIGIN, "--set", "widget.channels.shop.identitySecret=short"],
+         "at '/widget/channels/shop/identitySecret'"),
+        ([*WIDGET, *ORIGIN, "--set", "widget.channels.shop.allowedOrigin=x"],
+         "additional properties 'allowedOrigin' not allowed"),
+        (
+            [*WIDGET, *ORIGIN, "--set", f"widget.channels.shop.identitySecret={'s' * 32}",
+             "--set", "widget.channels.shop.identitySecretRef.name=shop-identity",
+             "--set", "widget.channels.shop.identitySecretRef.key=secret"],
+            "widget.channels.shop: identitySecret and identitySecretRef are exclusive",
+        ),
+        (
+            [*WIDGET, *ORIGIN, "--set", "widget.channels.shop.identitySecretRef.name=shop-identity",
+             "--set", "widget.channels.shop.identitySecretRef.key=secret"],
+            "widget.channels.shop.identitySecretRef: Secret shop-identity not found in namespace "
+            "default: create it before installing (helm template and a client-side --dry-run "
+            "cannot read Secrets; render offline with widget.existingSecret instead)",
+        ),
+        (
+            [*WIDGET, *ORIGIN, "--set", "widget.channels.shop.identitySecretRef.name=x"],
+            "at '/widget/channels/shop/identitySecretRef': missing property 'key'",
+        ),
+        ([*WIDGET, *ORIGIN, "--set", "widget.existingSecret=mine"],
+         "widget.channels and widget.existingSecret are exclusive"),
+        (["--set", "widget.customerRateLimit=lots"], "at '/widget/customerRateLimit'"),
+        (["--set", "widget.customerTokenTtlSeconds=5"], "at '/widget/customerTokenTtlSeconds'"),
+    ],
+)
+def test_bad_widget_values_fail_with_a_clear_message(args: list[str], message: str) -> None:
+    done = helm("template", "inbox", str(CHART), *DAPR, *args, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+
+
 def test_metrics_profile_scrapes_every_inbox_pod_and_ships_the_dashboard() -> None:
     objects = render("metrics")
     (monitor,) = by_kind(objects, "PodMonitor")
@@ -532,6 +701,24 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
 ) -> None:
     namespace, release = OPERATOR_NAMESPACE, OPERATOR_RELEASE
     cfg = kube.admin_kubeconfig
+    # a site's identity secret, read by the chart (`lookup`) into WIDGET_CHANNELS
+    identity = "i" * 40
+    admin.apply(
+        codecs.from_dict(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "shop-identity", "namespace": namespace},
+                "stringData": {"secret": identity},
+            }
+        ),
+        field_manager="test",
+    )
+    widget = (
+        "--set-json",
+        'widget.channels={"shop": {"name": "Shop", "allowedOrigins": ["https://shop.example"], '
+        '"identitySecretRef": {"name": "shop-identity", "key": "secret"}}}',
+    )
     helm(
         "install",
         release,
@@ -545,6 +732,7 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
         "ollama.model=llama3.2:1b",
         "--set",  # the operator fixture serves every namespace with this release's identity
         "operator.clusterWide=true",
+        *widget,
     )
     manifest = helm("get", "manifest", release, "-n", namespace, "--kubeconfig", str(cfg)).stdout
     kinds = sorted({d["kind"] for d in yaml.safe_load_all(manifest) if d})
@@ -587,6 +775,24 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
         if item.path == "ADMIN_PASSWORD"
     ]
     assert password == [(f"{release}-auth", "admin-password")]
+    channels = [
+        (source.secret.name, item.key)
+        for source in files.projected.sources
+        for item in source.secret.items
+        if item.path == "WIDGET_CHANNELS"
+    ]
+    assert channels == [(f"{release}-widget", "channels.json")]
+    made = admin.get(Secret, f"{release}-widget", namespace=namespace)
+    assert json.loads(base64.b64decode(made.data["channels.json"])) == {
+        "shop": {
+            "name": "Shop",
+            "allowed_origins": ["https://shop.example"],
+            "assistant": "suggest",
+            "identity_secret": identity,
+        }
+    }
+    revision = admin.get(SupportInbox, release, namespace=namespace)["spec"]["widget"][
+        "channelsRevision"]
 
     auth = admin.get(Secret, f"{release}-auth", namespace=namespace)
     helm(
@@ -602,8 +808,12 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
         "ollama.model=qwen2.5:3b",
         "--set",
         "operator.clusterWide=true",
+        *widget,
     )
     assert admin.get(Secret, f"{release}-auth", namespace=namespace).data == auth.data  # kept
+    # the same channels, the same revision: the upgrade does not roll the gateway for them
+    assert admin.get(SupportInbox, release, namespace=namespace)["spec"]["widget"][
+        "channelsRevision"] == revision
 
     def upgraded() -> bool:
         worker = admin.get(Deployment, "ai-worker", namespace=namespace)
@@ -637,4 +847,5 @@ def test_install_upgrade_uninstall_on_a_real_api_server(
         wait_for(lambda: not leftovers(), 90, "nothing left after uninstall")
     finally:
         apply_operator_rbac(admin)  # the uninstall took the operator's RBAC with it
+        admin.delete(Secret, "shop-identity", namespace=namespace)
     (output_dir / "helm-manifest.json").write_text(json.dumps(kinds))

@@ -264,6 +264,11 @@ def test_model_change_rolls_only_the_ai_worker(admin, operator) -> None:
         ),
         ({"ollama": {"url": "ftp://x"}}, "spec.ollama.url"),
         ({"database": {}}, "spec.database.secretRef: Required value"),
+        (
+            {"widget": {"channelsSecretRef": {"name": "widget"}, "customerRateLimit": "lots"}},
+            "spec.widget.customerRateLimit",
+        ),
+        ({"widget": {"customerRateLimit": "5/second"}}, "spec.widget.channelsSecretRef: Required"),
     ],
     ids=[
         "unknown-broker",
@@ -272,6 +277,8 @@ def test_model_change_rolls_only_the_ai_worker(admin, operator) -> None:
         "replicas",
         "ollama-url",
         "database",
+        "widget-rate-limit",
+        "widget-without-secret",
     ],
 )
 def test_invalid_specs_are_rejected_by_the_api_server(admin, spec, message) -> None:
@@ -294,6 +301,101 @@ def test_missing_secret_applies_nothing_until_it_exists(admin, operator) -> None
     )
     assert "database.secretRef: Secret db not found" in status["Ready"]["message"]
     assert owned(admin, "waiting") == {}  # never half-applied
+
+
+def test_widget_channels_are_a_gateway_file_and_a_new_revision_rolls_it(admin, operator) -> None:
+    """The WIDGET_CHANNELS Secret is waited for like every referenced Secret, then mounted into
+    the gateway's projected volume; the limits are its environment, with the CRD's defaults;
+    a new channelsRevision rolls the gateway alone."""
+    make_namespace(admin, "widget")
+    create(
+        admin,
+        inbox_manifest(
+            "widget",
+            widget={
+                "channelsSecretRef": {"name": "widget"},
+                "channelsRevision": "1111111111111111",
+                "customerRateLimit": "30/minute",
+            },
+        ),
+    )
+    status = _refused(admin, "widget", "SecretMissing")
+    assert "widget.channelsSecretRef: Secret widget not found" in status["Ready"]["message"]
+    channels = '{"shop": {"name": "Shop", "allowed_origins": ["https://shop.example"]}}'
+    admin.apply(
+        codecs.from_dict(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "widget", "namespace": "widget"},
+                "stringData": {"channels.json": channels},
+            }
+        ),
+        field_manager="test",
+    )
+    objects = wait_for(lambda: all_owned(admin, "widget"), 90, "owned objects")  # retried in 30 s
+    gateway = objects[("Deployment", "gateway")]
+    pod = gateway.spec.template.spec
+    (files,) = [v for v in pod.volumes if v.name == "secrets"]
+    mounted = {
+        item.path: (source.secret.name, item.key)
+        for source in files.projected.sources
+        for item in source.secret.items
+    }
+    assert mounted["WIDGET_CHANNELS"] == ("widget", "channels.json")
+    env = {e.name: e for e in pod.containers[0].env}
+    assert not [e for e in env.values() if e.valueFrom]
+    assert {k: env[k].value for k in (
+        "CUSTOMER_RATE_LIMIT", "WIDGET_CHANNEL_RATE_LIMIT", "CUSTOMER_TOKEN_TTL_S",
+        "CUSTOMER_SESSION_TTL_S")} == {
+        "CUSTOMER_RATE_LIMIT": "30/minute",
+        "WIDGET_CHANNEL_RATE_LIMIT": "600/minute",
+        "CUSTOMER_TOKEN_TTL_S": "900",
+        "CUSTOMER_SESSION_TTL_S": "2592000",
+    }  # fmt: skip
+    messaging = objects[("Deployment", "messaging")]
+    assert "WIDGET_CHANNELS" not in {
+        item.path
+        for v in messaging.spec.template.spec.volumes
+        if v.name == "secrets"
+        for source in v.projected.sources
+        for item in source.secret.items
+    }
+
+    before = {
+        n: admin.get(Deployment, n, namespace="widget").metadata.generation
+        for n in ("gateway", "messaging", "ai-worker")
+    }
+    admin.patch(
+        SupportInbox,
+        "inbox",
+        namespace="widget",
+        patch_type=PatchType.MERGE,
+        obj={"spec": {"widget": {"channelsRevision": "2222222222222222"}}},
+    )
+
+    def rolled() -> bool:
+        gateway = admin.get(Deployment, "gateway", namespace="widget")
+        annotations = gateway.spec.template.metadata.annotations
+        return annotations.get("supportinbox.io/widget-channels-revision") == "2222222222222222"
+
+    wait_for(rolled, 60, "gateway rolled to the new channels")
+    after = {
+        n: admin.get(Deployment, n, namespace="widget").metadata.generation
+        for n in ("gateway", "messaging", "ai-worker")
+    }
+    assert after["gateway"] == before["gateway"] + 1
+    assert after["messaging"] == before["messaging"] and after["ai-worker"] == before["ai-worker"]
+    wait_for(
+        lambda: [
+            e
+            for e in admin.list(Event, namespace="widget")
+            if "widget channels changed: gateway rolls" in (e.message or "")
+        ],
+        30,
+        "event",
+    )
+    admin.delete(SupportInbox, "inbox", namespace="widget")
 
 
 def test_second_inbox_in_a_namespace_is_refused(admin, operator) -> None:

@@ -109,6 +109,26 @@ another broker's address for the other types, so it counts only for redis. */}}
 {{- if gt (int .Values.inbox.aiWorker.minReplicas) (int .Values.inbox.aiWorker.maxReplicas) -}}
 {{- $errors = append $errors "inbox.aiWorker.minReplicas must not exceed inbox.aiWorker.maxReplicas" -}}
 {{- end -}}
+{{- $widget := .Values.widget -}}
+{{- if and $widget.channels $widget.existingSecret -}}
+{{- $errors = append $errors "widget.channels and widget.existingSecret are exclusive: the gateway reads one WIDGET_CHANNELS, from the chart's Secret or from yours" -}}
+{{- end -}}
+{{- range $id, $channel := $widget.channels -}}
+{{- $at := printf "widget.channels.%s" $id -}}
+{{- if and $channel.identitySecret $channel.identitySecretRef -}}
+{{- $errors = append $errors (printf "%s: identitySecret and identitySecretRef are exclusive" $at) -}}
+{{- else if $channel.identitySecretRef -}}
+{{- $ref := $channel.identitySecretRef -}}
+{{- $secret := lookup "v1" "Secret" $.Release.Namespace $ref.name -}}
+{{- if not $secret -}}
+{{- $errors = append $errors (printf "%s.identitySecretRef: Secret %s not found in namespace %s: create it before installing (helm template and a client-side --dry-run cannot read Secrets; render offline with widget.existingSecret instead)" $at $ref.name $.Release.Namespace) -}}
+{{- else if not (hasKey ($secret.data | default dict) $ref.key) -}}
+{{- $errors = append $errors (printf "%s.identitySecretRef: Secret %s has no key %s" $at $ref.name $ref.key) -}}
+{{- else if lt (len (index $secret.data $ref.key | b64dec)) 32 -}}
+{{- $errors = append $errors (printf "%s.identitySecretRef: Secret %s key %s holds %d characters; the gateway needs at least 32" $at $ref.name $ref.key (len (index $secret.data $ref.key | b64dec))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nsupport-inbox: invalid values:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
@@ -121,4 +141,41 @@ another broker's address for the other types, so it counts only for redis. */}}
 {{- $_ := set $accounts $user (dict "display_name" $account.displayName "password_hash" $account.passwordHash) -}}
 {{- end -}}
 {{- toJson $accounts -}}
+{{- end }}
+
+{{/* The Secret holding WIDGET_CHANNELS: the chart's, or widget.existingSecret. */}}
+{{- define "inbox.widgetSecret" -}}
+{{- .Values.widget.existingSecret | default (printf "%s-widget" .Release.Name) }}
+{{- end }}
+
+{{/* WIDGET_CHANNELS JSON for the gateway, from widget.channels. An identitySecretRef the
+cluster does not hold is left out here and reported by inbox.validateValues. */}}
+{{- define "inbox.widgetChannelsJson" -}}
+{{- $channels := dict -}}
+{{- range $id, $channel := .Values.widget.channels -}}
+{{- $entry := dict "name" $channel.name "allowed_origins" $channel.allowedOrigins "assistant" ($channel.assistant | default "suggest") -}}
+{{- if $channel.identitySecret -}}
+{{- $_ := set $entry "identity_secret" $channel.identitySecret -}}
+{{- else if $channel.identitySecretRef -}}
+{{- $secret := lookup "v1" "Secret" $.Release.Namespace $channel.identitySecretRef.name -}}
+{{- $value := index (($secret | default dict).data | default dict) $channel.identitySecretRef.key -}}
+{{- if $value -}}
+{{- $_ := set $entry "identity_secret" ($value | b64dec) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $channels $id $entry -}}
+{{- end -}}
+{{- toJson $channels -}}
+{{- end }}
+
+{{/* Changes whenever WIDGET_CHANNELS does, so the operator rolls the gateway (it reads the
+file at start). Empty for an existingSecret `lookup` cannot read (helm template). */}}
+{{- define "inbox.widgetRevision" -}}
+{{- if .Values.widget.existingSecret -}}
+{{- with lookup "v1" "Secret" .Release.Namespace .Values.widget.existingSecret -}}
+{{- .data | toJson | sha256sum | trunc 16 -}}
+{{- end -}}
+{{- else -}}
+{{- include "inbox.widgetChannelsJson" . | sha256sum | trunc 16 -}}
+{{- end -}}
 {{- end }}

@@ -9,8 +9,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from inbox_operator.handlers import parse_spec
-from inbox_operator.render import COMPONENTS_HASH, SERVICES, Owner, render
+from inbox_operator.handlers import parse_spec, secret_refs
+from inbox_operator.render import COMPONENTS_HASH, SERVICES, WIDGET_REVISION, Owner, render
 from inbox_operator.spec import SupportInboxSpec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -304,6 +304,86 @@ def test_secrets_reach_the_pods_as_files_never_as_environment() -> None:
         assert ("DATABASE_URL" in files) == (service == "messaging"), service
     assert _secret_files(deployments["gateway"])["ADMIN_PASSWORD"] == ("inbox-auth", "password")
     assert _secret_files(deployments["gateway"])["JWT_SECRET"] == ("jwt", "secret")
+
+
+WIDGET = {
+    "channelsSecretRef": {"name": "inbox-widget"},
+    "channelsRevision": "a0e570c3573352cf",
+    "customerRateLimit": "30/minute",
+    "customerSessionTtlSeconds": 7 * 86_400,
+}
+WIDGET_ENV = ("CUSTOMER_RATE_LIMIT", "WIDGET_CHANNEL_RATE_LIMIT", "CUSTOMER_TOKEN_TTL_S",
+              "CUSTOMER_SESSION_TTL_S")  # fmt: skip
+
+
+def _env(deployment: dict) -> dict[str, str | None]:
+    return {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_widget_channels_reach_only_the_gateway_as_a_file_and_limits_as_env() -> None:
+    spec = spec_with(widget=WIDGET)
+    objects = render(OWNER, spec)
+    deployments = by_kind(objects, "Deployment")
+    gateway = deployments["gateway"]
+    # the JSON holds the sites' identity secrets: a file of the projected volume, no env
+    assert _secret_files(gateway)["WIDGET_CHANNELS"] == ("inbox-widget", "channels.json")
+    assert not [e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+                if "valueFrom" in e or e["name"] == "WIDGET_CHANNELS"]
+    assert {k: _env(gateway)[k] for k in WIDGET_ENV} == {
+        "CUSTOMER_RATE_LIMIT": "30/minute",
+        "WIDGET_CHANNEL_RATE_LIMIT": "600/minute",  # the gateway's defaults, from the CRD's
+        "CUSTOMER_TOKEN_TTL_S": "900",
+        "CUSTOMER_SESSION_TTL_S": "604800",
+    }
+    annotations = gateway["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[WIDGET_REVISION] == "a0e570c3573352cf"
+    for service in ("messaging", "ai-worker"):
+        assert "WIDGET_CHANNELS" not in _secret_files(deployments[service]), service
+        assert not set(WIDGET_ENV) & set(_env(deployments[service])), service
+        assert WIDGET_REVISION not in deployments[service]["spec"]["template"]["metadata"][
+            "annotations"]
+    # the operator waits for the Secret like every other one it references
+    assert ("widget.channelsSecretRef", "inbox-widget", "channels.json") in secret_refs(spec)
+    for obj in objects:
+        if not obj["apiVersion"].startswith("dapr.io/"):
+            kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
+
+
+def test_without_a_widget_section_the_gateway_has_no_channels() -> None:
+    gateway = by_kind(render(OWNER, spec_with()), "Deployment")["gateway"]
+    assert "WIDGET_CHANNELS" not in _secret_files(gateway)
+    assert not set(WIDGET_ENV) & set(_env(gateway))
+    assert WIDGET_REVISION not in gateway["spec"]["template"]["metadata"]["annotations"]
+    assert not [r for r in secret_refs(spec_with()) if r[0].startswith("widget.")]
+
+
+def test_a_new_channels_revision_rolls_only_the_gateway() -> None:
+    before = by_kind(render(OWNER, spec_with(widget=WIDGET)), "Deployment")
+    after = by_kind(
+        render(OWNER, spec_with(widget={**WIDGET, "channelsRevision": "0123456789abcdef"})),
+        "Deployment",
+    )
+    changed = {s for s in SERVICES if before[s]["spec"]["template"] != after[s]["spec"]["template"]}
+    assert changed == {"gateway"}
+
+
+@pytest.mark.parametrize(
+    ("widget", "field"),
+    [
+        ({"customerRateLimit": "lots"}, "spec.widget.customerRateLimit"),
+        ({"channelRateLimit": "10/fortnight"}, "spec.widget.channelRateLimit"),
+        ({"customerTokenTtlSeconds": 5}, "spec.widget.customerTokenTtlSeconds"),
+        ({"customerSessionTtlSeconds": 400 * 86_400}, "spec.widget.customerSessionTtlSeconds"),
+        ({"channelsSecretRef": None}, "spec.widget.channelsSecretRef"),
+        ({"channels": {}}, "spec.widget.channels"),  # a typo of the CRD's fields
+    ],
+)
+def test_invalid_widget_names_the_field(widget: dict, field: str) -> None:
+    with pytest.raises(Exception, match=field.replace(".", r"\.")):
+        spec_with(widget={**WIDGET, **widget})
 
 
 def test_tracing_points_apps_sidecars_and_browsers_at_the_collector() -> None:

@@ -68,6 +68,7 @@ def secret_refs(spec: SupportInboxSpec) -> list[tuple[str, str, str]]:
         ("auth.adminPasswordSecretRef", auth.admin_password_secret_ref),
         ("broker.secretRef", spec.broker.secret_ref),
         ("stateStore.secretRef", spec.state_store.secret_ref),
+        ("widget.channelsSecretRef", spec.widget.channels_secret_ref if spec.widget else None),
     ]
     return [(field, ref.name, ref.key or "") for field, ref in refs if ref is not None]
 
@@ -165,6 +166,10 @@ def _summary(spec: SupportInboxSpec, old: Any, applied: int, pruned: list[str]) 
         old_model = (before.get("ollama") or {}).get("model")
         if old_model and old_model != spec.ollama.model:
             changes.append(f"model {old_model} -> {spec.ollama.model}: ai-worker rolls")
+        old_revision = (before.get("widget") or {}).get("channelsRevision")
+        new_revision = spec.widget.channels_revision if spec.widget else None
+        if old_revision != new_revision:
+            changes.append("widget channels changed: gateway rolls")
     text = f"applied {applied} objects (broker {spec.broker.type}, model {spec.ollama.model})"
     if pruned:
         text += f", pruned {', '.join(pruned)}"

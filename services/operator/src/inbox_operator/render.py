@@ -37,6 +37,10 @@ blocking XREADGROUP; go-redis's default, 10 per GOMAXPROCS, follows the sidecar'
 timeout" on a real node)."""
 COMPONENTS_HASH = "supportinbox.io/components-hash"
 """Pod-template annotation: changes with the Dapr components, so a broker switch rolls pods."""
+WIDGET_REVISION = "supportinbox.io/widget-channels-revision"
+"""Gateway pod-template annotation: ``spec.widget.channelsRevision``. The gateway reads
+``WIDGET_CHANNELS`` once at start, and a Secret's new content reaches a running pod's file
+but not its settings, so a new revision rolls the gateway."""
 
 Obj = dict[str, Any]
 
@@ -106,6 +110,8 @@ def _secret_files(spec: SupportInboxSpec, service: str) -> list[tuple[str, Secre
         ]
         if auth.admin_password_secret_ref:
             files.append(("ADMIN_PASSWORD", auth.admin_password_secret_ref))
+        if spec.widget:  # identity secrets inside: a file, never env or a ConfigMap
+            files.append(("WIDGET_CHANNELS", spec.widget.channels_secret_ref))
     elif service == "messaging":
         files.append(("DATABASE_URL", spec.database.secret_ref))
     return files
@@ -356,6 +362,16 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
             env.append({"name": "BROWSER_TRACES_URL", "value": spec.tracing.browser_traces_url})
         if spec.tracing.trace_ui_url:
             env.append({"name": "TRACE_UI_URL", "value": spec.tracing.trace_ui_url})
+        if widget := spec.widget:
+            env += [
+                {"name": "CUSTOMER_RATE_LIMIT", "value": widget.customer_rate_limit},
+                {"name": "WIDGET_CHANNEL_RATE_LIMIT", "value": widget.channel_rate_limit},
+                {"name": "CUSTOMER_TOKEN_TTL_S", "value": str(widget.customer_token_ttl_seconds)},
+                {
+                    "name": "CUSTOMER_SESSION_TTL_S",
+                    "value": str(widget.customer_session_ttl_seconds),
+                },
+            ]
     elif service == "ai-worker":
         env += [
             {"name": "OLLAMA_URL", "value": spec.ollama.url},
@@ -413,6 +429,8 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
         "dapr.io/disable-builtin-k8s-secret-store": "true",
         COMPONENTS_HASH: components_hash,
     }
+    if service == "gateway" and spec.widget and spec.widget.channels_revision:
+        annotations[WIDGET_REVISION] = spec.widget.channels_revision
     if service == "ai-worker":
         annotations["dapr.io/app-max-concurrency"] = str(spec.ai_worker.max_concurrency)
     container: Obj = {

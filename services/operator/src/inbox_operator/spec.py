@@ -192,6 +192,33 @@ class Auth(_Model):
         )
 
 
+RATE_LIMIT_PATTERN = r"^[0-9]+ ?(/|per) ?([0-9]+ ?)?(second|minute|hour|day|month|year)s?$"
+"""A rate limit as the gateway parses it (``limits``): ``20/minute``, ``100 per 5 minutes``."""
+
+
+class Widget(_Model):
+    """The customer chat widget of the gateway (docs/widget.md).
+
+    ``channels_secret_ref`` names the Secret key holding the whole ``WIDGET_CHANNELS`` JSON
+    (identity secrets included), mounted as the gateway's file of that name; the other fields
+    become its environment. ``channels_revision`` changes whenever that JSON does (the chart
+    sets a hash of it): the gateway reads the file once at start, so a new revision rolls it.
+    """
+
+    channels_secret_ref: SecretRef
+    channels_revision: str | None = Field(default=None, max_length=63)
+    customer_rate_limit: str = Field(default="20/minute", pattern=RATE_LIMIT_PATTERN)
+    channel_rate_limit: str = Field(default="600/minute", pattern=RATE_LIMIT_PATTERN)
+    customer_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    customer_session_ttl_seconds: int = Field(default=30 * 86_400, ge=3600, le=365 * 86_400)
+
+    @model_validator(mode="after")
+    def _default_key(self) -> "Widget":
+        return self.model_copy(
+            update={"channels_secret_ref": _keyed(self.channels_secret_ref, "channels.json")}
+        )
+
+
 class SupportInboxSpec(_Model):
     """``.spec`` of a SupportInbox, defaults applied."""
 
@@ -206,3 +233,4 @@ class SupportInboxSpec(_Model):
     ollama: Ollama = Field(default_factory=Ollama)
     tracing: Tracing = Field(default_factory=Tracing)
     auth: Auth
+    widget: Widget | None = None
