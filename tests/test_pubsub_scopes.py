@@ -32,7 +32,7 @@ def registered(app: str) -> set[str]:
     """Topics the service's ``register`` subscribes its DaprApp to (collaborators unused)."""
     dapr_app = DaprApp(FastAPI())
     if app == "gateway":
-        register_gateway(dapr_app, None, None)
+        register_gateway(dapr_app, None, None, None)
     elif app == "messaging":
         register_messaging(dapr_app, None)
     else:
