@@ -103,6 +103,11 @@ bench-parser:
 bench-ollama: tools frontend
 	@uv run --frozen python -m bench.ollama $(BENCH_ARGS)
 
+## bench-widget: customers chatting with the AI assistant through the widget on its own stack (Redis, two replicas of each service): accepted, first streamed token and full answer p50/p95/p99 in ms, msg/s against the replaced system's reported figure, lost messages and 429s; BENCH_ARGS="--customers 100 --messages 3 --think-ms 500 --replicas 2 --token-delay-ms 0"
+.PHONY: bench-widget
+bench-widget: tools frontend
+	@uv run --frozen python -m bench.widget $(BENCH_ARGS)
+
 ## deploy: build the images, load them into the cluster of `make cluster` and helm install the chart (k8s/kind-values.yaml or k8s/local-values.yaml)
 .PHONY: deploy
 deploy:

@@ -69,3 +69,16 @@ def test_escalation_and_failure_hand_off() -> None:
 def test_replies_that_commit_or_leak_are_held_back(reply: str) -> None:
     decided = decide("How do I top up?", completed(reply))
     assert decided.handoff and "held back" in decided.handoff and not decided.answered
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Hello, thank you for reaching out about request refund.",
+        "Refunds for card payments are explained in our help article.",
+        "The fee is shown before you confirm the payment.",
+    ],
+)
+def test_a_mention_is_no_promise(reply: str) -> None:
+    decided = decide("How do refunds work?", completed(reply))
+    assert decided.answered and decided.handoff is None

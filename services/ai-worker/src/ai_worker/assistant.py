@@ -28,9 +28,12 @@ _ASKS_FOR_PERSON = re.compile(
     r"customer service|not a (?:bot|robot|machine))\b",
     re.IGNORECASE,
 )
+_GRANTS = r"(?:refund|reimburs|compensat|waiv|credit|pay|rais|increas|guarantee)\w*"
 _COMMITS = re.compile(
-    r"\b(?:refund\w*|reimburs\w*|compensat\w*|(?:waive|cancel|remove)\w* (?:the |your )?fees?|"
-    r"(?:raise|increase)\w* (?:the |your )?limit|guarantee\w*|we will pay|credit your account)\b",
+    # a promise, not a mention: "we will refund", "I have waived", "you will be reimbursed"
+    rf"\b(?:we|i)(?:'ll|'ve| will| can| have| shall| are going to)?\s+(?:\w+\s+)?{_GRANTS}|"
+    rf"\byou(?:'ll| will)\s+(?:get|receive|be)\s+(?:\w+\s+)?{_GRANTS}|"
+    r"\b(?:we )?guarantee\w*",
     re.IGNORECASE,
 )
 _ECHOES_INSTRUCTIONS = re.compile(
