@@ -245,6 +245,9 @@ def start_stack(
         "OLLAMA_TIMEOUT_S": "5",
         # every test client signs in from 127.0.0.1, many times a minute
         "LOGIN_ADDRESS_RATE_LIMIT": "600/minute",
+        # the tests' API client and their browser pages are one operator, "demo", and together
+        # pass 20 requests a second (tests/test_e2e_ratelimits.py checks the limit itself)
+        "OPERATOR_RATE_LIMIT": "200/second",
         **kwargs.pop("env", {}),  # type: ignore[dict-item]
     }
     return Stack(run_dir, fake.url, fake.model, env=env, **kwargs).start()  # type: ignore[arg-type]

@@ -22,15 +22,24 @@ _PORT_RANGE = (20000, 32767)
 the moment it is picked and the moment its server binds it."""
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports :func:`free_port` already gave this process: a port picked now and bound later (a
+demo site the gateway must know in advance) is never handed out twice meanwhile."""
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that this process was
+    not given before."""
     for _ in range(200):
         port = random.randint(*_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
