@@ -67,8 +67,6 @@ from devstack.procs import StartError
 from devstack.seed import load_messages
 from devstack.stack import Stack
 
-from bench.load import percentiles as load_percentiles
-
 API = "/api/v1/widget"
 WS_PROTOCOL = "inbox.v1"
 RAISED_LIMITS = {
@@ -383,10 +381,22 @@ class WidgetLoad:
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float] | None:
-    """:func:`bench.load.percentiles` (p50, p95, p99 and max in ms) with ``n``; ``None``
+    """p50, p95, p99 and max of ``values_ms`` in ms (inclusive method), with ``n``; ``None``
     without values."""
-    cuts = load_percentiles(values_ms)
-    return None if cuts is None else {**cuts, "n": len(values_ms)}
+    if not values_ms:
+        return None
+    cuts = (
+        values_ms * 99
+        if len(values_ms) == 1
+        else statistics.quantiles(values_ms, n=100, method="inclusive")
+    )
+    return {
+        "p50": round(cuts[49], 1),
+        "p95": round(cuts[94], 1),
+        "p99": round(cuts[98], 1),
+        "max": round(max(values_ms), 1),
+        "n": len(values_ms),
+    }
 
 
 def load_average() -> str:
