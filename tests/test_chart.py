@@ -564,7 +564,7 @@ ORIGIN = ("--set-json", 'widget.channels.shop.allowedOrigins=["https://shop.exam
          "at '/widget/channels/shop/allowedOrigins'"),
         ([*WIDGET], "at '/widget/channels/shop': missing property 'allowedOrigins'"),
         ([*WIDGET, *ORIGIN, "--set", "widget.channels.shop.assistant=auto"],
-         "at '/widget/channels/shop/assistant': value must be one of 'suggest', 'answer'"),
+         "at '/widget/channels/shop/assistant': value must be one of 'off', 'suggest', 'answer'"),
         ([*WIDGET, *ORIGIN, "--set", "widget.channels.shop.identitySecret=short"],
          "at '/widget/channels/shop/identitySecret'"),
         ([*WIDGET, *ORIGIN, "--set", "widget.channels.shop.allowedOrigin=x"],

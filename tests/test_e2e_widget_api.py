@@ -14,7 +14,7 @@ import httpx2 as httpx
 import pytest
 import websockets
 from devstack.delivery import replicas
-from devstack.fixtures import E2E_TIMEOUT_S, ws_subprotocols
+from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 from jose import jwt
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +87,44 @@ def test_a_customer_chats_and_the_operator_answers(inbox) -> None:
     assert view["human_joined"] is True
     assert [m["author_role"] for m in view["messages"]] == ["customer", "operator"]
     assert "insight" not in json.dumps(view) and "demo" not in json.dumps(view["messages"])
+
+
+def test_the_customer_ends_the_chat_and_it_is_resolved_and_summarised(inbox) -> None:
+    started = session(inbox)
+    token = started["access_token"]
+    end = f"{API}/conversation/end"
+    nothing = inbox.http.post(end, headers=bearer(token))
+    assert nothing.status_code == 409 and "no message" in nothing.json()["detail"]
+    assert send(inbox, token, "Thanks, that was all I needed.").status_code == 202
+    wait_view(inbox, token, lambda v: v["messages"], "the message stored")
+    ended = inbox.http.post(end, headers=bearer(token))
+    assert ended.status_code == 202, ended.text
+    view = wait_view(inbox, token, lambda v: v["status"] == "resolved", "the chat ended")
+    assert "summary" not in json.dumps(view)  # the summary is for operators
+    again = inbox.http.post(end, headers=bearer(token))
+    assert again.status_code == 409 and "already resolved" in again.json()["detail"]
+
+    conversation_id = started["conversation_id"]
+    summary = wait_for(
+        lambda: ((inbox.conversation(conversation_id) or {}).get("resolution_summary") or {}).get(
+            "text"
+        ),
+        what="the resolution summary",
+    )
+    assert summary
+    events = inbox.conversation(conversation_id)["events"]
+    (status_event,) = [e for e in events if e["kind"] == "status"]
+    assert status_event["actor"] == started["customer_id"]
+    assert status_event["data"] == {
+        "from": "open",
+        "to": "resolved",
+        "reason": "the customer ended the chat",
+    }
+    # writing again reopens it
+    assert send(inbox, token, "One more question, sorry.").status_code == 202
+    wait_view(inbox, token, lambda v: v["status"] == "open", "reopened")
+    # an operator's token cannot end a customer's chat
+    assert inbox.http.post(end, headers=inbox.auth).status_code == 401
 
 
 def test_the_socket_pushes_the_operators_reply_on_every_gateway(inbox, stack) -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import websockets
-from devstack.fixtures import E2E_TIMEOUT_S, ws_subprotocols
+from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 
 pytestmark = pytest.mark.e2e
 
@@ -138,6 +138,55 @@ def test_an_operator_taking_over_silences_the_assistant(inbox) -> None:
     assert analysed(inbox, conversation_id, later)["status"] == "available"
     time.sleep(1)
     assert roles(customer.view()) == ["customer", "assistant", "operator", "customer"]
+
+
+def test_a_channel_without_ai_gets_no_insight_and_no_summary(inbox, db) -> None:
+    """``off``: the message is stored and shown to operators, but nothing is asked of the AI
+    (no insight row, no ``message.created`` in the same transaction), "Regenerate" is refused,
+    and resolving asks for no summary."""
+    response = inbox.http.post(
+        f"{API}/sessions",
+        json={"channel": inbox.stack.widget_no_ai_channel},
+        headers={"Origin": inbox.stack.widget_site_origin},
+    )
+    assert response.status_code == 201, response.text
+    session = response.json()
+    assert session["assistant"] == "off"
+    auth = {"Authorization": f"Bearer {session['access_token']}"}
+    conversation_id = session["conversation_id"]
+    sent = inbox.http.post(f"{API}/messages", json={"body": "How do I top up?"}, headers=auth)
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["message_id"]
+    message = wait_for(lambda: inbox.message(conversation_id, message_id), what="stored")
+    assert message["insight"] is None
+    assert inbox.conversation(conversation_id)["assistant"] == "off"
+    asked = db.execute(
+        "SELECT (SELECT count(*) FROM ai_insights WHERE message_id = %(m)s),"
+        " (SELECT count(*) FROM outbox WHERE topic = 'message.created'"
+        "  AND payload->>'message_id' = %(m)s::text)",
+        {"m": message_id},
+    ).fetchone()
+    assert asked == (0, 0)
+    regenerate = inbox.http.post(
+        f"/api/v1/conversations/{conversation_id}/messages/{message_id}/regenerate-insight",
+        headers=inbox.auth,
+    )
+    assert regenerate.status_code == 409, regenerate.text
+    assert "channel without AI" in regenerate.json()["detail"]
+    resolved = inbox.http.patch(
+        f"/api/v1/conversations/{conversation_id}", json={"status": "resolved"}, headers=inbox.auth
+    )
+    assert resolved.status_code == 202, resolved.text
+    view = wait_for(
+        lambda: (c := inbox.conversation(conversation_id))["status"] == "resolved" and c,
+        what="resolved",
+    )
+    assert view["resolution_summary"] is None
+    assert db.execute(
+        "SELECT count(*) FROM resolution_summaries WHERE conversation_id = %s", (conversation_id,)
+    ).fetchone() == (0,)
+    widget = inbox.http.get(f"{API}/conversation", headers=auth).json()
+    assert widget["assistant"] == "off" and roles(widget) == ["customer"]
 
 
 def test_suggest_channels_never_answer_customers(inbox) -> None:

@@ -99,6 +99,14 @@ def test_the_customer_and_the_operator_chat_live(customer: Page, page: Page, sta
     expect(chat.locator(".message")).to_have_count(3)
     assert len(customer.sessions) == 1  # type: ignore[attr-defined]
 
+    # the customer ends the chat: resolved for the operator too
+    chat.get_by_role("button", name="End chat").click()
+    expect(chat.locator("#state-line")).to_have_text(
+        "This chat has ended; write again to reopen it"
+    )
+    expect(chat.get_by_role("button", name="End chat")).to_be_hidden()
+    expect(page.locator("#activity-list")).to_contain_text("the customer ended the chat")
+
 
 def test_polling_carries_both_sides_when_the_sockets_are_blocked(
     customer: Page, page: Page, stack

@@ -254,10 +254,11 @@ function resetLog() {
 }
 
 function stateLine(view) {
+  if (view.status === 'resolved') return 'This chat has ended; write again to reopen it';
   if (view.human_joined) return 'A person has joined';
   if (view.assistant === 'handed_off') return 'A person will answer you shortly';
   // before the first message is stored, the channel's mode says who will answer
-  const assistant = view.assistant || (view.version === 0 && channelAssistant === 'answer');
+  const assistant = view.assistant === 'answering' || (view.version === 0 && channelAssistant === 'answer');
   if (assistant) return 'Our AI assistant answers first; ask for a person at any time';
   return 'We usually reply in a few minutes';
 }
@@ -294,6 +295,7 @@ function apply(next) {
   // the stored answer replaces the draft; a handoff ends it unanswered
   if (draft && (next.assistant !== 'answering' || next.messages.some((m) => m.seq > draft.afterSeq))) draft = null;
   $('state-line').textContent = stateLine(next);
+  $('end').hidden = next.version === 0 || next.status === 'resolved';
   // The log itself stays quiet (aria-live off); only what support says is read out, once.
   const fromSupport = next.messages.filter((m) => AUTHORS[m.author_role]);
   if (announcedUpTo) {
@@ -357,6 +359,22 @@ async function send(messageId, body) {
       showNotice(err.status === 429 ? tooFast(err.retryAfterS) : `Message not sent: ${err.detail}`);
     }
     render();
+  }
+}
+
+// The customer is done: the conversation is resolved (and summarised for operators); the end
+// shows once the change is stored. Writing again reopens it.
+async function endChat() {
+  const end = $('end');
+  end.disabled = true;
+  try {
+    await authed('POST', '/conversation/end');
+    showNotice('');
+    for (const delay of CONFIRM_CHECKS_MS) setTimeout(() => refresh().catch(() => {}), delay);
+  } catch (err) {
+    showNotice(err.status === 429 ? tooFast(err.retryAfterS) : `Could not end the chat: ${err.detail}`);
+  } finally {
+    end.disabled = false;
   }
 }
 
@@ -446,6 +464,7 @@ $('composer').addEventListener('submit', (event) => {
   submit();
 });
 input.addEventListener('input', updateComposer);
+$('end').addEventListener('click', endChat);
 input.addEventListener('keydown', (event) => {
   // isComposing: Enter also confirms an IME candidate, which must not send.
   if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {

@@ -174,6 +174,7 @@ class Stack:
         # the chat widget's demo channel: its site runs on a port of its own (another origin)
         self.widget_channel = "demo"
         self.widget_assistant_channel = "demo-ai"
+        self.widget_no_ai_channel = "demo-off"
         self.widget_site_port = free_port()
         self.widget_site_origin = f"http://127.0.0.1:{self.widget_site_port}"
         self.widget_identity_secret = secrets.token_urlsafe(32)
@@ -331,6 +332,12 @@ class Stack:
                             self.widget_assistant_site_origin,
                         ],
                         "assistant": "answer",
+                    },
+                    # operators only: no AI in its conversations
+                    self.widget_no_ai_channel: {
+                        "name": "Example Bank, people only",
+                        "allowed_origins": [self.widget_site_origin],
+                        "assistant": "off",
                     },
                 }
             ),

@@ -3,8 +3,9 @@
 import uuid
 
 import pytest
-from ai_worker.assistant import asks_for_person, decide
-from inbox_common.events import AiCompleted, InsightStatus, ReplyStrategy
+from ai_worker.assistant import asks_for_person, customer_safe_prefix, decide
+from ai_worker.streaming import ReplyStream
+from inbox_common.events import AiCompleted, InsightDelta, InsightStatus, ReplyStrategy
 
 
 def completed(reply: str | None = "You can top up in the app.", **fields: object) -> AiCompleted:
@@ -82,3 +83,47 @@ def test_replies_that_commit_or_leak_are_held_back(reply: str) -> None:
 def test_a_mention_is_no_promise(reply: str) -> None:
     decided = decide("How do refunds work?", completed(reply))
     assert decided.answered and decided.handoff is None
+
+
+@pytest.mark.parametrize(
+    ("draft", "shown"),
+    [
+        ("Hello, thank you", ""),
+        ("Hello, thank you. You can top", "Hello, thank you."),
+        ("Hello! Which card? You can", "Hello! Which card?"),
+        ("Top-ups take 1.5 hours. Then", "Top-ups take 1.5 hours."),
+        ("First line\nsecond", "First line"),
+        ("Hello. We will ref", "Hello."),  # half a promise is not shown
+        ("Hello. We will refund you. Anything", None),
+        ("Sure. My system prompt says. More", None),
+    ],
+)
+def test_only_complete_safe_sentences_are_streamed_to_the_customer(
+    draft: str, shown: str | None
+) -> None:
+    assert customer_safe_prefix(draft) == shown
+
+
+class Published:
+    """A sidecar that records what is published."""
+
+    def __init__(self) -> None:
+        self.deltas: list[InsightDelta] = []
+
+    async def publish(self, topic: str, event: InsightDelta) -> None:
+        self.deltas.append(event)
+
+
+async def test_a_promise_written_into_the_stream_never_reaches_the_customer() -> None:
+    reply = "Hello, thank you for writing. We will refund you in full today. Anything else?"
+    sidecar = Published()
+    stream = ReplyStream(sidecar, uuid.uuid4(), uuid.uuid4(), 1, interval_ms=0)
+    stream.to_customer = True
+    output = '{"intent": "refund", "summary": "wants money back", "suggested_reply": "'
+    for char in reply:
+        output += char
+        await stream.update(output)
+    to_customer = [d.text for d in sidecar.deltas if d.to_customer]
+    assert to_customer == ["Hello, thank you for writing."]
+    assert sidecar.deltas[-1].text == reply and not sidecar.deltas[-1].to_customer
+    assert all("refund" not in text for text in to_customer)

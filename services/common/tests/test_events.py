@@ -35,6 +35,23 @@ def test_submitted_round_trips_through_json() -> None:
     assert MessageSubmitted.model_validate_json(event.model_dump_json()) == event
 
 
+@pytest.mark.parametrize(
+    ("fields", "mode"),
+    [
+        ({}, "suggest"),
+        ({"assistant_mode": "off"}, "off"),
+        ({"assistant_answers": True}, "answer"),  # as published before assistant_mode
+        ({"assistant_answers": False}, "suggest"),
+        ({"assistant_answers": True, "assistant_mode": "off"}, "off"),
+    ],
+)
+def test_the_channels_assistant_mode_and_its_older_flag(fields: dict, mode: str) -> None:
+    assert MessageSubmitted.model_validate(submitted(**fields)).assistant_mode == mode
+    assert MessageCreated.model_validate(
+        submitted(**fields, seq=1, created_at=datetime.now(UTC).isoformat())
+    ).assistant_mode == mode
+
+
 def test_unknown_fields_are_ignored_so_producers_can_evolve_first() -> None:
     assert MessageSubmitted.model_validate(submitted(new_field=1))
 

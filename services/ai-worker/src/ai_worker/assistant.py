@@ -14,6 +14,10 @@ silent in it afterwards):
    output is untrusted, and a prompt injection aims at exactly this (OWASP LLM01, LLM05).
 
 The rules are plain on purpose: each handoff carries its reason, shown to operators.
+
+Rule 4 also guards the reply while it is streamed to the customer: only complete sentences
+go out, and none once the text so far breaks it (:func:`customer_safe_prefix`), so a promise
+is never shown to the customer even for the moment before the whole reply is judged.
 """
 
 import re
@@ -43,6 +47,30 @@ _ECHOES_INSTRUCTIONS = re.compile(
 )
 
 
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)|\n")
+
+
+def held_back(reply: str) -> str | None:
+    """Why rule 4 keeps ``reply`` from the customer (one line, for operators); ``None``: it
+    may go out."""
+    if _COMMITS.search(reply):
+        return "the draft answer promised what only a person may grant; held back"
+    if _ECHOES_INSTRUCTIONS.search(reply):
+        return "the draft answer echoed the assistant's instructions; held back"
+    return None
+
+
+def customer_safe_prefix(draft: str) -> str | None:
+    """The part of a reply still being written that may be streamed to the customer: its
+    complete sentences (up to the last ``.``, ``!``, ``?`` or ``…`` followed by a space, or a
+    line break), ``""`` before the first one ends. ``None`` once those sentences break rule 4:
+    nothing more of this draft may be shown. A half-written sentence is never shown, since a
+    promise ("we will ref…") is only recognisable once its words are complete."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(draft)]
+    prefix = draft[: ends[-1]].rstrip() if ends else ""
+    return None if held_back(prefix) else prefix
+
+
 def asks_for_person(body: str) -> bool:
     """Whether the customer message ``body`` asks for a person instead of the assistant."""
     return bool(_ASKS_FOR_PERSON.search(body))
@@ -64,10 +92,8 @@ def decide(body: str, completed: AiCompleted) -> AiCompleted:
         reason = f"escalation: {completed.intent or 'a complaint or possible fraud'}"
     elif completed.status is not InsightStatus.AVAILABLE or not completed.suggested_reply:
         reason = f"no answer the assistant could give ({completed.error or 'empty reply'})"
-    elif _COMMITS.search(completed.suggested_reply):
-        reason = "the draft answer promised what only a person may grant; held back"
-    elif _ECHOES_INSTRUCTIONS.search(completed.suggested_reply):
-        reason = "the draft answer echoed the assistant's instructions; held back"
+    else:
+        reason = held_back(completed.suggested_reply)
     if reason:
         return completed.model_copy(update={"handoff": reason, "answered": False})
     return completed.model_copy(update={"answered": True, "handoff": None})

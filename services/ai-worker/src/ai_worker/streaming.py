@@ -14,6 +14,8 @@ from inbox_common.events import TOPIC_INSIGHT_DELTA, InsightDelta
 from inbox_common.sidecar import Sidecar
 from pydantic_core import from_json
 
+from ai_worker.assistant import customer_safe_prefix
+
 log = logging.getLogger(__name__)
 
 MAX_REPLY_CHARS = 2000
@@ -59,7 +61,10 @@ class ReplyStream:
         self.events = 0
         self.first_at: float | None = None
         self.to_customer = False
-        """Set when the AI assistant writes this reply to the customer (see InsightDelta)."""
+        """Set when the AI assistant writes this reply to the customer (see InsightDelta):
+        then only its complete sentences are published, and only while they may be shown to
+        the customer (:func:`ai_worker.assistant.customer_safe_prefix`); once they may not,
+        the rest goes to operators only."""
 
     async def update(self, output: str) -> None:
         """Publish the reply in ``output`` if it grew and the interval has passed."""
@@ -67,6 +72,12 @@ class ReplyStream:
         if now - self._last_at < self._interval_s:
             return
         reply = partial_reply(output)
+        if self.to_customer:
+            safe = customer_safe_prefix(reply)
+            if safe is None:
+                self.to_customer = False  # the rest of the draft goes to operators only
+            else:
+                reply = safe
         if not reply.strip() or reply == self._shown:
             return
         self._last_at = now

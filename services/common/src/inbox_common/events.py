@@ -161,13 +161,25 @@ class AuthorRole(StrEnum):
     only messaging writes these, from an ``ai.completed`` with ``answered``."""
 
 
+class AssistantMode(StrEnum):
+    """What the AI does on a channel (a chat widget channel's ``assistant``)."""
+
+    OFF = "off"
+    """No AI: operators only; customer messages get no insight, resolutions no summary."""
+    SUGGEST = "suggest"
+    """The AI suggests replies to operators (every channel API message)."""
+    ANSWER = "answer"
+    """The AI answers the customer itself until it hands the conversation to a person."""
+
+
 class AssistantState(StrEnum):
-    """Whether the AI assistant answers a conversation's customer itself: ``answering`` until
-    it hands the conversation to a person (``handed_off``, for good). Conversations of the
-    other channels have none."""
+    """What the AI does in one conversation: ``answering`` until it hands the conversation to
+    a person (``handed_off``, for good), or ``off`` for good (a channel without AI). A
+    conversation that only gets suggestions has none."""
 
     ANSWERING = "answering"
     HANDED_OFF = "handed_off"
+    OFF = "off"
 
 
 class InsightStatus(StrEnum):
@@ -218,21 +230,30 @@ class MessageSubmitted(Event):
         default=None, description="Subject for a new conversation, if any"
     )
     submitted_at: datetime = Field(description="When the gateway accepted it (UTC)")
-    assistant_answers: bool = Field(
-        default=False,
+    assistant_mode: AssistantMode = Field(
+        default=AssistantMode.SUGGEST,
         description=(
-            "A message that opens a conversation on a channel whose AI assistant answers "
-            "customers itself (the chat widget in `answer` mode): the conversation starts "
-            "`answering`"
+            "The AI's mode on the channel of a message that opens a conversation: `answer` "
+            "starts it `answering`, `off` starts it without AI, `suggest` as before"
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_assistant_answers(cls, data: object) -> object:
+        # events published before assistant_mode said `assistant_answers: true`
+        legacy = isinstance(data, dict) and data.get("assistant_answers")
+        if legacy and "assistant_mode" not in data:
+            return {**data, "assistant_mode": AssistantMode.ANSWER}
+        return data
 
 
 class MessageCreated(MessageSubmitted):
     """A message stored in PostgreSQL.
 
-    Topic ``message.created``; producer: messaging (through its outbox); consumer: ai-worker
-    (customer messages only). Idempotency key: ``message_id``.
+    Topic ``message.created``; producer: messaging (through its outbox), for customer
+    messages of conversations with AI (not ``off``); consumer: ai-worker. Idempotency key:
+    ``message_id``.
     """
 
     seq: int = Field(ge=1, description="Position in the conversation, from 1")
@@ -339,9 +360,11 @@ class InsightDelta(Event):
 
 
 class ConversationChanged(Event):
-    """An operator changes a conversation's status, its assignee, or both.
+    """An operator changes a conversation's status, its assignee, or both; or the customer
+    ends the chat in the widget (it is resolved).
 
-    Topic ``conversation.changed``; producer: gateway (``PATCH /api/v1/conversations/{id}``);
+    Topic ``conversation.changed``; producer: gateway (``PATCH /api/v1/conversations/{id}``,
+    ``POST /api/v1/widget/conversation/end``);
     consumer: messaging, which applies it, logs it and, when it resolves the conversation,
     asks for a resolution summary. Idempotency key: ``request_id``.
 
@@ -358,8 +381,15 @@ class ConversationChanged(Event):
     assignee: AuthorId | None = Field(
         default=None, description="The new assignee's username (None: unassigned)"
     )
-    changed_by: AuthorId = Field(description="Operator username")
+    changed_by: AuthorId = Field(
+        description="Operator username, or the customer's handle when they end the chat"
+    )
     changed_at: datetime = Field(description="When the gateway accepted it (UTC)")
+    reason: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Why, when not an operator's own choice (\"the customer ended the chat\")",
+    )
 
     @model_validator(mode="after")
     def _something_changes(self) -> "ConversationChanged":

@@ -142,7 +142,10 @@ class Conversation(BaseModel):
     )
     assistant: AssistantState | None = Field(
         default=None,
-        description="Whether the AI assistant answers the customer itself; None: it only suggests",
+        description=(
+            "answering or handed_off (the AI assistant answers the customer itself, or did),"
+            " off (no AI at all); None: it only suggests"
+        ),
     )
     handoff_reason: str | None = Field(
         default=None, description="Why the assistant handed the conversation to a person"

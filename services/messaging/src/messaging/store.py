@@ -19,6 +19,7 @@ from inbox_common.events import (
     TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     AnalysisRequested,
+    AssistantMode,
     AssistantState,
     AuthorRole,
     ConversationChanged,
@@ -37,11 +38,20 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+INITIAL_ASSISTANT = {
+    AssistantMode.OFF: AssistantState.OFF.value,
+    AssistantMode.SUGGEST: None,
+    AssistantMode.ANSWER: AssistantState.ANSWERING.value,
+}
+"""``conversations.assistant`` of a conversation opened on a channel in each mode."""
+
 
 async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> MessageCreated | None:
     """Store a submitted message once, by ``message_id``.
 
-    A customer message to an unknown conversation opens it; its insight starts ``processing``.
+    A customer message to an unknown conversation opens it, with the AI as the channel's
+    ``assistant_mode`` says; its insight starts ``processing`` and ``message.created`` goes to
+    the ai-worker, unless the conversation is without AI (``off``).
     A customer message to a ``pending`` or ``resolved`` conversation makes it ``open`` again.
     The message (and a reopen) goes to the event log. A conversation belongs to the customer
     who opened it: a customer message from anyone else is refused, in this transaction, so it
@@ -66,7 +76,7 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
                     event.conversation_id,
                     event.author_id,
                     event.subject,
-                    AssistantState.ANSWERING.value if event.assistant_answers else None,
+                    INITIAL_ASSISTANT[event.assistant_mode],
                 ),
             )
         cur = await conn.execute(
@@ -115,11 +125,12 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
             {"message_id": str(event.message_id), "seq": seq, "author_role": event.author_role},
         )
         if event.author_role is AuthorRole.CUSTOMER:
-            await conn.execute(
-                "INSERT INTO ai_insights (message_id, status, requested_at)"
-                " VALUES (%s, 'processing', now())",
-                (event.message_id,),
-            )
+            if assistant != AssistantState.OFF:
+                await conn.execute(
+                    "INSERT INTO ai_insights (message_id, status, requested_at)"
+                    " VALUES (%s, 'processing', now())",
+                    (event.message_id,),
+                )
             if status != ConversationStatus.OPEN:
                 # the customer wrote again: the conversation needs an operator once more
                 await conn.execute(
@@ -144,7 +155,8 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
         updated = ConversationUpdated(
             conversation_id=event.conversation_id, version=version, reason="message.created"
         )
-        await enqueue(conn, TOPIC_MESSAGE_CREATED, created)
+        if event.author_role is AuthorRole.CUSTOMER and assistant != AssistantState.OFF:
+            await enqueue(conn, TOPIC_MESSAGE_CREATED, created)
         await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
         return created
 
@@ -356,7 +368,8 @@ async def change_conversation(
     """Apply an operator's status and assignee change once, by ``request_id``.
 
     Each real change is written to the event log. Resolving counts a new resolution, sets
-    ``resolved_at``, starts its summary as ``processing`` and enqueues ``summary.requested``
+    ``resolved_at`` and, unless the conversation is without AI (``off``), starts its summary
+    as ``processing`` and enqueues ``summary.requested``
     with the latest messages (at most ``SUMMARY_MAX_MESSAGES`` and ``SUMMARY_MAX_CHARS``);
     leaving ``resolved`` clears ``resolved_at``. The changes are applied in arrival order
     (the last one wins).
@@ -370,14 +383,14 @@ async def change_conversation(
     """
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT status, assignee, resolution FROM conversations WHERE conversation_id = %s"
-            " FOR UPDATE",
+            "SELECT status, assignee, resolution, assistant FROM conversations"
+            " WHERE conversation_id = %s FOR UPDATE",
             (event.conversation_id,),
         )
         row = await cur.fetchone()
         if row is None:
             raise PoisonError(f"conversation {event.conversation_id} does not exist")
-        status, assignee, resolution = row
+        status, assignee, resolution, assistant = row
         cur = await conn.execute(
             "INSERT INTO conversation_changes (request_id, conversation_id) VALUES (%s, %s)"
             " ON CONFLICT (request_id) DO NOTHING",
@@ -406,16 +419,18 @@ async def change_conversation(
                 )
         summary = None
         if new_status != status:
+            change = {"from": status, "to": new_status}
             await log_event(
                 conn,
                 event.conversation_id,
                 "status",
                 event.changed_by,
-                {"from": status, "to": new_status},
+                change | {"reason": event.reason} if event.reason else change,
             )
             if new_status == ConversationStatus.RESOLVED:
                 resolution += 1
-                summary = await _summary_request(conn, event, resolution)
+                if assistant != AssistantState.OFF:
+                    summary = await _summary_request(conn, event, resolution)
         cur = await conn.execute(
             "UPDATE conversations SET status = %s, assignee = %s, resolution = %s,"
             " resolved_at = CASE WHEN %s = 'resolved' THEN coalesce(resolved_at, %s) END,"

@@ -1,4 +1,5 @@
-"""Publishing a submitted message, shared by the operator and customer routes."""
+"""Publishing submitted messages and conversation changes, shared by the operator and
+customer routes."""
 
 from typing import Literal
 from uuid import UUID
@@ -13,6 +14,12 @@ from pydantic import BaseModel
 
 class Accepted(BaseModel):
     message_id: UUID
+    conversation_id: UUID
+    status: Literal["accepted"] = "accepted"
+
+
+class ChangeAccepted(BaseModel):
+    request_id: UUID
     conversation_id: UUID
     status: Literal["accepted"] = "accepted"
 

@@ -3,9 +3,9 @@
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from argon2 import PasswordHasher
+from inbox_common.events import AssistantMode
 from inbox_common.settings import ServiceSettings
 from limits import parse
 from pydantic import (
@@ -45,11 +45,11 @@ class WidgetChannel(BaseModel):
             "e.g. https://shop.example"
         ),
     )
-    assistant: Literal["suggest", "answer"] = Field(
-        default="suggest",
+    assistant: AssistantMode = Field(
+        default=AssistantMode.SUGGEST,
         description=(
-            "suggest: the AI suggests replies to operators; answer: it answers the customer "
-            "itself until it hands the conversation to a person"
+            "off: operators only, no AI; suggest: the AI suggests replies to operators; "
+            "answer: it answers the customer itself until it hands the conversation to a person"
         ),
     )
     identity_secret: SecretStr | None = Field(

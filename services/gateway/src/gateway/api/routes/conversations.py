@@ -49,7 +49,7 @@ from inbox_common.sidecar import Sidecar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.deps import CurrentOperator, SeenDep, SettingsDep, SidecarDep
-from gateway.api.publishing import Accepted, publish, publish_submitted
+from gateway.api.publishing import Accepted, ChangeAccepted, publish, publish_submitted
 from gateway.core.polling import wait_for_state
 from gateway.core.seen import is_unread, unread_count
 
@@ -266,7 +266,11 @@ async def regenerate_insight(
     if message is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"message {message_id} not found")
     if message.insight is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, "only customer messages have an insight")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "this message has no insight: an operator's or assistant's message, or a channel"
+            " without AI",
+        )
     if message.insight.status is InsightStatus.PROCESSING:
         raise HTTPException(status.HTTP_409_CONFLICT, "the insight is already being made")
     event = InsightRequested(
@@ -301,12 +305,6 @@ class ConversationPatch(BaseModel):
         if "status" in self.model_fields_set and self.status is None:
             raise ValueError("`status` must be open, pending or resolved, not null")
         return self
-
-
-class ChangeAccepted(BaseModel):
-    request_id: UUID
-    conversation_id: UUID
-    status: Literal["accepted"] = "accepted"
 
 
 @router.patch(

@@ -17,7 +17,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from inbox_common.events import (
+    TOPIC_CONVERSATION_CHANGED,
+    AssistantMode,
     AuthorRole,
+    ConversationChanged,
+    ConversationStatus,
     MessageBody,
     MessageSubmitted,
     conversation_key,
@@ -26,7 +30,7 @@ from inbox_common.read_models import Conversation
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import RateLimitsDep, SettingsDep, SidecarDep
-from gateway.api.publishing import Accepted, publish_submitted
+from gateway.api.publishing import Accepted, ChangeAccepted, publish, publish_submitted
 from gateway.core import customers
 from gateway.core.config import CHANNEL_ID_PATTERN, Settings, WidgetChannel
 from gateway.core.customers import CustomerSession, customer_view
@@ -101,8 +105,8 @@ class Session(BaseModel):
     expires_in: int = Field(description="Seconds the access token is valid")
     conversation_id: UUID
     customer_id: str
-    assistant: str = Field(
-        description="The channel's AI assistant: suggest (to operators) or answer (customers)"
+    assistant: AssistantMode = Field(
+        description="The channel's AI: off, suggest (to operators) or answer (customers)"
     )
 
 
@@ -197,7 +201,10 @@ class CustomerConversation(BaseModel):
     status: str
     human_joined: bool = Field(description="An operator replied or took the conversation")
     assistant: str | None = Field(
-        description="answering: the AI answers; handed_off: a person will; None: no assistant"
+        description=(
+            "answering: the AI answers; handed_off: a person will; off: people only;"
+            " None: the AI only suggests to operators"
+        )
     )
     messages: list[dict]
 
@@ -242,9 +249,48 @@ async def send_message(
         author_id=customer.customer_id,
         body=message.body,
         submitted_at=datetime.now(UTC),
-        assistant_answers=settings.widget_channels[customer.channel].assistant == "answer",
+        assistant_mode=settings.widget_channels[customer.channel].assistant,
     )
     return await publish_submitted(sidecar, event)
+
+
+ENDED_BY_CUSTOMER = "the customer ended the chat"
+
+
+@router.post(
+    "/conversation/end",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        401: {"description": "Missing, invalid or expired access token"},
+        409: {"description": "Nothing to end: no message stored yet, or already resolved"},
+        429: {"description": "Too many requests from this customer or channel"},
+        503: {"description": "Bus or state store down: try again"},
+    },
+)
+async def end_conversation(
+    customer: CurrentCustomer, sidecar: SidecarDep, rate_limits: RateLimitsDep
+) -> ChangeAccepted:
+    """The customer ends the chat: the conversation is resolved (202: it will be), logged with
+    the reason ``the customer ended the chat``, and summarised as any resolve is. Writing
+    again reopens it."""
+    await rate_limits.hit("customer", customer.customer_id)
+    await rate_limits.hit("widget_channel", customer.channel)
+    raw = await sidecar.get_state(conversation_key(customer.conversation_id))
+    if raw is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "nothing to end: no message stored yet")
+    conversation = Conversation.model_validate_json(raw)
+    if conversation.status is ConversationStatus.RESOLVED:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the conversation is already resolved")
+    event = ConversationChanged(
+        request_id=uuid4(),
+        conversation_id=customer.conversation_id,
+        status=ConversationStatus.RESOLVED,
+        changed_by=customer.customer_id,
+        changed_at=datetime.now(UTC),
+        reason=ENDED_BY_CUSTOMER,
+    )
+    await publish(sidecar, TOPIC_CONVERSATION_CHANGED, event, "try again shortly")
+    return ChangeAccepted(request_id=event.request_id, conversation_id=customer.conversation_id)
 
 
 @frame_router.get("/widget/frame")
