@@ -1,6 +1,7 @@
 """The chat widget in headless Chromium, per broker: a customer on the demo site (an origin of
 its own, as a real embedding site) and an operator in the inbox, in two browser contexts."""
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -185,6 +186,11 @@ def test_the_assistant_writes_its_answer_then_hands_off_to_a_person(
         conversation = page.locator(".conv-item").filter(has_text="talk to a real person")
         conversation.first.click()
         expect(page.locator('#messages [data-author-role="assistant"]')).to_have_count(1)
+        # with the help articles it was grounded on (the tool round's), which the customer
+        # does not see
+        sources = page.locator('#messages [data-author-role="assistant"] .ai-sources a')
+        expect(sources.first).to_have_attribute("data-slug", re.compile(r"^[a-z0-9-]+$"))
+        expect(chat.locator(".ai-sources")).to_have_count(0)
         page.click("#activity .activity-toggle")
         expect(page.locator("#activity-list")).to_contain_text(
             "The AI assistant handed the conversation to a person: the customer asked for a person"

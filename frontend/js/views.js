@@ -230,20 +230,8 @@ export function createAiPanel(insight, draft) {
   }
 
   if (panel.dataset.status === 'processing') return panel;
-  const sources = Array.isArray(insight.articles) ? insight.articles : [];
-  if (sources.length) {
-    const list = el('p', 'ai-sources', 'Sources: ');
-    sources.forEach((article, index) => {
-      if (index) list.append(', ');
-      const a = el('a', 'ai-source', article.title);
-      a.href = `/api/v1/knowledge/${encodeURIComponent(article.slug)}`;
-      a.target = '_blank';
-      a.rel = 'noopener noreferrer';
-      a.dataset.slug = article.slug;
-      list.append(a);
-    });
-    panel.append(list);
-  }
+  const list = sourcesList(insight.articles);
+  if (list) panel.append(list);
   const metaParts = [];
   if (insight.model) metaParts.push(str(insight.model));
   const duration = formatDuration(insight.duration_ms);
@@ -276,11 +264,39 @@ export function createAiPanel(insight, draft) {
   return panel;
 }
 
-function messageSignature(msg, ownUsername) {
-  return JSON.stringify([msg.pending ? 'p' : 'm', msg.body, msg.author_id, msg.submitted_at, msg.insight, msg.draft, ownUsername]);
+/** "Sources: " and a link per help article the model consulted; null when there are none. */
+function sourcesList(articles) {
+  const sources = Array.isArray(articles) ? articles : [];
+  if (!sources.length) return null;
+  const list = el('p', 'ai-sources', 'Sources: ');
+  sources.forEach((article, index) => {
+    if (index) list.append(', ');
+    const a = el('a', 'ai-source', article.title);
+    a.href = `/api/v1/knowledge/${encodeURIComponent(article.slug)}`;
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer';
+    a.dataset.slug = article.slug;
+    list.append(a);
+  });
+  return list;
 }
 
-function createMessage(msg, ownUsername) {
+/** The articles behind an assistant's message: those of the customer message before it whose
+ *  insight's suggested reply it is (the answer is that reply, stored as sent). */
+function answerSources(messages, index) {
+  const body = messages[index].body;
+  for (let i = index - 1; i >= 0; i -= 1) {
+    const insight = messages[i].insight;
+    if (messages[i].author_role === 'customer' && insight && insight.suggested_reply === body) return insight.articles || [];
+  }
+  return [];
+}
+
+function messageSignature(msg, ownUsername, sources) {
+  return JSON.stringify([msg.pending ? 'p' : 'm', msg.body, msg.author_id, msg.submitted_at, msg.insight, msg.draft, ownUsername, sources]);
+}
+
+function createMessage(msg, ownUsername, sources) {
   const role = ['operator', 'assistant'].includes(msg.author_role) ? msg.author_role : 'customer';
   const article = el('article', `message message-${role}`);
   article.dataset.messageId = msg.message_id;
@@ -300,6 +316,10 @@ function createMessage(msg, ownUsername) {
     meta.append(timeElement(msg.submitted_at || msg.created_at, 'rel-time message-time'));
   }
   bubble.append(meta, el('div', 'message-body', msg.body));
+  if (role === 'assistant') {
+    const list = sourcesList(sources);
+    if (list) bubble.append(list);
+  }
   article.append(bubble);
 
   if (role === 'customer') article.append(createAiPanel(msg.insight || null, msg.draft));
@@ -320,11 +340,12 @@ export function renderMessages(container, messages, { ownUsername }) {
   for (const child of container.children) existing.set(child.dataset.messageId, child);
 
   messages.forEach((msg, index) => {
-    const signature = messageSignature(msg, ownUsername);
+    const sources = msg.author_role === 'assistant' ? answerSources(messages, index) : null;
+    const signature = messageSignature(msg, ownUsername, sources);
     let node = existing.get(msg.message_id);
     existing.delete(msg.message_id);
     if (!node || signatures.get(node) !== signature) {
-      const fresh = createMessage(msg, ownUsername);
+      const fresh = createMessage(msg, ownUsername, sources);
       signatures.set(fresh, signature);
       if (node) node.replaceWith(fresh);
       node = fresh;
