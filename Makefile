@@ -103,6 +103,11 @@ bench-parser:
 bench-ollama: tools frontend
 	@uv run --frozen python -m bench.ollama $(BENCH_ARGS)
 
+## bench-throughput: the pipeline flat out (messages offered above what it holds, stand-in model at 0 ms, Redis) against the floor of its own parts in the same run (a Redis-stream consumer storing in PostgreSQL with redis-py and psycopg, one at a time and in batches): msg/s of each and pipeline/floor; BENCH_ARGS="--messages 1000 --offered-rate 100 --batch 50 --replicas 1"
+.PHONY: bench-throughput
+bench-throughput: tools frontend
+	@uv run --frozen python -m bench.throughput $(BENCH_ARGS)
+
 ## bench-widget: customers chatting with the AI assistant through the widget on its own stack (Redis, two replicas of each service): accepted, first streamed token and full answer p50/p95/p99 in ms, msg/s against the replaced system's reported figure, lost messages and 429s; BENCH_ARGS="--customers 100 --messages 3 --think-ms 500 --replicas 2 --token-delay-ms 0"
 .PHONY: bench-widget
 bench-widget: tools frontend

@@ -399,12 +399,14 @@ def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, re
     """A channel client's ``traceparent`` is continued by the gateway, messaging, the
     ai-worker and their three sidecars: Jaeger holds one trace with all six.
 
-    Two of six runs once found no trace of the first message at all (not even the gateway's
-    span) while a later one was traced whole; so a second message goes out if the first is
-    not complete after 90 s, and the tracing state is printed whenever one is missing."""
+    About one run in three, no span at all of a message (from none of the six emitters) was
+    in Jaeger 90 s later, while a later message was traced whole: a stretch in which the
+    collector or Jaeger stored nothing. So up to :data:`TRACED_MESSAGES` messages go out,
+    :data:`TRACE_WAIT_S` apart, and the tracing state (restarts, what Jaeger holds, the
+    collector's and Jaeger's errors) is printed at each miss."""
     jaeger = f"http://{cluster_ip(node, RELEASE + '-jaeger')}:16686"
-    rows = load_messages()[110:112]
-    trace_ids = [_post_traced(release, rows[0])]
+    rows = load_messages()[110 : 110 + TRACED_MESSAGES]
+    trace_ids: list[str] = []
     seen: dict[str, object] = {}
 
     def emitters() -> set[tuple[str, str]] | None:
@@ -414,22 +416,21 @@ def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, re
                 return found
         return None
 
-    try:
-        found = wait_for(emitters, 90, "the first message's whole trace", interval_s=2)
-    except pytest.fail.Exception:
-        print("no whole trace of the first message after 90 s:", seen)
-        _print_tracing_state_safely(node, jaeger)
-        trace_ids.append(_post_traced(release, rows[1]))
+    for attempt, row in enumerate(rows, 1):
+        trace_ids.append(_post_traced(release, row))
         try:
-            found = wait_for(emitters, 180, "a whole trace of either message", interval_s=2)
+            found = wait_for(emitters, TRACE_WAIT_S, "a whole trace", interval_s=2)
+            break
         except pytest.fail.Exception:
+            print(f"no whole trace after message {attempt}:", seen)
             _print_tracing_state_safely(node, jaeger)
-            raise
-        finally:
-            print("traces seen:", seen)
+            if attempt == len(rows):
+                raise
     print("span emitters in the trace:", sorted(found))
 
 
+TRACED_MESSAGES = 4
+TRACE_WAIT_S = 90
 WHOLE_TRACE = {(s, kind) for s in ("gateway", "messaging", "ai-worker")
                for kind in ("app", "sidecar")}
 """(service, ``app`` or ``sidecar``) of every span emitter one customer message passes."""

@@ -1,0 +1,57 @@
+"""The throughput benchmark (``python -m bench.throughput``): a tiny run on its own stack
+gets every insight and prints the floor, the pipeline and their ratio."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from devstack.stack import REPO
+
+RUN_TIMEOUT_S = 120
+
+
+@pytest.mark.integration
+def test_a_tiny_run_gets_every_insight_and_prints_the_ratio() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.throughput",
+            "--messages",
+            "30",
+            "--offered-rate",
+            "30",
+            "--batch",
+            "10",
+            "--timeout",
+            "60",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "tools")},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    rates = {
+        name: float(rate)
+        for name, rate in re.findall(
+            r"^(floor, one at a time|floor, batches of 10|"
+            r"pipeline \(insights pushed\)) +([\d.]+)$",
+            done.stdout,
+            re.MULTILINE,
+        )
+    }
+    assert len(rates) == 3 and all(rate > 0 for rate in rates.values()), done.stdout
+    ratio = float(
+        re.search(
+            r"^pipeline / floor \(one at a time\) +([\d.]+)", done.stdout, re.MULTILINE
+        ).group(1)
+    )
+    assert ratio == pytest.approx(
+        rates["pipeline (insights pushed)"] / rates["floor, one at a time"], abs=0.001
+    )
+    assert "lost 0, errors 0" in done.stdout
