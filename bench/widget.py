@@ -18,8 +18,9 @@ Per message, from just before its POST to ``/api/v1/widget/messages``:
 
 - *accepted*: the 202 (with the retries a 429 or 503 asks for, each after its
   ``Retry-After``, with the same ``message_id``);
-- *first token*: the first ``insight.delta`` for the message on the customer's socket (the
-  reply streaming in);
+- *first sentence*: the first ``insight.delta`` for the message on the customer's socket (the
+  reply streaming in; the assistant streams complete sentences only, see
+  ``ai_worker.assistant.customer_safe_prefix``);
 - *full answer*: the ``conversation`` push whose messages hold an ``assistant`` message after
   this one (the stored answer).
 
@@ -434,7 +435,7 @@ def report(summary: dict, config: Config, machine: dict[str, str]) -> str:
     ]
     rows = (
         ("accepted (202)", "accepted"),
-        ("first streamed token (insight.delta)", "first_token"),
+        ("first streamed sentence (insight.delta)", "first_token"),
         ("full answer (conversation push)", "full_answer"),
     )
     for name, key in rows:
@@ -452,7 +453,7 @@ def report(summary: dict, config: Config, machine: dict[str, str]) -> str:
         f"failed {s['failed']}",
         f"{'throughput (answered / wall time)':<44}{s['msg_per_s']:.2f} msg/s "
         f"({s['answered']} answered in {s['wall_s']:.2f} s)",
-        f"{'streamed':<44}{s['streamed']} of {s['answered']} answers had a token before the "
+        f"{'streamed':<44}{s['streamed']} of {s['answered']} answers had a sentence before the "
         f"full answer; {s['deltas_per_answer']:g} insight.delta frames per answer",
         f"{'HTTP 429 seen':<44}{s['http_429']}",
         f"{'other rejections and retries':<44}"
