@@ -65,8 +65,14 @@ def test_resolve_returns_at_once_and_the_summary_follows(inbox) -> None:
     kinds = [e["kind"] for e in events]
     assert {"assignment", "status", "summary"} <= set(kinds)
     assert kinds.index("status") < kinds.index("summary")
-    listed = inbox.http.get("/api/v1/conversations", headers=inbox.auth).json()["items"]
-    row = next(i for i in listed if i["conversation_id"] == conversation_id)
+
+    def listed_row() -> dict | None:
+        listed = inbox.http.get("/api/v1/conversations", headers=inbox.auth).json()["items"]
+        row = next(i for i in listed if i["conversation_id"] == conversation_id)
+        return row if row["status"] == "resolved" else None
+
+    # the inbox list is rebuilt at most every INBOX_INTERVAL_S
+    row = wait_for(listed_row, what="the resolved row in the inbox list")
     assert (row["status"], row["assignee"]) == ("resolved", "demo")
 
 

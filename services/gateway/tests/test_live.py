@@ -45,3 +45,14 @@ def test_hub_counts_sockets_pushes_and_slow_consumers() -> None:
     hub.remove(fast)
     assert len(hub) == 0
     assert delta(before) == {"opened": 2, "open": 0, "pushed": 5, "slow": 1, "dropped": 3}
+
+
+def test_a_push_is_serialised_once_for_all_sockets() -> None:
+    hub = Hub()
+    connections = [hub.add(object(), Operator(f"op{n}", "Op")) for n in range(3)]  # type: ignore[arg-type]
+    hub.broadcast({"type": "conversation.updated", "text": "Grüße"})
+    frames = [c.queue.get_nowait() for c in connections]
+    assert frames[0] == '{"type":"conversation.updated","text":"Grüße"}'
+    assert all(f is frames[0] for f in frames)
+    for connection in connections:
+        hub.remove(connection)

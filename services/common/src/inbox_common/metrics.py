@@ -150,6 +150,13 @@ OUTBOX_UNPUBLISHED_ROWS = Gauge(
 by each replica's relay after its batches and at least every ``OUTBOX_POLL_INTERVAL_S``. Every
 replica measures the same table: aggregate with ``max``, not ``sum``."""
 
+INBOX_LIST_REBUILDS = Counter(
+    "inbox_inbox_list_rebuilds",
+    "Inbox list read models rebuilt and written by this relay (at most one per INBOX_INTERVAL_S).",
+)
+"""Counter ``inbox_inbox_list_rebuilds_total`` (messaging): times this replica's relay rebuilt
+the inbox list read model and wrote it to the state store."""
+
 OUTBOX_OLDEST_UNPUBLISHED_AGE = Gauge(
     "inbox_outbox_oldest_unpublished_age_seconds",
     "Age of the oldest unpublished outbox row in seconds; 0 when none waits.",

@@ -1,11 +1,15 @@
 """Fan-out of conversation updates to the WebSockets connected to this replica: every
 operator's (:class:`Hub`), and each customer's for its own conversation (:class:`CustomerHub`).
 
+A push is serialised once, whatever the number of sockets it goes to: the queues hold the
+JSON text frame (:func:`frame`).
+
 The Hub also keeps the WebSocket metrics (:mod:`inbox_common.metrics`): sockets opened and open,
 events pushed, and sockets closed as slow consumers with the events they lost.
 """
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -19,6 +23,12 @@ log = logging.getLogger(__name__)
 
 CLOSE_SLOW_CONSUMER = 1013
 """RFC 6455 "Try Again Later": the client fell too far behind; it reconnects and refetches."""
+
+
+def frame(payload: dict) -> str:
+    """``payload`` as the text of one WebSocket frame: compact JSON, UTF-8 as is (what
+    Starlette's ``send_json`` sends)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(eq=False)
@@ -58,9 +68,10 @@ class Hub:
     def broadcast(self, payload: dict) -> int:
         """Queue ``payload`` for every connection; returns how many got it."""
         delivered = 0
+        text = frame(payload)
         for connection in list(self._connections):
             try:
-                connection.queue.put_nowait(payload)
+                connection.queue.put_nowait(text)
                 delivered += 1
             except asyncio.QueueFull:
                 log.warning(
@@ -117,9 +128,11 @@ class CustomerHub:
     def send(self, conversation_id: UUID, payload: dict) -> int:
         """Queue ``payload`` for the sockets of ``conversation_id``; returns how many got it."""
         delivered = 0
-        for connection in list(self._by_conversation.get(conversation_id, ())):
+        sockets = list(self._by_conversation.get(conversation_id, ()))
+        text = frame(payload) if sockets else ""
+        for connection in sockets:
             try:
-                connection.queue.put_nowait(payload)
+                connection.queue.put_nowait(text)
                 delivered += 1
             except asyncio.QueueFull:
                 self.remove(connection)

@@ -39,7 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         open=False,
     )
     sidecar = Sidecar()
-    relay = OutboxRelay(pool, sidecar, settings.outbox_batch_size, settings.outbox_poll_interval_s)
+    relay = OutboxRelay(
+        pool,
+        sidecar,
+        settings.outbox_batch_size,
+        settings.outbox_poll_interval_s,
+        settings.inbox_interval_s,
+    )
     watchdog = InsightWatchdog(
         pool,
         relay,

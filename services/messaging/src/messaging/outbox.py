@@ -3,8 +3,12 @@
 Every messaging replica runs one relay loop, but a batch is only taken under a PostgreSQL
 transaction-level advisory lock, so one replica relays at a time (no double-publish storm)
 and another takes over the moment it stops. Before a ``conversation.updated`` row is
-published, the conversation's read model and the inbox list are written to the state store,
-so a gateway that reacts to the event reads the new state. A row is stamped published only
+published, the conversation's read model is written to the state store, so a gateway that
+reacts to the event reads the new state. The inbox list (up to ``INBOX_MAX_ITEMS`` rows, some
+400 KB, and a count of all conversations) is rebuilt at most once per
+``inbox_interval_s``: at once when the last rebuild is older, else when that interval has
+passed, still under the lock (so an older list never overwrites a newer one). Rebuilding it
+for every batch cost more than everything else the relay does. A row is stamped published only
 after Dapr accepted it; a crash in between publishes it again (consumers are idempotent).
 
 Each relay also measures the outbox lag (rows not yet published, age of the oldest) for the
@@ -43,6 +47,8 @@ _tracer = trace.get_tracer(__name__)
 RELAY_LOCK_ID = 0x1B0C_0001
 """pg_advisory_xact_lock key that makes one replica at a time the relay."""
 MAX_BACKOFF_S = 30.0
+MIN_WAIT_S = 0.05
+"""Shortest wait between two scans while the inbox list waits to be rebuilt."""
 LAG_QUERY_TIMEOUT_S = 2.0
 """Longest wait for a connection to measure the lag: a database that is down must not hold
 the relay up twice."""
@@ -64,15 +70,24 @@ class OutboxRelay:
         sidecar: where to publish and write read models.
         batch_size: rows per transaction.
         poll_interval_s: longest idle wait before scanning again; :meth:`wake` cuts it short.
+        inbox_interval_s: shortest time between two rebuilds of the inbox list (s).
     """
 
     def __init__(
-        self, pool: AsyncConnectionPool, sidecar: Sidecar, batch_size: int, poll_interval_s: float
+        self,
+        pool: AsyncConnectionPool,
+        sidecar: Sidecar,
+        batch_size: int,
+        poll_interval_s: float,
+        inbox_interval_s: float = 0.25,
     ) -> None:
         self._pool = pool
         self._sidecar = sidecar
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._inbox_interval_s = inbox_interval_s
+        self._inbox_stale = False
+        self._inbox_written_at = float("-inf")
         self._wake = asyncio.Event()
         self._measured_at = float("-inf")
 
@@ -99,11 +114,19 @@ class OutboxRelay:
             await self._measure_lag_when_due()
             if drained:
                 continue
+            wait_s = self._poll_interval_s
+            if self._inbox_stale:
+                # not 0: while another replica holds the lock this would spin
+                wait_s = min(wait_s, max(MIN_WAIT_S, self._inbox_due_in()))
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    def _inbox_due_in(self) -> float:
+        """Seconds until the inbox list may be rebuilt again (<= 0: now)."""
+        return self._inbox_written_at + self._inbox_interval_s - time.monotonic()
 
     async def measure_lag(self) -> tuple[int, float]:
         """Measure the outbox lag and set the ``inbox_outbox_*`` gauges.
@@ -158,6 +181,8 @@ class OutboxRelay:
             )
             rows = await cur.fetchall()
             if not rows:
+                if self._inbox_stale and self._inbox_due_in() <= 0:
+                    await self._project(conn, set())
                 return False
             events = [
                 (row_id, topic, _MODELS[topic].model_validate(p)) for row_id, topic, p, _ in rows
@@ -204,10 +229,21 @@ class OutboxRelay:
             await self._sidecar.publish(topic, event)
 
     async def _project(self, conn, conversation_ids: set[UUID]) -> None:  # noqa: ANN001
+        """Write the read models of ``conversation_ids``, and the inbox list when it is due
+        (else mark it stale, for :meth:`run` to come back to)."""
         states: dict[str, BaseModel] = {}
         for conversation_id in conversation_ids:
             conversation = await load_conversation(conn, conversation_id)
             if conversation is not None:
                 states[conversation_key(conversation_id)] = conversation
-        states[INBOX_KEY] = await load_inbox(conn)
-        await self._sidecar.save_states(states)
+        inbox_due = self._inbox_due_in() <= 0
+        if inbox_due:
+            states[INBOX_KEY] = await load_inbox(conn)
+        if states:
+            await self._sidecar.save_states(states)
+        if inbox_due:
+            self._inbox_written_at = time.monotonic()
+            self._inbox_stale = False
+            metrics.INBOX_LIST_REBUILDS.inc()
+        elif conversation_ids:
+            self._inbox_stale = True

@@ -17,6 +17,15 @@ class Settings(ServiceSettings):
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="Longest wait between outbox scans when nothing wakes it"
     )
+    inbox_interval_s: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description=(
+            "INBOX_INTERVAL_S: shortest time (s) between two rebuilds of the inbox list read"
+            " model; a change waits at most this long to show in the list"
+        ),
+    )
     insight_redelivery_interval_s: float = Field(
         default=15.0,
         gt=0,

@@ -36,7 +36,7 @@ from gateway.core.security import (
     decode_access_token,
     token_from_subprotocols,
 )
-from gateway.live import CLOSE_SLOW_CONSUMER, Connection
+from gateway.live import CLOSE_SLOW_CONSUMER, Connection, frame
 
 router = APIRouter()
 
@@ -142,11 +142,11 @@ async def _deny(websocket: WebSocket, reason: str, status_code: int = 401) -> No
 
 async def _write(connection: Connection) -> None:
     while True:
-        payload = await connection.queue.get()
-        if payload is None:
+        text = await connection.queue.get()
+        if text is None:
             await connection.socket.close(CLOSE_SLOW_CONSUMER, "too far behind; reconnect")
             return
-        await connection.socket.send_json(payload)
+        await connection.socket.send_text(text)
 
 
 async def _read(connection: Connection, limit: RateLimitItem) -> None:
@@ -177,7 +177,7 @@ async def _read(connection: Connection, limit: RateLimitItem) -> None:
 def _reply(connection: Connection, payload: dict) -> None:
     """Queue an answer to the client; none when its queue is full (it is being closed)."""
     try:
-        connection.queue.put_nowait(payload)
+        connection.queue.put_nowait(frame(payload))
     except asyncio.QueueFull:
         pass
 
