@@ -7,8 +7,8 @@ published, the conversation's read model is written to the state store, so a gat
 reacts to the event reads the new state. The inbox list (up to ``INBOX_MAX_ITEMS`` rows, some
 400 KB, and a count of all conversations) is rebuilt at most once per
 ``inbox_interval_s``: at once when the last rebuild is older, else when that interval has
-passed, still under the lock (so an older list never overwrites a newer one). Rebuilding it
-for every batch cost more than everything else the relay does. A row is stamped published only
+passed, still under the lock (so an older list never overwrites a newer one). A batch of a
+few rows no longer pays for a rebuild of the whole list. A row is stamped published only
 after Dapr accepted it; a crash in between publishes it again (consumers are idempotent).
 
 Each relay also measures the outbox lag (rows not yet published, age of the oldest) for the
