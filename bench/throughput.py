@@ -31,18 +31,14 @@ message got its insight, 1 when one was lost, 2 for bad arguments or a stack tha
 import argparse
 import asyncio
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import redis
-from devstack.fake_ollama import MODEL, start_server
 from devstack.procs import StartError
-from devstack.stack import Stack
+from devstack.stack import stand_in_stack
 
 from bench.load import DATA_FILE, LoadConfig, LoadRun, load_rows
 
@@ -177,47 +173,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows = load_rows(DATA_FILE)
     bodies = [rows[i % len(rows)]["text"] for i in range(args.messages)]
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    fake = stack = None
     try:
-        fake, ollama_url = start_server(run_dir / "fake-ollama.log")
-        stack = Stack(
-            run_dir,
-            ollama_url,
-            MODEL,
-            env=RAISED_LIMITS,
-            replicas=args.replicas,
-            progress=lambda line: print(line, file=sys.stderr),
-        )
-        print(f"starting the stack in {run_dir}…", file=sys.stderr)
-        stack.start()
-        client = redis.Redis(host="127.0.0.1", port=stack.redis.port, password=stack.redis.password)
-        print("floor: one at a time…", file=sys.stderr)
-        floor_one = floor_rate(client, stack.postgres.url, bodies, 1)
-        print(f"floor: batches of {args.batch}…", file=sys.stderr)
-        floor_batch = floor_rate(client, stack.postgres.url, bodies, args.batch)
-        client.close()
-        config = LoadConfig(
-            url=stack.gateway_url,
-            api_key=stack.channel_key,
-            operator=stack.operator,
-            rate=args.offered_rate,
-            count=args.messages,
-            sockets=1,
-            timeout_s=args.timeout,
-            data=DATA_FILE,
-        )
-        print("pipeline…", file=sys.stderr)
-        summary = asyncio.run(LoadRun(config, rows).run())
+        with stand_in_stack(
+            "bench-throughput-", env=RAISED_LIMITS, replicas=args.replicas
+        ) as stack:
+            client = redis.Redis(
+                host="127.0.0.1", port=stack.redis.port, password=stack.redis.password
+            )
+            print("floor: one at a time…", file=sys.stderr)
+            floor_one = floor_rate(client, stack.postgres.url, bodies, 1)
+            print(f"floor: batches of {args.batch}…", file=sys.stderr)
+            floor_batch = floor_rate(client, stack.postgres.url, bodies, args.batch)
+            client.close()
+            config = LoadConfig(
+                url=stack.gateway_url,
+                api_key=stack.channel_key,
+                operator=stack.operator,
+                rate=args.offered_rate,
+                count=args.messages,
+                sockets=1,
+                timeout_s=args.timeout,
+                data=DATA_FILE,
+            )
+            print("pipeline…", file=sys.stderr)
+            summary = asyncio.run(LoadRun(config, rows).run())
     except StartError as exc:
         print(f"throughput bench: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if stack is not None:
-            stack.stop()
-        if fake is not None:
-            fake.stop()
-    shutil.rmtree(run_dir, ignore_errors=True)
     print(report(floor_one, floor_batch, args.batch, summary, args))
     return 0 if summary["lost"] == 0 and summary["insights"] == args.messages else 1
 

@@ -49,24 +49,20 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import websockets
 from ai_worker.assistant import hands_off_first
 from ai_worker.settings import Settings as AiWorkerSettings
-from devstack.fake_ollama import MODEL, start_server
 from devstack.procs import StartError
 from devstack.seed import load_messages
-from devstack.stack import Stack
+from devstack.stack import Stack, stand_in_stack
 
 API = "/api/v1/widget"
 WS_PROTOCOL = "inbox.v1"
@@ -526,45 +522,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_messages()
     texts = [row["text"] for row in rows if not hands_off_first(row["text"])]
     machine = {"cores": str(os.cpu_count()), "before": load_average()}
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-widget-"))
     env = {"CUSTOMER_TOKEN_TTL_S": str(ACCESS_LIFETIME_S)}
     if not config.default_limits:
         env.update(RAISED_LIMITS)
-    fake = stack = None
+    print(f"{config.replicas} replica(s) of each service", file=sys.stderr)
     try:
-        fake, ollama_url = start_server(
-            run_dir / "fake-ollama.log", token_delay_s=config.token_delay_s
-        )
-        stack = Stack(
-            run_dir,
-            ollama_url,
-            MODEL,
+        with stand_in_stack(
+            "bench-widget-",
+            token_delay_s=config.token_delay_s,
             env=env,
             replicas=config.replicas,
-            progress=lambda line: print(line, file=sys.stderr),
-        )
-        print(
-            f"starting the stack ({config.replicas} replica(s) of each service) in {run_dir}…",
-            file=sys.stderr,
-        )
-        stack.start()
-        print(
-            f"{config.customers} customers, {config.messages} messages each; "
-            f"{len(rows) - len(texts)} of {len(rows)} seed messages left out (handed to a "
-            "person whatever the model writes)",
-            file=sys.stderr,
-        )
-        summary = asyncio.run(WidgetLoad(stack, config, texts).run())
-        machine["after"] = load_average()
+        ) as stack:
+            print(
+                f"{config.customers} customers, {config.messages} messages each; "
+                f"{len(rows) - len(texts)} of {len(rows)} seed messages left out (handed to a "
+                "person whatever the model writes)",
+                file=sys.stderr,
+            )
+            summary = asyncio.run(WidgetLoad(stack, config, texts).run())
+            machine["after"] = load_average()
     except StartError as exc:
         print(f"widget bench: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if stack is not None:
-            stack.stop()
-        if fake is not None:
-            fake.stop()
-    shutil.rmtree(run_dir, ignore_errors=True)
     print(report(summary, config, machine))
     return 0 if succeeded(summary) else 1
 

@@ -1,12 +1,14 @@
 """The whole Support Inbox on one machine: infra, three services, three daprd sidecars."""
 
+import contextlib
 import json
 import re
 import secrets
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,3 +489,38 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return self.services["gateway"].url
+
+
+@contextlib.contextmanager
+def stand_in_stack(
+    prefix: str, token_delay_s: float = 0.0, **stack_args: object
+) -> Iterator[Stack]:
+    """A benchmark's own stack on the stand-in model, in a fresh temporary directory: started
+    (progress on stderr), then stopped with the stand-in and the directory removed, however
+    the block ends. ``stack_args`` go to :class:`Stack` (``env``, ``replicas``, ...).
+
+    Raises:
+        StartError: the stand-in or the stack did not start.
+    """
+    from devstack.fake_ollama import MODEL, start_server
+
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    fake = stack = None
+    try:
+        fake, ollama_url = start_server(run_dir / "fake-ollama.log", token_delay_s=token_delay_s)
+        stack = Stack(
+            run_dir,
+            ollama_url,
+            MODEL,
+            progress=lambda line: print(line, file=sys.stderr),
+            **stack_args,  # type: ignore[arg-type]
+        )
+        print(f"starting the stack in {run_dir}…", file=sys.stderr)
+        stack.start()
+        yield stack
+    finally:
+        if stack is not None:
+            stack.stop()
+        if fake is not None:
+            fake.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
