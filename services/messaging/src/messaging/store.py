@@ -1,7 +1,11 @@
 """Writes to the system of record. Each function is one transaction that also fills the outbox.
 
 All SQL is parameterized. Functions take an open psycopg ``AsyncConnection`` in autocommit mode
-and open their own transaction, so a change and the events announcing it commit together.
+and open their own transaction, so a change and the events announcing it commit together. The
+two writes on every message's path (:func:`store_message`, :func:`store_insight`) run in
+libpq's pipeline mode (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html):
+statements whose result is not read at once (event log, outbox, insight row) travel with the
+next one that is, or with the commit, so a message costs 3 round trips instead of 10.
 """
 
 import json
@@ -67,7 +71,7 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
     """
     if event.author_role is AuthorRole.ASSISTANT:
         raise PoisonError("assistant messages are stored from ai.completed, not submitted")
-    async with conn.transaction():
+    async with conn.pipeline(), conn.transaction():
         if event.author_role is AuthorRole.CUSTOMER:
             await conn.execute(
                 "INSERT INTO conversations (conversation_id, customer_id, subject, assistant)"
@@ -93,10 +97,14 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
                 f"customer {event.author_id!r} wrote to conversation {event.conversation_id}"
                 " of another customer"
             )
+        # one round trip: the message, and the conversation counting it (none if a duplicate)
         cur = await conn.execute(
-            "INSERT INTO messages (message_id, conversation_id, seq, author_role, author_id,"
-            " body, submitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (message_id) DO NOTHING RETURNING seq, created_at",
+            "WITH m AS (INSERT INTO messages (message_id, conversation_id, seq, author_role,"
+            " author_id, body, submitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (message_id) DO NOTHING RETURNING seq, created_at)"
+            " UPDATE conversations c SET message_count = m.seq, last_activity_at = m.created_at,"
+            " version = c.version + 1 FROM m WHERE c.conversation_id = %s"
+            " RETURNING m.seq, m.created_at, c.version",
             (
                 event.message_id,
                 event.conversation_id,
@@ -105,18 +113,13 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
                 event.author_id,
                 event.body,
                 event.submitted_at,
+                event.conversation_id,
             ),
         )
         inserted = await cur.fetchone()
         if inserted is None:
             return None
-        seq, created_at = inserted
-        cur = await conn.execute(
-            "UPDATE conversations SET message_count = %s, last_activity_at = %s,"
-            " version = version + 1 WHERE conversation_id = %s RETURNING version",
-            (seq, created_at, event.conversation_id),
-        )
-        (version,) = await cur.fetchone()  # type: ignore[misc]
+        seq, created_at, version = inserted
         await log_event(
             conn,
             event.conversation_id,
@@ -171,7 +174,7 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
     Raises:
         PoisonError: no customer message with this ``message_id`` exists.
     """
-    async with conn.transaction():
+    async with conn.pipeline(), conn.transaction():
         cur = await conn.execute(
             "UPDATE ai_insights SET status = %s, intent = %s, summary = %s,"
             " suggested_reply = %s, model = %s, duration_ms = %s, error = %s, trace_id = %s,"
