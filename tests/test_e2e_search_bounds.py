@@ -1,6 +1,8 @@
-"""Search is bounded: with many conversations in PostgreSQL, a query that matches everything
-(``-x``) or too much to rank in time is refused with a 4xx and its reason, within the
-statement timeout, and every connection goes back to messaging's pool.
+"""A large inbox. Search is bounded: with many conversations in PostgreSQL, a query that
+matches everything (``-x``) or too much to rank in time is refused with a 4xx and its reason,
+within the statement timeout, and every connection goes back to messaging's pool. The inbox
+pages through all of them, past the newest ``INBOX_MAX_ITEMS`` its list read model holds, and
+counts the unread ones among all of them.
 
 The stack is this module's own (one instance each, Redis) so that its statement timeout
 (``SEARCH_STATEMENT_TIMEOUT_MS``) and pool size (``DB_POOL_MAX_SIZE``) are small enough to
@@ -13,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from devstack.fixtures import Database, InboxClient, start_stack, wait_for
+from inbox_common.events import INBOX_MAX_ITEMS
 
 pytestmark = pytest.mark.e2e
 
@@ -124,3 +127,73 @@ def test_refused_searches_give_their_connections_back(bounded) -> None:
         " AND state = 'idle in transaction'"
     ).fetchone()[0]
     assert idle == 0
+
+
+def inbox_page(client: InboxClient, offset: int, limit: int = 50) -> dict:
+    response = client.http.get(
+        "/api/v1/conversations", params={"offset": offset, "limit": limit}, headers=client.auth
+    )
+    assert response.status_code == 200, response.text[:300]
+    return response.json()
+
+
+def inbox_order(db: Database, offset: int, limit: int) -> list[str]:
+    """Conversation ids of one page, in the inbox's order, straight from PostgreSQL."""
+    rows = db.execute(
+        "SELECT conversation_id FROM conversations WHERE message_count > 0"
+        " ORDER BY last_activity_at DESC, conversation_id LIMIT %s OFFSET %s",
+        (limit, offset),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def rebuilt_with(client: InboxClient, total: int) -> None:
+    """Send a customer message and wait for the inbox list to count ``total`` conversations."""
+    client.send_customer(f"where is my card {uuid.uuid4().hex[:8]}")
+    wait_for(lambda: inbox_page(client, 0)["total"] == total, what=f"an inbox of {total}")
+
+
+def test_the_inbox_pages_through_every_conversation(bounded) -> None:
+    client, db = bounded
+    total = db.execute("SELECT count(*) FROM conversations WHERE message_count > 0").fetchone()[0]
+    rebuilt_with(client, total + 1)
+    total += 1
+    # inside the list read model, across its end, deep in PostgreSQL, and the last page
+    for offset, limit in ((0, 50), (INBOX_MAX_ITEMS - 20, 50), (75_000, 200), (total - 7, 50)):
+        page = inbox_page(client, offset, limit)
+        assert page["total"] == total
+        assert [i["conversation_id"] for i in page["items"]] == inbox_order(db, offset, limit)
+    assert len(inbox_page(client, total - 7)["items"]) == 7
+    assert inbox_page(client, total)["items"] == []
+    refused = client.http.get(
+        "/api/v1/conversations", params={"offset": 1_000_001}, headers=client.auth
+    )
+    assert refused.status_code == 422, refused.text[:300]
+
+
+def test_the_unread_count_covers_conversations_older_than_the_list(bounded) -> None:
+    client, db = bounded
+    sent = client.send_customer(f"my card is blocked {uuid.uuid4().hex[:8]}")
+    conversation_id = sent["conversation_id"]
+    stored = wait_for(lambda: client.conversation(conversation_id), what="the conversation")
+    marked = client.http.post(
+        f"/api/v1/conversations/{conversation_id}/seen",
+        json={"version": stored["version"]},
+        headers=client.auth,
+    )
+    assert marked.status_code == 204, marked.text
+    # the conversation seen falls behind the whole inbox, out of the list read model
+    db.execute(
+        "UPDATE conversations SET last_activity_at = '2001-01-01T00:00:00Z'"
+        " WHERE conversation_id = %s",
+        (conversation_id,),
+    )
+    total = db.execute("SELECT count(*) FROM conversations WHERE message_count > 0").fetchone()[0]
+    rebuilt_with(client, total + 1)
+    total += 1
+    last = inbox_page(client, total - 1)
+    assert [(i["conversation_id"], i["unread"]) for i in last["items"]] == [
+        (conversation_id, False)
+    ]
+    # nothing else was ever seen by this operator
+    assert last["unread_count"] == total - 1

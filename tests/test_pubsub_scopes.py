@@ -73,7 +73,8 @@ def test_scopes_are_deny_by_default_and_cover_dead_letters() -> None:
     work = component_scopes(events.PUBSUB)
     gateway = work["publishingScopes"].split(";")[0]
     assert gateway == (
-        "gateway=conversation.changed,insight.requested,messages.submitted,search.requested"
+        "gateway=conversation.changed,inbox.page.requested,insight.requested,messages.submitted,"
+        "search.requested"
     )
     # messaging's sidecar forwards what it drops to the dead-letter topic
     assert "messages.submitted.dead-letter" in may_publish("messaging")

@@ -13,13 +13,14 @@ from gateway.core.polling import wait_for_state
 from gateway.core.seen import (
     SeenContended,
     SeenStore,
+    inbox_unread_count,
     is_unread,
     parse_seen,
     seen_key,
     unread_count,
     with_mark,
 )
-from inbox_common.read_models import ConversationSummary
+from inbox_common.read_models import ConversationSummary, Inbox
 
 
 class FakeSidecar:
@@ -72,6 +73,17 @@ def test_unread_is_a_version_above_the_seen_one() -> None:
     assert is_unread(never_seen, seen)
     assert is_unread(summary(3, seen_at_2.conversation_id), seen)
     assert unread_count([seen_at_2, never_seen, summary(5)], seen) == 2
+
+
+def test_the_unread_count_covers_conversations_older_than_the_list() -> None:
+    seen_at_2, changed_since, never_seen = summary(2), summary(4), summary(1)
+    older_seen = str(uuid.uuid4())
+    seen = {str(seen_at_2.conversation_id): 2, str(changed_since.conversation_id): 3, older_seen: 7}
+    listed = [seen_at_2, changed_since, never_seen]
+    # 3 listed (2 unread) and 100 older, of which 1 was seen: 2 + 99
+    assert inbox_unread_count(Inbox(items=listed, total=103), seen) == 101
+    assert inbox_unread_count(Inbox(items=listed, total=3), seen) == 2
+    assert inbox_unread_count(Inbox(items=[], total=0), seen) == 0
 
 
 def test_marks_never_go_backwards_and_keep_the_newest() -> None:

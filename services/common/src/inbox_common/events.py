@@ -43,6 +43,7 @@ TOPIC_CONVERSATION_CHANGED = "conversation.changed"
 TOPIC_SUMMARY_REQUESTED = "summary.requested"
 TOPIC_SUMMARY_COMPLETED = "summary.completed"
 TOPIC_SEARCH_REQUESTED = "search.requested"
+TOPIC_INBOX_PAGE_REQUESTED = "inbox.page.requested"
 
 TOPICS = (
     TOPIC_MESSAGES_SUBMITTED,
@@ -56,6 +57,7 @@ TOPICS = (
     TOPIC_SUMMARY_REQUESTED,
     TOPIC_SUMMARY_COMPLETED,
     TOPIC_SEARCH_REQUESTED,
+    TOPIC_INBOX_PAGE_REQUESTED,
 )
 """Every topic the services use; with their dead-letter topics, what a broker must carry."""
 
@@ -388,7 +390,7 @@ class ConversationChanged(Event):
     reason: str | None = Field(
         default=None,
         max_length=200,
-        description="Why, when not an operator's own choice (\"the customer ended the chat\")",
+        description='Why, when not an operator\'s own choice ("the customer ended the chat")',
     )
 
     @model_validator(mode="after")
@@ -493,6 +495,32 @@ class SearchRequested(Event):
     )
 
 
+INBOX_PAGE_MAX_LIMIT = 200
+"""Most conversations in one page of the inbox."""
+INBOX_MAX_OFFSET = 1_000_000
+"""Deepest offset a page of the inbox may start at."""
+
+
+class InboxPageRequested(Event):
+    """An operator pages the inbox past the newest :data:`INBOX_MAX_ITEMS` conversations,
+    which the inbox list read model holds; older ones are read from PostgreSQL.
+
+    Topic ``inbox.page.requested``; producer: gateway (``GET /api/v1/conversations`` with
+    ``offset + limit`` past the list); consumer: messaging, which writes an
+    :class:`~inbox_common.read_models.InboxPageResult` under :func:`inbox_page_key` with a TTL
+    of :data:`SEARCH_RESULT_TTL_S`, where the gateway waits for it. Idempotency key:
+    ``request_id`` (running it twice writes the same key again).
+    """
+
+    request_id: UUID = Field(description="Unique per request, made by the gateway")
+    offset: int = Field(ge=0, le=INBOX_MAX_OFFSET, description="Conversations to skip")
+    limit: int = Field(ge=1, le=INBOX_PAGE_MAX_LIMIT, description="Most conversations")
+    requested_by: AuthorId = Field(description="Operator username")
+    requested_at: AwareDatetime | None = Field(
+        default=None, description="When the gateway accepted it (UTC); None: run regardless"
+    )
+
+
 class ConversationUpdated(Event):
     """A conversation's read model changed in the state store.
 
@@ -520,6 +548,11 @@ def conversation_key(conversation_id: UUID | str) -> str:
 def search_key(request_id: UUID | str) -> str:
     """State store key of one search's result (:class:`SearchRequested`)."""
     return f"search:{request_id}"
+
+
+def inbox_page_key(request_id: UUID | str) -> str:
+    """State store key of one page of the inbox read past the list (:class:`InboxPageRequested`)."""
+    return f"inbox-page:{request_id}"
 
 
 INBOX_KEY = "inbox:index"

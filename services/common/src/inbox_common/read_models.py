@@ -159,6 +159,15 @@ class Inbox(BaseModel):
     total: int = Field(description="All conversations in the system of record")
 
 
+class InboxPageResult(BaseModel):
+    """The answer to one ``inbox.page.requested``, under ``inbox-page:{request_id}`` for a
+    minute. Written by messaging, read by the gateway that published the request."""
+
+    request_id: UUID
+    items: list[ConversationSummary] = Field(description="Newest activity first")
+    took_ms: float = Field(description="Time messaging spent on the query, in ms")
+
+
 class HeadlinePart(BaseModel):
     """One piece of a search headline; the page renders each as text and marks matches."""
 

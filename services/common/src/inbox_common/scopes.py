@@ -19,6 +19,7 @@ from inbox_common.events import (
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_CHANGED,
     TOPIC_CONVERSATION_UPDATED,
+    TOPIC_INBOX_PAGE_REQUESTED,
     TOPIC_INSIGHT_DELTA,
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_MESSAGE_CREATED,
@@ -41,6 +42,7 @@ PUBLISHES: dict[str, frozenset[str]] = {
             TOPIC_INSIGHT_REQUESTED,
             TOPIC_CONVERSATION_CHANGED,
             TOPIC_SEARCH_REQUESTED,
+            TOPIC_INBOX_PAGE_REQUESTED,
         }
     ),
     "messaging": frozenset(  # through its outbox
@@ -65,6 +67,7 @@ SUBSCRIBES: dict[str, frozenset[str]] = {
             TOPIC_CONVERSATION_CHANGED,
             TOPIC_SUMMARY_COMPLETED,
             TOPIC_SEARCH_REQUESTED,
+            TOPIC_INBOX_PAGE_REQUESTED,
         }
     ),
     "ai-worker": frozenset(

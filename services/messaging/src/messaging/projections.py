@@ -106,33 +106,45 @@ async def load_conversation(conn: AsyncConnection, conversation_id: UUID) -> Con
 
 async def load_inbox(conn: AsyncConnection) -> Inbox:
     """The newest ``INBOX_MAX_ITEMS`` conversations by last activity, and the total count."""
-    items = await load_summaries(conn)
+    return Inbox(items=await load_summaries(conn), total=await count_conversations(conn))
+
+
+async def count_conversations(conn: AsyncConnection) -> int:
+    """Conversations with at least one message: those the inbox lists."""
     cur = await conn.execute("SELECT count(*) FROM conversations WHERE message_count > 0")
     (total,) = await cur.fetchone()  # type: ignore[misc]
-    return Inbox(items=items, total=total)
+    return total
 
 
 async def load_summaries(
-    conn: AsyncConnection, conversation_ids: list[UUID] | None = None
+    conn: AsyncConnection,
+    conversation_ids: list[UUID] | None = None,
+    limit: int = INBOX_MAX_ITEMS,
+    offset: int = 0,
 ) -> list[ConversationSummary]:
-    """Inbox rows, newest activity first: of ``conversation_ids``, or the newest
-    ``INBOX_MAX_ITEMS`` when ``None``."""
+    """Inbox rows, newest activity first: of ``conversation_ids``, or of every conversation
+    when ``None``; ``limit`` of them from ``offset``. The page is cut first, from the index
+    ``conversations_inbox_order``, so the last message and insight are read for its rows
+    only, however deep it starts."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT c.conversation_id, c.customer_id, c.subject, c.last_activity_at,"
         " c.message_count, c.version, c.status, c.assignee, last.body, last.author_role,"
         " insight.intent, insight.status AS insight_status"
-        " FROM conversations c"
+        " FROM (SELECT conversation_id, customer_id, subject, last_activity_at, message_count,"
+        "   version, status, assignee FROM conversations"
+        "   WHERE message_count > 0"
+        "   AND (%(ids)s::uuid[] IS NULL OR conversation_id = ANY(%(ids)s::uuid[]))"
+        "   ORDER BY last_activity_at DESC, conversation_id"
+        "   LIMIT %(limit)s OFFSET %(offset)s) c"
         " LEFT JOIN LATERAL (SELECT body, author_role FROM messages m"
         "   WHERE m.conversation_id = c.conversation_id ORDER BY seq DESC LIMIT 1) last ON true"
         " LEFT JOIN LATERAL (SELECT i.intent, i.status FROM messages m"
         "   JOIN ai_insights i USING (message_id)"
         "   WHERE m.conversation_id = c.conversation_id ORDER BY m.seq DESC LIMIT 1) insight"
         "   ON true"
-        " WHERE c.message_count > 0"
-        " AND (%(ids)s::uuid[] IS NULL OR c.conversation_id = ANY(%(ids)s::uuid[]))"
-        " ORDER BY c.last_activity_at DESC, c.conversation_id LIMIT %(limit)s",
-        {"ids": conversation_ids, "limit": INBOX_MAX_ITEMS},
+        " ORDER BY c.last_activity_at DESC, c.conversation_id",
+        {"ids": conversation_ids, "limit": limit, "offset": offset},
     )
     return [
         ConversationSummary(

@@ -15,6 +15,7 @@ from inbox_common.events import (
     TOPIC_AI_COMPLETED,
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_CHANGED,
+    TOPIC_INBOX_PAGE_REQUESTED,
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_MESSAGES_SUBMITTED,
@@ -23,15 +24,18 @@ from inbox_common.events import (
     TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     ConversationChanged,
+    InboxPageRequested,
     InsightRequested,
     MessageSubmitted,
     SearchRequested,
     SummaryCompleted,
+    inbox_page_key,
     search_key,
 )
-from inbox_common.read_models import SearchResult
+from inbox_common.read_models import InboxPageResult, SearchResult
 from inbox_common.subscriptions import DeadLetter, subscribe, subscribe_dead_letters
 
+from messaging.projections import load_summaries
 from messaging.runtime import Runtime
 from messaging.search import SearchRefused, search_conversations
 from messaging.store import (
@@ -138,11 +142,8 @@ async def handle_search_requested(runtime: Runtime, event: SearchRequested) -> N
     its result carries the reason in ``error`` and no items.
     """
     ids = {"request_id": str(event.request_id), "requested_by": event.requested_by}
-    if event.requested_at is not None:
-        age_s = (datetime.now(UTC) - event.requested_at).total_seconds()
-        if age_s > SEARCH_RESULT_TTL_S:
-            log.info("search skipped: nobody waits for it", extra={**ids, "age_s": age_s})
-            return
+    if _nobody_waits(event.requested_at, "search", ids):
+        return
     started = time.perf_counter()
     refused = None
     try:
@@ -167,12 +168,47 @@ async def handle_search_requested(runtime: Runtime, event: SearchRequested) -> N
     log.info("search answered", extra={**ids, "hits": len(items), "took_ms": round(took_ms, 1)})
 
 
+async def handle_inbox_page_requested(runtime: Runtime, event: InboxPageRequested) -> None:
+    """Read one page of the inbox from PostgreSQL (``limit`` conversations from ``offset``,
+    newest activity first) and write the :class:`InboxPageResult` under
+    ``inbox-page:{request_id}`` with a TTL of ``SEARCH_RESULT_TTL_S``, where the gateway that
+    published the request is waiting. Read only, so a redelivery writes the key again; a
+    request older than the TTL is skipped.
+
+    RETRY: the database or the state store is unreachable. DROP: a bad offset or limit.
+    """
+    ids = {"request_id": str(event.request_id), "requested_by": event.requested_by}
+    if _nobody_waits(event.requested_at, "inbox page", ids):
+        return
+    started = time.perf_counter()
+    async with _connection(runtime) as conn:
+        items = await load_summaries(conn, limit=event.limit, offset=event.offset)
+    took_ms = round((time.perf_counter() - started) * 1000, 2)
+    result = InboxPageResult(request_id=event.request_id, items=items, took_ms=took_ms)
+    await runtime.sidecar.save_states(
+        {inbox_page_key(event.request_id): result}, ttl_s=SEARCH_RESULT_TTL_S
+    )
+    log.info("inbox page answered", extra={**ids, "offset": event.offset, "took_ms": took_ms})
+
+
 async def handle_dead_letter(runtime: Runtime, letter: DeadLetter) -> None:
     """Keep a dead letter in ``dead_letters`` (once per topic and event id), as JSON text when
     ``jsonb`` cannot hold its data (see :func:`~messaging.store.store_dead_letter`). RETRY:
     the database is unreachable."""
     async with _connection(runtime) as conn:
         await store_dead_letter(conn, letter)
+
+
+def _nobody_waits(requested_at: datetime | None, what: str, ids: dict[str, str]) -> bool:
+    """Whether a query was published longer than ``SEARCH_RESULT_TTL_S`` ago: its gateway
+    has given up, so it is skipped (and logged as such)."""
+    if requested_at is None:
+        return False
+    age_s = (datetime.now(UTC) - requested_at).total_seconds()
+    if age_s <= SEARCH_RESULT_TTL_S:
+        return False
+    log.info(f"{what} skipped: nobody waits for it", extra={**ids, "age_s": age_s})
+    return True
 
 
 @asynccontextmanager
@@ -189,8 +225,8 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
 
 def register(dapr_app: DaprApp, runtime: Runtime) -> None:
     """Subscribe messaging to ``messages.submitted``, ``ai.completed``,
-    ``insight.requested``, ``conversation.changed``, ``summary.completed`` and
-    ``search.requested``, and to the
+    ``insight.requested``, ``conversation.changed``, ``summary.completed``,
+    ``search.requested`` and ``inbox.page.requested``, and to the
     dead-letter topics of every work topic."""
     subscribe(
         dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted, lambda e: handle_submitted(runtime, e)
@@ -220,6 +256,12 @@ def register(dapr_app: DaprApp, runtime: Runtime) -> None:
         SearchRequested,
         lambda e: handle_search_requested(runtime, e),
     )
+    subscribe(
+        dapr_app,
+        TOPIC_INBOX_PAGE_REQUESTED,
+        InboxPageRequested,
+        lambda e: handle_inbox_page_requested(runtime, e),
+    )
     work_topics = (
         TOPIC_MESSAGES_SUBMITTED,
         TOPIC_MESSAGE_CREATED,
@@ -230,6 +272,7 @@ def register(dapr_app: DaprApp, runtime: Runtime) -> None:
         TOPIC_SUMMARY_REQUESTED,
         TOPIC_SUMMARY_COMPLETED,
         TOPIC_SEARCH_REQUESTED,
+        TOPIC_INBOX_PAGE_REQUESTED,
     )
     for topic in work_topics:
         subscribe_dead_letters(dapr_app, topic, lambda letter: handle_dead_letter(runtime, letter))

@@ -177,8 +177,9 @@ class Settings(ServiceSettings):
         gt=0,
         le=30,
         description=(
-            "SEARCH_TIMEOUT_S: how long a search waits for messaging's answer in the state "
-            "store before it answers 504, in seconds"
+            "SEARCH_TIMEOUT_S: how long a search, or a page of the inbox past the newest "
+            "INBOX_MAX_ITEMS conversations, waits for messaging's answer in the state store "
+            "before it answers 504, in seconds"
         ),
     )
     seen_max_entries: int = Field(

@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterable
 
 from inbox_common.errors import TransientError
-from inbox_common.read_models import ConversationSummary
+from inbox_common.read_models import ConversationSummary, Inbox
 from inbox_common.sidecar import Sidecar
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,20 @@ def is_unread(summary: ConversationSummary, seen: dict[str, int]) -> bool:
 
 def unread_count(summaries: Iterable[ConversationSummary], seen: dict[str, int]) -> int:
     return sum(1 for s in summaries if is_unread(s, seen))
+
+
+def inbox_unread_count(inbox: Inbox, seen: dict[str, int]) -> int:
+    """Conversations of the whole inbox unread by the operator whose marks are ``seen``.
+
+    Exact for the newest ``INBOX_MAX_ITEMS`` (the list's rows carry their version). Of the
+    ``total - len(items)`` older ones, those never seen are unread and those seen are
+    counted read: an older conversation changes rarely (any new message moves it into the
+    list), and its version is not in the list to compare.
+    """
+    listed = {str(s.conversation_id) for s in inbox.items}
+    older = inbox.total - len(inbox.items)
+    older_seen = sum(1 for conversation_id in seen if conversation_id not in listed)
+    return unread_count(inbox.items, seen) + max(0, older - older_seen)
 
 
 class SeenStore:

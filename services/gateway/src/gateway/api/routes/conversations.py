@@ -8,7 +8,9 @@ request is published as ``insight.requested`` and shows up as the insight going 
 
 A search is a query through pub/sub and the state store: published as ``search.requested``,
 answered by messaging (PostgreSQL full-text search) under ``search:{request_id}``, where the
-route waits for it. What each operator has seen lives under ``operator:{username}:seen``
+route waits for it. A page of the inbox past the newest ``INBOX_MAX_ITEMS`` conversations (the
+inbox list read model) is read the same way: ``inbox.page.requested``, answered under
+``inbox-page:{request_id}``. What each operator has seen lives under ``operator:{username}:seen``
 (:mod:`gateway.core.seen`), so the inbox marks unread conversations per operator.
 """
 
@@ -21,27 +23,33 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from inbox_common.events import (
     INBOX_KEY,
+    INBOX_MAX_OFFSET,
+    INBOX_PAGE_MAX_LIMIT,
     SEARCH_MAX_LIMIT,
     SEARCH_MAX_QUERY_CHARS,
     TOPIC_CONVERSATION_CHANGED,
+    TOPIC_INBOX_PAGE_REQUESTED,
     TOPIC_INSIGHT_REQUESTED,
     TOPIC_SEARCH_REQUESTED,
     AuthorId,
     AuthorRole,
     ConversationChanged,
     ConversationStatus,
+    InboxPageRequested,
     InsightRequested,
     InsightStatus,
     MessageBody,
     MessageSubmitted,
     SearchRequested,
     conversation_key,
+    inbox_page_key,
     search_key,
 )
 from inbox_common.read_models import (
     Conversation,
     ConversationSummary,
     Inbox,
+    InboxPageResult,
     SearchHit,
     SearchResult,
 )
@@ -51,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.api.deps import CurrentOperator, SeenDep, SettingsDep, SidecarDep
 from gateway.api.publishing import Accepted, ChangeAccepted, publish, publish_submitted
 from gateway.core.polling import wait_for_state
-from gateway.core.seen import is_unread, unread_count
+from gateway.core.seen import inbox_unread_count, is_unread
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -88,20 +96,40 @@ async def read_conversation(sidecar: Sidecar, conversation_id: UUID) -> Conversa
     return Conversation.model_validate_json(raw)
 
 
-@router.get("")
+@router.get(
+    "",
+    responses={
+        503: {"description": "Bus or state store down"},
+        504: {"description": "A page past the list: messaging did not answer in time"},
+    },
+)
 async def list_conversations(
     operator: CurrentOperator,
     sidecar: SidecarDep,
     seen_store: SeenDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=INBOX_PAGE_MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INBOX_MAX_OFFSET)] = 0,
 ) -> InboxPage:
     """The inbox, newest activity first, ``limit`` items from ``offset``, each marked
-    ``unread`` for the calling operator; ``unread_count`` counts the whole inbox list."""
+    ``unread`` for the calling operator; ``unread_count`` counts the whole inbox
+    (:func:`~gateway.core.seen.inbox_unread_count`).
+
+    The newest ``INBOX_MAX_ITEMS`` conversations come from the inbox list read model. A page
+    that reaches past them is read from PostgreSQL through messaging (``inbox.page.requested``,
+    answered in the state store): 504 when that answer does not come within
+    ``SEARCH_TIMEOUT_S``.
+    """
     raw, seen = await asyncio.gather(
         sidecar.get_state(INBOX_KEY), seen_store.read(operator.username)
     )
     inbox = Inbox.model_validate_json(raw) if raw else Inbox(items=[], total=0)
+    items = inbox.items[offset : offset + limit]
+    if offset + limit > len(inbox.items) and len(inbox.items) < inbox.total:
+        page = await _read_past_list(
+            sidecar, operator.username, offset, limit, settings.search_timeout_s
+        )
+        items = page.items
     return InboxPage(
         items=[
             InboxItem(
@@ -109,13 +137,35 @@ async def list_conversations(
                 unread=is_unread(s, seen),
                 seen_version=seen.get(str(s.conversation_id), 0),
             )
-            for s in inbox.items[offset : offset + limit]
+            for s in items
         ],
         total=inbox.total,
         limit=limit,
         offset=offset,
-        unread_count=unread_count(inbox.items, seen),
+        unread_count=inbox_unread_count(inbox, seen),
     )
+
+
+async def _read_past_list(
+    sidecar: Sidecar, username: str, offset: int, limit: int, timeout_s: float
+) -> InboxPageResult:
+    """One page of the inbox from messaging; 503 when the bus is down, 504 when no answer."""
+    event = InboxPageRequested(
+        request_id=uuid4(),
+        offset=offset,
+        limit=limit,
+        requested_by=username,
+        requested_at=datetime.now(UTC),
+    )
+    await publish(sidecar, TOPIC_INBOX_PAGE_REQUESTED, event, "retry shortly")
+    raw = await wait_for_state(sidecar, inbox_page_key(event.request_id), timeout_s)
+    if raw is None:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            f"inbox page timed out: messaging did not answer request {event.request_id} within"
+            f" {timeout_s:g} s; retry shortly",
+        )
+    return InboxPageResult.model_validate_json(raw)
 
 
 class SearchItem(SearchHit):
