@@ -108,6 +108,11 @@ bench-ollama: tools frontend
 bench-throughput: tools frontend
 	@uv run --frozen python -m bench.throughput $(BENCH_ARGS)
 
+## bench-inbox: one page of a large inbox through the gateway (100,000 conversations written straight into PostgreSQL): p50/p95/max ms at offset 0 (the list read model, baseline), across the list's end and deep in PostgreSQL (through messaging); BENCH_ARGS="--conversations 100000 --requests 30 --limit 50"
+.PHONY: bench-inbox
+bench-inbox: tools frontend
+	@uv run --frozen python -m bench.inbox $(BENCH_ARGS)
+
 ## bench-widget: customers chatting with the AI assistant through the widget on its own stack (Redis, two replicas of each service): accepted, first streamed token and full answer p50/p95/p99 in ms, msg/s against the replaced system's reported figure, lost messages and 429s; BENCH_ARGS="--customers 100 --messages 3 --think-ms 500 --replicas 2 --token-delay-ms 0"
 .PHONY: bench-widget
 bench-widget: tools frontend

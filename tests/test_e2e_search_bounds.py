@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from devstack.fixtures import Database, InboxClient, start_stack, wait_for
+from devstack.large_inbox import get_page, inbox_order, page_latencies, rebuilt_with, seed
 from inbox_common.events import INBOX_MAX_ITEMS
 
 pytestmark = pytest.mark.e2e
@@ -39,21 +40,7 @@ def bounded(output_dir, fake_ollama):
     try:
         # Many conversations, written straight into the system of record (not through the
         # pipeline: that would take minutes), one customer message each.
-        db.execute(
-            "INSERT INTO conversations (conversation_id, customer_id, subject, message_count,"
-            " version) SELECT md5('c' || n)::uuid, 'cust-bulk', NULL, 1, 1"
-            " FROM generate_series(1, %(rows)s) n",
-            {"rows": ROWS},
-        )
-        db.execute(
-            "INSERT INTO messages (message_id, conversation_id, seq, author_role, author_id,"
-            " body, submitted_at) SELECT md5('m' || n)::uuid, md5('c' || n)::uuid, 1,"
-            " 'customer', 'cust-bulk', 'my ' || %(word)s || ' card number ' || n ||"
-            " ' was charged twice at the shop, please refund the duplicate payment', now()"
-            " FROM generate_series(1, %(rows)s) n",
-            {"rows": ROWS, "word": WORD},
-        )
-        db.execute("ANALYZE")
+        seed(stack.postgres.url, ROWS, WORD)
         client = InboxClient(stack)
         yield client, db
     finally:
@@ -129,30 +116,6 @@ def test_refused_searches_give_their_connections_back(bounded) -> None:
     assert idle == 0
 
 
-def inbox_page(client: InboxClient, offset: int, limit: int = 50) -> dict:
-    response = client.http.get(
-        "/api/v1/conversations", params={"offset": offset, "limit": limit}, headers=client.auth
-    )
-    assert response.status_code == 200, response.text[:300]
-    return response.json()
-
-
-def inbox_order(db: Database, offset: int, limit: int) -> list[str]:
-    """Conversation ids of one page, in the inbox's order, straight from PostgreSQL."""
-    rows = db.execute(
-        "SELECT conversation_id FROM conversations WHERE message_count > 0"
-        " ORDER BY last_activity_at DESC, conversation_id LIMIT %s OFFSET %s",
-        (limit, offset),
-    ).fetchall()
-    return [str(row[0]) for row in rows]
-
-
-def rebuilt_with(client: InboxClient, total: int) -> None:
-    """Send a customer message and wait for the inbox list to count ``total`` conversations."""
-    client.send_customer(f"where is my card {uuid.uuid4().hex[:8]}")
-    wait_for(lambda: inbox_page(client, 0)["total"] == total, what=f"an inbox of {total}")
-
-
 def test_the_inbox_pages_through_every_conversation(bounded) -> None:
     client, db = bounded
     total = db.execute("SELECT count(*) FROM conversations WHERE message_count > 0").fetchone()[0]
@@ -160,11 +123,14 @@ def test_the_inbox_pages_through_every_conversation(bounded) -> None:
     total += 1
     # inside the list read model, across its end, deep in PostgreSQL, and the last page
     for offset, limit in ((0, 50), (INBOX_MAX_ITEMS - 20, 50), (75_000, 200), (total - 7, 50)):
-        page = inbox_page(client, offset, limit)
+        page = get_page(client, offset, limit)
         assert page["total"] == total
-        assert [i["conversation_id"] for i in page["items"]] == inbox_order(db, offset, limit)
-    assert len(inbox_page(client, total - 7)["items"]) == 7
-    assert inbox_page(client, total)["items"] == []
+        assert [i["conversation_id"] for i in page["items"]] == inbox_order(db.url, offset, limit)
+    # the benchmark's own timing (make bench-inbox), run small
+    timings = page_latencies(client, [0, 75_000], 50, 3)
+    assert all(0 < t["p50"] <= t["max"] for t in timings.values()), timings
+    assert len(get_page(client, total - 7)["items"]) == 7
+    assert get_page(client, total)["items"] == []
     refused = client.http.get(
         "/api/v1/conversations", params={"offset": 1_000_001}, headers=client.auth
     )
@@ -191,7 +157,7 @@ def test_the_unread_count_covers_conversations_older_than_the_list(bounded) -> N
     total = db.execute("SELECT count(*) FROM conversations WHERE message_count > 0").fetchone()[0]
     rebuilt_with(client, total + 1)
     total += 1
-    last = inbox_page(client, total - 1)
+    last = get_page(client, total - 1)
     assert [(i["conversation_id"], i["unread"]) for i in last["items"]] == [
         (conversation_id, False)
     ]

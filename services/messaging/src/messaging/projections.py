@@ -124,19 +124,19 @@ async def load_summaries(
 ) -> list[ConversationSummary]:
     """Inbox rows, newest activity first: of ``conversation_ids``, or of every conversation
     when ``None``; ``limit`` of them from ``offset``. The page is cut first, from the index
-    ``conversations_inbox_order``, so the last message and insight are read for its rows
-    only, however deep it starts."""
+    ``conversations_inbox_order`` alone (an index-only scan once vacuumed), so the rows, their
+    last message and insight are read for the page only, however deep it starts."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT c.conversation_id, c.customer_id, c.subject, c.last_activity_at,"
         " c.message_count, c.version, c.status, c.assignee, last.body, last.author_role,"
         " insight.intent, insight.status AS insight_status"
-        " FROM (SELECT conversation_id, customer_id, subject, last_activity_at, message_count,"
-        "   version, status, assignee FROM conversations"
+        " FROM (SELECT conversation_id FROM conversations"
         "   WHERE message_count > 0"
         "   AND (%(ids)s::uuid[] IS NULL OR conversation_id = ANY(%(ids)s::uuid[]))"
         "   ORDER BY last_activity_at DESC, conversation_id"
-        "   LIMIT %(limit)s OFFSET %(offset)s) c"
+        "   LIMIT %(limit)s OFFSET %(offset)s) page"
+        " JOIN conversations c USING (conversation_id)"
         " LEFT JOIN LATERAL (SELECT body, author_role FROM messages m"
         "   WHERE m.conversation_id = c.conversation_id ORDER BY seq DESC LIMIT 1) last ON true"
         " LEFT JOIN LATERAL (SELECT i.intent, i.status FROM messages m"
