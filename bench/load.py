@@ -84,6 +84,9 @@ class LoadConfig:
     timeout_s: float
     data: Path
     json: bool = False
+    until: str = "insight"
+    """What a message must reach on every socket for the run to end: ``insight`` (its final
+    insight) or ``stored`` (the message itself, when insights are meant to queue)."""
 
     @property
     def duration_s(self) -> float:
@@ -400,7 +403,10 @@ class LoadRun:
             self.errors[send.outcome] += 1
 
     def _complete(self) -> bool:
-        """Every accepted message's final push reached every socket."""
+        """Every accepted message's final push reached every socket (``until="stored"``:
+        every accepted message was pushed as stored)."""
+        if self.config.until == "stored":
+            return all(cid in self.pushes.stored for cid in self.accepted)
         return all(cid in seen for seen in self.pushes.seen_final for cid in self.accepted)
 
     async def _wait_for_pushes(self) -> None:
@@ -416,11 +422,15 @@ class LoadRun:
                 pass
 
     async def _check_lost(self, client: httpx.AsyncClient, token: str) -> dict[str, int]:
-        """Why each lost message never showed its insight on a socket, by reason."""
+        """Why each lost message never showed its insight on a socket, by reason; with
+        ``until="stored"``, the messages never pushed as stored."""
         lost = [s for cid, s in self.accepted.items() if cid not in self.pushes.final]
         reasons: Counter[str] = Counter()
         if self.interrupted:  # still in flight: not lost, see the summary's "unfinished"
             return {}
+        if self.config.until == "stored":
+            missing = sum(1 for cid in self.accepted if cid not in self.pushes.stored)
+            return {"not pushed as stored": missing} if missing else {}
         auth = {"Authorization": f"Bearer {token}"}
         gate = asyncio.Semaphore(CHECK_CONCURRENCY)
 

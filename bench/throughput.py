@@ -16,6 +16,13 @@ In one run, on one Redis and one PostgreSQL (the stack's own, idle while the flo
   (:mod:`bench.load`). Its rate is insights pushed over the time from the first to the last
   one; stored p50/p99 and insight p50/p99 are from the POST.
 
+- **paced** (unless ``--paced-messages 0``): ``--paced-messages`` messages at ``--paced-rate``
+  msg/s (20), within what the pipeline holds: the latencies of an ordinary day.
+- **AI saturated** (unless ``--ai-delay 0``): the stand-in then takes ``--ai-delay`` s per model
+  call (2 s: the AI is saturated) and ``--saturated-messages`` messages are offered at
+  ``--saturated-rate`` msg/s; the run ends once each was pushed to the operator as stored,
+  while their insights queue. Its stored p50/p99 show whether storage is slowed by the AI.
+
 The report gives both rates in msg/s and pipeline / floor (one at a time). The channel API's
 rate limit (``CHANNEL_RATE_LIMIT``, 100/second) would stop the load before the system does,
 so the run raises it for the stack and says so.
@@ -23,9 +30,11 @@ so the run raises it for the stack and says so.
 The seed messages are BANKING77 (PolyAI, Casanueva et al. 2020, CC BY 4.0).
 
 Usage: ``PYTHONPATH=tools uv run --frozen python -m bench.throughput [--messages 1000]
-[--offered-rate 100] [--batch 50] [--replicas 1] [--timeout 120]`` (``make bench-throughput``,
-options in ``BENCH_ARGS``). Prints a table (stdout; progress on stderr). Exits 0 when every
-message got its insight, 1 when one was lost, 2 for bad arguments or a stack that did not start.
+[--offered-rate 100] [--batch 50] [--replicas 1] [--timeout 120] [--ai-delay 2]
+[--paced-rate 20] [--paced-messages 400] [--saturated-rate 50] [--saturated-messages 500]``
+(``make bench-throughput``, options in ``BENCH_ARGS``). Prints a table (stdout; progress on
+stderr). Exits 0 when every message got its insight (in the saturated run: was stored), 1 when
+one was lost, 2 for bad arguments or a stack that did not start.
 """
 
 import argparse
@@ -35,6 +44,7 @@ import sys
 import time
 import uuid
 
+import httpx
 import psycopg
 import redis
 from devstack.procs import StartError
@@ -47,6 +57,11 @@ FLOOR_STORED = "bench:floor:stored"
 FLOOR_GROUP = "floor"
 RAISED_LIMITS = {"CHANNEL_RATE_LIMIT": "1000000/second"}
 """The channel API's limit for a load run, far above what it sends."""
+PACED_TARGETS_MS = {"stored p50": 50, "stored p99": 200, "insight p50": 150}
+"""Latencies the paced run is meant to hold, in ms from the POST."""
+SATURATED_TARGET_P99_MS = 500
+"""Submitted -> pushed as stored p99 the saturated run is meant to hold (storage is not slowed
+by the AI)."""
 TARGET_RATIO = 0.25
 """Pipeline / floor the pipeline is meant to reach (issue: ten times the throughput)."""
 
@@ -133,10 +148,66 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="s to wait for insights after the last send"
     )
+    parser.add_argument(
+        "--paced-rate", type=float, default=20.0, help="msg/s offered in the paced run"
+    )
+    parser.add_argument(
+        "--paced-messages", type=int, default=400, help="messages in the paced run; 0 skips it"
+    )
+    parser.add_argument(
+        "--ai-delay",
+        type=float,
+        default=2.0,
+        help="s the stand-in takes per model call in the saturated run; 0 skips that run",
+    )
+    parser.add_argument(
+        "--saturated-rate", type=float, default=50.0, help="msg/s offered in the saturated run"
+    )
+    parser.add_argument(
+        "--saturated-messages", type=int, default=500, help="messages in the saturated run"
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.offered_rate <= 0 or args.batch < 1 or args.replicas < 1:
         parser.error("--messages, --offered-rate, --batch and --replicas must be positive")
+    if args.ai_delay < 0 or args.saturated_rate <= 0 or args.saturated_messages < 1:
+        parser.error("--ai-delay must be 0 or more, --saturated-* positive")
+    if args.paced_rate <= 0 or args.paced_messages < 0:
+        parser.error("--paced-rate must be positive, --paced-messages 0 or more")
     return args
+
+
+def saturated_run(stack, rows: list[dict], args: argparse.Namespace) -> dict:  # noqa: ANN001
+    """Messages offered while the AI is saturated: the stand-in takes ``--ai-delay`` s per
+    model call, so insights queue; the run ends when every message was pushed as stored.
+
+    Raises:
+        httpx.HTTPError: the stand-in did not take the new mode.
+    """
+    httpx.post(
+        f"{stack.ollama_url}/__fake__/mode", json={"mode": "delayed", "delay_s": args.ai_delay}
+    ).raise_for_status()
+    return load_run(
+        stack, rows, args.saturated_rate, args.saturated_messages, args.timeout, "stored"
+    )
+
+
+def load_run(  # noqa: ANN001 - a devstack Stack
+    stack, rows: list[dict], rate: float, count: int, timeout_s: float, until: str
+) -> dict:
+    """``count`` messages offered at ``rate`` msg/s through the channel API while one
+    operator socket listens (:class:`bench.load.LoadRun`, ending at ``until``); its summary."""
+    config = LoadConfig(
+        url=stack.gateway_url,
+        api_key=stack.channel_key,
+        operator=stack.operator,
+        rate=rate,
+        count=count,
+        sockets=1,
+        timeout_s=timeout_s,
+        data=DATA_FILE,
+        until=until,
+    )
+    return asyncio.run(LoadRun(config, rows).run())
 
 
 def report(floor_one: float, floor_batch: float, batch: int, summary: dict, args) -> str:
@@ -185,23 +256,75 @@ def main(argv: list[str] | None = None) -> int:
             print(f"floor: batches of {args.batch}…", file=sys.stderr)
             floor_batch = floor_rate(client, stack.postgres.url, bodies, args.batch)
             client.close()
-            config = LoadConfig(
-                url=stack.gateway_url,
-                api_key=stack.channel_key,
-                operator=stack.operator,
-                rate=args.offered_rate,
-                count=args.messages,
-                sockets=1,
-                timeout_s=args.timeout,
-                data=DATA_FILE,
-            )
             print("pipeline…", file=sys.stderr)
-            summary = asyncio.run(LoadRun(config, rows).run())
+            summary = load_run(
+                stack, rows, args.offered_rate, args.messages, args.timeout, "insight"
+            )
+            paced = None
+            if args.paced_messages:
+                print(f"pipeline at {args.paced_rate:g} msg/s…", file=sys.stderr)
+                paced = load_run(
+                    stack, rows, args.paced_rate, args.paced_messages, args.timeout, "insight"
+                )
+            saturated = None
+            if args.ai_delay:
+                print(f"AI saturated ({args.ai_delay:g} s a call)…", file=sys.stderr)
+                saturated = saturated_run(stack, rows, args)
     except StartError as exc:
         print(f"throughput bench: {exc}", file=sys.stderr)
         return 2
     print(report(floor_one, floor_batch, args.batch, summary, args))
-    return 0 if summary["lost"] == 0 and summary["insights"] == args.messages else 1
+    if paced is not None:
+        print(paced_report(paced, args))
+    if saturated is not None:
+        print(saturated_report(saturated, args))
+    complete = summary["lost"] == 0 and summary["insights"] == args.messages
+    if paced is not None:
+        complete = complete and paced["lost"] == 0 and paced["insights"] == args.paced_messages
+    if saturated is not None:
+        complete = complete and saturated["lost"] == 0
+        complete = complete and saturated["stored"] == args.saturated_messages
+    return 0 if complete else 1
+
+
+def paced_report(summary: dict, args: argparse.Namespace) -> str:
+    """The paced run's lines: latencies in ms against their targets."""
+    latency = summary["latency_ms"]
+
+    def cut(kind: str, p: str) -> str:
+        values = latency.get(kind)
+        return f"{values[p]:.0f}" if values else "-"
+
+    return "\n".join(
+        [
+            "",
+            f"paced: {args.paced_messages} messages at {args.paced_rate:g} msg/s, stand-in model"
+            f" at 0 ms; insights {summary['insight_throughput_per_s']:.1f} msg/s",
+            f"  stored p50 {cut('stored', 'p50')} ms, p99 {cut('stored', 'p99')} ms"
+            f" (targets <= {PACED_TARGETS_MS['stored p50']} and"
+            f" <= {PACED_TARGETS_MS['stored p99']}); insight p50 {cut('insight', 'p50')} ms,"
+            f" p99 {cut('insight', 'p99')} ms (target p50 <= {PACED_TARGETS_MS['insight p50']});"
+            f" lost {summary['lost']}",
+        ]
+    )
+
+
+def saturated_report(summary: dict, args: argparse.Namespace) -> str:
+    """The saturated run's lines: stored latencies in ms against their target."""
+    stored = summary["latency_ms"].get("stored") or {}
+    p50, p99 = stored.get("p50"), stored.get("p99")
+    cut = "-" if p99 is None else f"{p50:.0f} ms, p99 {p99:.0f} ms"
+    return "\n".join(
+        [
+            "",
+            f"AI saturated: {args.saturated_messages} messages offered at"
+            f" {args.saturated_rate:g} msg/s, the stand-in taking {args.ai_delay:g} s per model"
+            f" call; accepted {summary['accept_rate_per_s']:.1f} msg/s",
+            f"  stored p50 {cut} (target p99 <= {SATURATED_TARGET_P99_MS} ms);"
+            f" stored {summary['stored']}, insights done meanwhile {summary['insights']},"
+            f" not stored {summary['lost']}, errors {sum(summary['errors'].values())}",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The throughput benchmark (``python -m bench.throughput``): a tiny run on its own stack
-gets every insight and prints the floor, the pipeline and their ratio."""
+gets every insight and prints the floor, the pipeline and their ratio, then stores every
+message of a run with the AI saturated."""
 
 import os
 import re
@@ -27,6 +28,12 @@ def test_a_tiny_run_gets_every_insight_and_prints_the_ratio() -> None:
             "10",
             "--timeout",
             "60",
+            "--ai-delay",
+            "1",
+            "--saturated-messages",
+            "20",
+            "--saturated-rate",
+            "20",
         ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO / "tools")},
@@ -55,3 +62,5 @@ def test_a_tiny_run_gets_every_insight_and_prints_the_ratio() -> None:
         rates["pipeline (insights pushed)"] / rates["floor, one at a time"], abs=0.001
     )
     assert "lost 0, errors 0" in done.stdout
+    assert re.search(r"stored p50 \d+ ms, p99 \d+ ms .*; stored 20, ", done.stdout), done.stdout
+    assert "not stored 0, errors 0" in done.stdout

@@ -439,7 +439,7 @@ def create_app(
         if body.get("mode") not in MODES:
             return JSONResponse({"error": f"mode must be one of {MODES}"}, 400)
         state["mode"] = body["mode"]
-        for key in ("slow_s", "token_delay_s"):
+        for key in ("slow_s", "delay_s", "token_delay_s"):
             if key in body:
                 state[key] = float(body[key])
         return JSONResponse(state)
