@@ -66,6 +66,22 @@ CHECK_ATTEMPTS = 5
 """GETs per lost message while the gateway answers 429 (it limits each operator's requests)."""
 
 
+BATCHED = "inbox.v2"
+"""The operator socket's batched subprotocol, offered first as the web page does: each frame an
+array of events."""
+
+
+def events(ws: websockets.ClientConnection, raw: str | bytes) -> list[dict]:
+    """The events of one frame: its array on the batched subprotocol, else the frame itself;
+    none when it is not JSON."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return []
+    found = data if ws.subprotocol == BATCHED and isinstance(data, list) else [data]
+    return [event for event in found if isinstance(event, dict)]
+
+
 class LoadError(Exception):
     """The run cannot start: bad arguments, unreachable gateway, refused login or socket."""
 
@@ -281,15 +297,16 @@ class LoadRun:
         # the token rides in Sec-WebSocket-Protocol, never in the URL
         ws = await websockets.connect(
             self.config.ws_url,
-            subprotocols=["inbox.v1", f"inbox.bearer.{token}"],
+            subprotocols=[BATCHED, "inbox.v1", f"inbox.bearer.{token}"],
             open_timeout=SOCKET_OPEN_TIMEOUT_S,
         )
         try:
             async with asyncio.timeout(SOCKET_OPEN_TIMEOUT_S):
-                hello = json.loads(await ws.recv())
+                first = events(ws, await ws.recv())
         except BaseException:
             await ws.close()
             raise
+        hello = first[0] if first else {}
         if hello.get("type") != "hello":
             await ws.close()
             raise LoadError(f"{self.config.ws_url}: expected hello first, got {hello!r}")
@@ -317,11 +334,7 @@ class LoadRun:
                 try:
                     async for raw in ws:
                         at = time.perf_counter()
-                        try:
-                            push = json.loads(raw)
-                        except ValueError:
-                            continue
-                        if isinstance(push, dict):
+                        for push in events(ws, raw):
                             self.pushes.record(index, push, at)
                 except websockets.ConnectionClosed:
                     pass

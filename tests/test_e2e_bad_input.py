@@ -82,6 +82,23 @@ def test_websocket_refuses_bad_tokens_during_the_handshake(inbox, kind) -> None:
     assert b"invalid token" in refused.value.response.body
 
 
+def test_websocket_offers_batched_frames_to_a_client_that_asks(inbox) -> None:
+    """``inbox.v2``: each frame an array of events, the greeting and a pong included."""
+
+    async def talk() -> tuple[str | None, list, list]:
+        offered = ["inbox.v2", *inbox.ws_subprotocols]
+        async with websockets.connect(inbox.ws_url, subprotocols=offered) as ws:
+            hello = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "ping"}))
+            pong = json.loads(await ws.recv())
+            return ws.subprotocol, hello, pong
+
+    protocol, hello, pong = asyncio.run(talk())
+    assert protocol == "inbox.v2"
+    assert [e["type"] for e in hello] == ["hello"]
+    assert pong == [{"type": "pong"}]
+
+
 def test_websocket_refuses_a_token_in_the_url(inbox) -> None:
     """Even a valid token: a URL lands in logs and traces, so the token would be spent."""
 

@@ -7,12 +7,11 @@ insight. (A full queue, HTTP 503 from the real server, is provoked in
 per broker, the stand-in's ``busy`` mode answers that 503 in ``test_e2e_pipeline.py``.)
 """
 
-import json
 from collections.abc import Iterator
 
 import pytest
 from devstack.browser import log_in, open_conversation
-from devstack.fixtures import InboxClient, RealOllama, start_matrix_stack
+from devstack.fixtures import InboxClient, RealOllama, frame_events, start_matrix_stack
 from devstack.stack import Stack
 from playwright.sync_api import Page, expect
 
@@ -56,7 +55,7 @@ def test_the_reply_streams_to_the_page_then_the_insight(
         "websocket",
         lambda ws: ws.on(
             "framereceived",
-            lambda frame: pushes.append(json.loads(frame)) if isinstance(frame, str) else None,
+            lambda frame: pushes.extend(frame_events(frame)) if isinstance(frame, str) else None,
         ),
     )
     log_in(page, stack)

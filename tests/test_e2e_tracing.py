@@ -17,6 +17,7 @@ from devstack.fixtures import (
     E2E_TIMEOUT_S,
     InboxClient,
     chromium,
+    frame_events,
     own_jaeger,
     start_stack,
     wait_for,
@@ -200,7 +201,7 @@ def operate(browser, stack, jaeger, conversation_id: str, message_id: str) -> tu
     pushes: list[dict] = []
     page.on(
         "websocket",
-        lambda ws: ws.on("framereceived", lambda frame: pushes.append(json.loads(frame))),
+        lambda ws: ws.on("framereceived", lambda frame: pushes.extend(frame_events(frame))),
     )
     try:
         log_in(page, stack)

@@ -13,6 +13,8 @@ const CONNECT_TIMEOUT_MS = 8000;
 // The token rides in Sec-WebSocket-Protocol, never in the URL (URLs are logged and traced):
 // the server selects PROTOCOL and never echoes the token (RFC 6455 section 4.2.2).
 const PROTOCOL = 'inbox.v1';
+// Offered first: each frame is then an array of the events that queued (fewer frames in a burst).
+const BATCHED = 'inbox.v2';
 const BEARER_PREFIX = 'inbox.bearer.';
 
 /**
@@ -55,7 +57,7 @@ export function createLive(opts) {
 
     let socket;
     try {
-      socket = new WebSocket(socketUrl(), [PROTOCOL, BEARER_PREFIX + token]);
+      socket = new WebSocket(socketUrl(), [BATCHED, PROTOCOL, BEARER_PREFIX + token]);
     } catch {
       handleDown();
       return;
@@ -82,14 +84,17 @@ export function createLive(opts) {
     socket.addEventListener('message', (event) => {
       if (ws !== socket) return;
       lastFrameAt = Date.now();
-      let msg;
+      let data;
       try {
-        msg = JSON.parse(event.data);
+        data = JSON.parse(event.data);
       } catch {
         return;
       }
-      if (msg && msg.type === (opts.updateType || 'conversation.updated')) opts.onUpdate(msg);
-      else if (msg && msg.type === 'insight.delta' && opts.onDelta) opts.onDelta(msg);
+      const events = socket.protocol === BATCHED && Array.isArray(data) ? data : [data];
+      for (const msg of events) {
+        if (msg && msg.type === (opts.updateType || 'conversation.updated')) opts.onUpdate(msg);
+        else if (msg && msg.type === 'insight.delta' && opts.onDelta) opts.onDelta(msg);
+      }
     });
 
     socket.addEventListener('close', (event) => {

@@ -386,6 +386,14 @@ WS_PROTOCOL = "inbox.v1"
 """The gateway's WebSocket subprotocol; the token travels beside it, never in the URL."""
 
 
+def frame_events(frame: str | bytes) -> list[dict]:
+    """The events of one WebSocket frame as a page receives it: on the batched subprotocol
+    (``inbox.v2``, which the page offers first) an array of them; an ``inbox.v1`` frame is one
+    event."""
+    data = json.loads(frame)
+    return [e for e in (data if isinstance(data, list) else [data]) if isinstance(e, dict)]
+
+
 def ws_subprotocols(token: str) -> list[str]:
     """``Sec-WebSocket-Protocol`` values that sign a socket in with ``token`` (a JWT):
     the protocol, then ``inbox.bearer.<token>``."""

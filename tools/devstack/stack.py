@@ -395,6 +395,8 @@ class Stack:
                 "--no-access-log",
                 "--ws-max-size",
                 "65536",
+                "--ws-per-message-deflate",
+                "false",
             ],
             self.log_dir / f"{name}.log",
             env=env,

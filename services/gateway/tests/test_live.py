@@ -1,7 +1,10 @@
 """The Hub: fan-out without blocking, a slow socket closed, and the WebSocket metrics."""
 
+import asyncio
+
+from gateway.api.routes.ws import _write
 from gateway.core.security import Operator
-from gateway.live import Hub
+from gateway.live import BATCH_INTERVAL_S, Hub
 from prometheus_client import REGISTRY
 
 
@@ -54,5 +57,48 @@ def test_a_push_is_serialised_once_for_all_sockets() -> None:
     frames = [c.queue.get_nowait() for c in connections]
     assert frames[0] == '{"type":"conversation.updated","text":"Grüße"}'
     assert all(f is frames[0] for f in frames)
+    for connection in connections:
+        hub.remove(connection)
+
+
+class Socket:
+    """What the writer sends, with when."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, str]] = []
+        self.closed: int | None = None
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append((asyncio.get_running_loop().time(), text))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = code
+
+
+async def test_a_batched_socket_gets_what_queued_in_one_frame() -> None:
+    hub = Hub()
+    batched, single = Socket(), Socket()
+    connections = [
+        hub.add(batched, Operator("alice", "Alice"), batched=True),  # type: ignore[arg-type]
+        hub.add(single, Operator("bob", "Bob")),  # type: ignore[arg-type]
+    ]
+    writers = [asyncio.create_task(_write(c)) for c in connections]
+    hub.broadcast({"type": "conversation.updated", "version": 1})
+    await asyncio.sleep(0.01)  # the first event after a quiet spell goes at once
+    for version in (2, 3, 4):
+        hub.broadcast({"type": "conversation.updated", "version": version})
+    await asyncio.sleep(BATCH_INTERVAL_S * 2)
+    assert [text for _, text in batched.sent] == [
+        '[{"type":"conversation.updated","version":1}]',
+        '[{"type":"conversation.updated","version":2},{"type":"conversation.updated","version":3},'
+        '{"type":"conversation.updated","version":4}]',
+    ]
+    assert batched.sent[1][0] - batched.sent[0][0] >= BATCH_INTERVAL_S * 0.9
+    assert [text for _, text in single.sent] == [
+        f'{{"type":"conversation.updated","version":{v}}}' for v in (1, 2, 3, 4)
+    ]
+    for writer in writers:
+        writer.cancel()
+    await asyncio.gather(*writers, return_exceptions=True)
     for connection in connections:
         hub.remove(connection)

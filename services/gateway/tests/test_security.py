@@ -15,6 +15,7 @@ from gateway.core.security import (
     Operator,
     PasswordChecker,
     authenticate,
+    chosen_protocol,
     create_access_token,
     decode_access_token,
     hash_password,
@@ -151,6 +152,13 @@ def test_socket_token_is_read_from_the_subprotocols(settings: Settings) -> None:
     token = create_access_token(settings, ALICE)
     offered = [f"{WS_BEARER_PREFIX}{token}", WS_PROTOCOL]  # any order
     assert token_from_subprotocols(offered) == token
+    assert token_from_subprotocols(["inbox.v2", f"{WS_BEARER_PREFIX}{token}"]) == token
+
+
+def test_the_batched_subprotocol_is_chosen_when_offered() -> None:
+    assert chosen_protocol(["inbox.v2", "inbox.v1", "inbox.bearer.x"]) == "inbox.v2"
+    assert chosen_protocol(["inbox.v1", "inbox.v2"]) == "inbox.v2"
+    assert chosen_protocol(["inbox.v1", "inbox.bearer.x"]) == "inbox.v1"
 
 
 async def test_password_checks_run_off_the_event_loop(settings: Settings) -> None:

@@ -2,7 +2,10 @@
 operator's (:class:`Hub`), and each customer's for its own conversation (:class:`CustomerHub`).
 
 A push is serialised once, whatever the number of sockets it goes to: the queues hold the
-JSON text frame (:func:`frame`).
+JSON text of each event (:func:`frame`). A socket on the batched subprotocol (``inbox.v2``)
+gets what queued for it as one frame, a JSON array (:func:`encode`), and its writer waits
+:data:`BATCH_INTERVAL_S` after each frame: under a burst it sends a few frames a second
+instead of one per event, and an event after a quiet spell still goes at once.
 
 The Hub also keeps the WebSocket metrics (:mod:`inbox_common.metrics`): sockets opened and open,
 events pushed, and sockets closed as slow consumers with the events they lost.
@@ -25,10 +28,22 @@ CLOSE_SLOW_CONSUMER = 1013
 """RFC 6455 "Try Again Later": the client fell too far behind; it reconnects and refetches."""
 
 
+BATCH_INTERVAL_S = 0.05
+"""Shortest time between two frames to a socket on the batched subprotocol, in seconds."""
+BATCH_MAX_EVENTS = 100
+"""Most events in one batched frame."""
+
+
 def frame(payload: dict) -> str:
     """``payload`` as the text of one WebSocket frame: compact JSON, UTF-8 as is (what
     Starlette's ``send_json`` sends)."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode(texts: list[str], batched: bool) -> list[str]:
+    """The frames that carry the events ``texts`` (each :func:`frame` text): one JSON array
+    for a batched socket, else one frame each."""
+    return ["[" + ",".join(texts) + "]"] if batched else texts
 
 
 @dataclass(eq=False)
@@ -36,6 +51,7 @@ class Connection:
     socket: WebSocket
     operator: Operator
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    batched: bool = False
 
 
 class Hub:
@@ -52,8 +68,8 @@ class Hub:
     def __len__(self) -> int:
         return len(self._connections)
 
-    def add(self, socket: WebSocket, operator: Operator) -> Connection:
-        connection = Connection(socket, operator, asyncio.Queue(self._queue_size))
+    def add(self, socket: WebSocket, operator: Operator, batched: bool = False) -> Connection:
+        connection = Connection(socket, operator, asyncio.Queue(self._queue_size), batched)
         self._connections.add(connection)
         metrics.WEBSOCKET_CONNECTIONS_OPENED.inc()
         metrics.WEBSOCKET_OPEN_CONNECTIONS.inc()
@@ -94,6 +110,7 @@ class CustomerConnection:
     socket: WebSocket
     conversation_id: UUID
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    batched: bool = False
 
 
 class CustomerHub:
@@ -109,8 +126,12 @@ class CustomerHub:
         """Whether a socket here shows ``conversation_id``."""
         return bool(self._by_conversation.get(conversation_id))
 
-    def add(self, socket: WebSocket, conversation_id: UUID) -> CustomerConnection:
-        connection = CustomerConnection(socket, conversation_id, asyncio.Queue(self._queue_size))
+    def add(
+        self, socket: WebSocket, conversation_id: UUID, batched: bool = False
+    ) -> CustomerConnection:
+        connection = CustomerConnection(
+            socket, conversation_id, asyncio.Queue(self._queue_size), batched
+        )
         self._by_conversation.setdefault(conversation_id, set()).add(connection)
         metrics.WEBSOCKET_CONNECTIONS_OPENED.inc()
         metrics.WEBSOCKET_OPEN_CONNECTIONS.inc()

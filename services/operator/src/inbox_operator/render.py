@@ -446,6 +446,10 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
             "--port",
             str(APP_PORT),
             "--no-access-log",
+            # compressing each push once per socket costs more CPU (and a zlib context of
+            # memory per socket) than the bytes it saves inside a cluster
+            "--ws-per-message-deflate",
+            "false",
         ],
         "ports": [
             {"name": "http", "containerPort": APP_PORT, "protocol": "TCP"},

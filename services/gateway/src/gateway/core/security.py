@@ -115,7 +115,12 @@ class PasswordChecker:
 
 
 WS_PROTOCOL = "inbox.v1"
-"""The WebSocket subprotocol of ``/ws``, which the server selects in its handshake answer."""
+"""The WebSocket subprotocol of ``/ws``, which the server selects in its handshake answer:
+each frame is one event (a JSON object)."""
+WS_PROTOCOL_BATCHED = "inbox.v2"
+"""The same events, each frame a JSON array of one or more of them in order: the server sends
+what queued for the socket in one frame, at most one frame every
+:data:`gateway.live.BATCH_INTERVAL_S`. Selected when the client offers it."""
 WS_BEARER_PREFIX = "inbox.bearer."
 """A ``Sec-WebSocket-Protocol`` value ``inbox.bearer.<JWT>`` carries the access token."""
 
@@ -134,14 +139,21 @@ def token_from_subprotocols(offered: Sequence[str]) -> str:
         offered: the values of ``Sec-WebSocket-Protocol``, in the client's order.
 
     Raises:
-        InvalidToken: ``inbox.v1`` or the token is missing, or more than one token is offered.
+        InvalidToken: ``inbox.v1`` (or ``inbox.v2``) or the token is missing, or more than one
+            token is offered.
     """
     tokens = [p.removeprefix(WS_BEARER_PREFIX) for p in offered if p.startswith(WS_BEARER_PREFIX)]
-    if WS_PROTOCOL not in offered or len(tokens) != 1 or not tokens[0]:
+    if not {WS_PROTOCOL, WS_PROTOCOL_BATCHED} & set(offered) or len(tokens) != 1 or not tokens[0]:
         raise InvalidToken(
             f"offer Sec-WebSocket-Protocol {WS_PROTOCOL!r} and one {WS_BEARER_PREFIX + '<token>'!r}"
         )
     return tokens[0]
+
+
+def chosen_protocol(offered: Sequence[str]) -> str:
+    """The subprotocol the server selects: ``inbox.v2`` (batched frames) when the client
+    offers it, else ``inbox.v1``."""
+    return WS_PROTOCOL_BATCHED if WS_PROTOCOL_BATCHED in offered else WS_PROTOCOL
 
 
 def create_access_token(settings: Settings, operator: Operator, now: float | None = None) -> str:

@@ -8,8 +8,9 @@ during the handshake with HTTP 401 and a JSON reason; a ``token`` in the query s
 whatever else is offered. This needs no state shared between replicas, unlike a single-use
 ticket would. Once open, the server sends ``{"type": "hello"}`` and then
 ``{"type": "conversation.updated", ...}`` events; the client may send ``{"type": "ping"}`` and
-gets ``{"type": "pong"}``. The socket closes with 4401 when the token expires and 1013 when
-the client falls too far behind.
+gets ``{"type": "pong"}``. A client that also offers ``inbox.v2`` gets it selected: the same
+events, each frame a JSON array of those that queued (see :mod:`gateway.live`). The socket
+closes with 4401 when the token expires and 1013 when the client falls too far behind.
 
 A client that sends faster than ``WS_MESSAGE_RATE_LIMIT`` is throttled: its extra messages are
 dropped, each answered with ``{"type": "error", "detail": ...}``; at twice the limit the
@@ -32,11 +33,21 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from gateway.core import customers
 from gateway.core.security import (
     WS_PROTOCOL,
+    WS_PROTOCOL_BATCHED,
     InvalidToken,
+    chosen_protocol,
     decode_access_token,
     token_from_subprotocols,
 )
-from gateway.live import CLOSE_SLOW_CONSUMER, Connection, frame
+from gateway.live import (
+    BATCH_INTERVAL_S,
+    BATCH_MAX_EVENTS,
+    CLOSE_SLOW_CONSUMER,
+    Connection,
+    CustomerConnection,
+    encode,
+    frame,
+)
 
 router = APIRouter()
 
@@ -64,14 +75,16 @@ async def live_updates(websocket: WebSocket) -> None:
     except InvalidToken as exc:
         await _deny(websocket, f"invalid token: {exc}")
         return
-    await websocket.accept(subprotocol=WS_PROTOCOL)
-    connection = hub.add(websocket, operator)
+    protocol = chosen_protocol(websocket.scope.get("subprotocols", []))
+    await websocket.accept(subprotocol=protocol)
+    connection = hub.add(websocket, operator, batched=protocol == WS_PROTOCOL_BATCHED)
     try:
-        await websocket.send_json(
+        await _send_now(
+            connection,
             {
                 "type": "hello",
                 "operator": {"username": operator.username, "display_name": operator.display_name},
-            }
+            },
         )
         await _serve(connection, settings, expires_at)
     except WebSocketDisconnect:
@@ -102,15 +115,18 @@ async def widget_updates(websocket: WebSocket) -> None:
     if not customers.origin_allowed(websocket.headers, settings.widget_channels[session.channel]):
         await _deny(websocket, f"origin {websocket.headers.get('origin')!r} not allowed", 403)
         return
-    await websocket.accept(subprotocol=WS_PROTOCOL)
+    protocol = chosen_protocol(websocket.scope.get("subprotocols", []))
+    await websocket.accept(subprotocol=protocol)
     hub = websocket.app.state.customer_hub
-    connection = hub.add(websocket, session.conversation_id)
+    connection = hub.add(
+        websocket, session.conversation_id, batched=protocol == WS_PROTOCOL_BATCHED
+    )
     try:
         raw = await websocket.app.state.sidecar.get_state(conversation_key(session.conversation_id))
         conversation = Conversation.model_validate_json(raw) if raw else None
-        await websocket.send_json({"type": "hello"})
+        await _send_now(connection, {"type": "hello"})
         view = customers.customer_view(session.conversation_id, conversation)
-        await websocket.send_json({"type": "conversation", **view})
+        await _send_now(connection, {"type": "conversation", **view})
         await _serve(connection, settings, expires_at)
     except WebSocketDisconnect:
         pass
@@ -140,13 +156,28 @@ async def _deny(websocket: WebSocket, reason: str, status_code: int = 401) -> No
         await websocket.close(CLOSE_UNAUTHORIZED, reason[:120])
 
 
-async def _write(connection: Connection) -> None:
+async def _send_now(connection: Connection | CustomerConnection, payload: dict) -> None:
+    """Send ``payload`` at once, ahead of the queue (the greeting, before the writer runs)."""
+    for text in encode([frame(payload)], connection.batched):
+        await connection.socket.send_text(text)
+
+
+async def _write(connection: Connection | CustomerConnection) -> None:
+    """Send what queues for the socket: each event in its own frame, or on the batched
+    subprotocol all that queued (up to ``BATCH_MAX_EVENTS``) in one, then wait
+    ``BATCH_INTERVAL_S``; ``None`` in the queue closes the socket with 1013."""
+    queue = connection.queue
     while True:
-        text = await connection.queue.get()
-        if text is None:
+        texts = [await queue.get()]
+        while connection.batched and len(texts) < BATCH_MAX_EVENTS and not queue.empty():
+            texts.append(queue.get_nowait())
+        if None in texts:
             await connection.socket.close(CLOSE_SLOW_CONSUMER, "too far behind; reconnect")
             return
-        await connection.socket.send_text(text)
+        for text in encode(texts, connection.batched):
+            await connection.socket.send_text(text)
+        if connection.batched:
+            await asyncio.sleep(BATCH_INTERVAL_S)
 
 
 async def _read(connection: Connection, limit: RateLimitItem) -> None:
