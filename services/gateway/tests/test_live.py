@@ -4,7 +4,7 @@ import asyncio
 
 from gateway.api.routes.ws import _write
 from gateway.core.security import Operator
-from gateway.live import BATCH_INTERVAL_S, Hub
+from gateway.live import Hub
 from prometheus_client import REGISTRY
 
 
@@ -75,30 +75,45 @@ class Socket:
         self.closed = code
 
 
-async def test_a_batched_socket_gets_what_queued_in_one_frame() -> None:
-    hub = Hub()
+async def test_batched_sockets_share_one_frame_per_interval() -> None:
+    hub = Hub(batch_interval_s=0.05)
     batched, single = Socket(), Socket()
     connections = [
         hub.add(batched, Operator("alice", "Alice"), batched=True),  # type: ignore[arg-type]
         hub.add(single, Operator("bob", "Bob")),  # type: ignore[arg-type]
     ]
     writers = [asyncio.create_task(_write(c)) for c in connections]
-    hub.broadcast({"type": "conversation.updated", "version": 1})
+    before = snapshot()
+    assert hub.broadcast({"type": "conversation.updated", "version": 1}) == 2
     await asyncio.sleep(0.01)  # the first event after a quiet spell goes at once
     for version in (2, 3, 4):
         hub.broadcast({"type": "conversation.updated", "version": version})
-    await asyncio.sleep(BATCH_INTERVAL_S * 2)
+    await asyncio.sleep(0.1)
     assert [text for _, text in batched.sent] == [
         '[{"type":"conversation.updated","version":1}]',
         '[{"type":"conversation.updated","version":2},{"type":"conversation.updated","version":3},'
         '{"type":"conversation.updated","version":4}]',
     ]
-    assert batched.sent[1][0] - batched.sent[0][0] >= BATCH_INTERVAL_S * 0.9
+    assert batched.sent[1][0] - batched.sent[0][0] >= 0.05 * 0.9
     assert [text for _, text in single.sent] == [
         f'{{"type":"conversation.updated","version":{v}}}' for v in (1, 2, 3, 4)
     ]
+    assert delta(before)["pushed"] == 8
     for writer in writers:
         writer.cancel()
     await asyncio.gather(*writers, return_exceptions=True)
     for connection in connections:
         hub.remove(connection)
+
+
+async def test_a_slow_batched_socket_is_closed_with_the_events_it_lost_counted() -> None:
+    hub = Hub(queue_size=1, batch_interval_s=0.01)
+    slow = hub.add(Socket(), Operator("carol", "Carol"), batched=True)  # type: ignore[arg-type]
+    before = snapshot()
+    hub.broadcast({"type": "conversation.updated", "version": 1})
+    await asyncio.sleep(0.03)  # one frame of 1 event queued, nobody drains it
+    hub.broadcast({"type": "conversation.updated", "version": 2})
+    hub.broadcast({"type": "conversation.updated", "version": 3})
+    await asyncio.sleep(0.03)  # a frame of 2 more does not fit
+    assert slow.queue.get_nowait() is None
+    assert delta(before) == {"opened": 0, "open": -1, "pushed": 3, "slow": 1, "dropped": 3}

@@ -2,10 +2,10 @@
 operator's (:class:`Hub`), and each customer's for its own conversation (:class:`CustomerHub`).
 
 A push is serialised once, whatever the number of sockets it goes to: the queues hold the
-JSON text of each event (:func:`frame`). A socket on the batched subprotocol (``inbox.v2``)
-gets what queued for it as one frame, a JSON array (:func:`encode`), and its writer waits
-:data:`BATCH_INTERVAL_S` after each frame: under a burst it sends a few frames a second
-instead of one per event, and an event after a quiet spell still goes at once.
+text of whole frames (:func:`frame`). A socket on the batched subprotocol (``inbox.v2``) gets
+the events as JSON arrays: the Hub gathers what it broadcasts and sends it to all of them as
+one frame, built once, at most every :data:`BATCH_INTERVAL_S` (an event after a quiet spell
+goes at once). Under a burst, a socket then costs a few frames a second, not one per event.
 
 The Hub also keeps the WebSocket metrics (:mod:`inbox_common.metrics`): sockets opened and open,
 events pushed, and sockets closed as slow consumers with the events they lost.
@@ -26,10 +26,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_SLOW_CONSUMER = 1013
 """RFC 6455 "Try Again Later": the client fell too far behind; it reconnects and refetches."""
-
-
-BATCH_INTERVAL_S = 0.05
-"""Shortest time between two frames to a socket on the batched subprotocol, in seconds."""
+BATCH_INTERVAL_S = 0.1
+"""Shortest time between two batched frames, in seconds."""
 BATCH_MAX_EVENTS = 100
 """Most events in one batched frame."""
 
@@ -40,10 +38,17 @@ def frame(payload: dict) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
-def encode(texts: list[str], batched: bool) -> list[str]:
-    """The frames that carry the events ``texts`` (each :func:`frame` text): one JSON array
-    for a batched socket, else one frame each."""
-    return ["[" + ",".join(texts) + "]"] if batched else texts
+class Batch(str):
+    """A batched frame's text, knowing how many events it carries (``events``)."""
+
+    events: int
+
+
+def batch(texts: list[str]) -> Batch:
+    """The events ``texts`` (each a :func:`frame` text) as one batched frame: a JSON array."""
+    framed = Batch("[" + ",".join(texts) + "]")
+    framed.events = len(texts)
+    return framed
 
 
 @dataclass(eq=False)
@@ -57,13 +62,21 @@ class Connection:
 class Hub:
     """Connections of this replica; :meth:`broadcast` never blocks on a slow client.
 
-    Each connection has a bounded queue drained by its own writer; a client whose queue is
-    full is closed with 1013 rather than slowing everyone down or growing memory.
+    Each connection has a bounded queue of frames drained by its own writer; a client whose
+    queue is full is closed with 1013 rather than slowing everyone down or growing memory.
+
+    Args:
+        queue_size: frames a socket may have waiting.
+        batch_interval_s: shortest time between two batched frames (s).
     """
 
-    def __init__(self, queue_size: int = 256) -> None:
+    def __init__(self, queue_size: int = 256, batch_interval_s: float = BATCH_INTERVAL_S) -> None:
         self._queue_size = queue_size
+        self._batch_interval_s = batch_interval_s
         self._connections: set[Connection] = set()
+        self._pending: list[str] = []
+        self._flush: asyncio.Handle | None = None
+        self._flushed_at = float("-inf")
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -82,27 +95,74 @@ class Hub:
             metrics.WEBSOCKET_OPEN_CONNECTIONS.dec()
 
     def broadcast(self, payload: dict) -> int:
-        """Queue ``payload`` for every connection; returns how many got it."""
-        delivered = 0
+        """Queue ``payload`` for every connection: at once in its own frame, or for the
+        batched ones in the next batched frame (needs a running event loop then). Returns
+        how many connections get it."""
         text = frame(payload)
+        delivered = 0
+        batched = False
         for connection in list(self._connections):
-            try:
-                connection.queue.put_nowait(text)
+            if connection.batched:
+                batched = True
                 delivered += 1
-            except asyncio.QueueFull:
-                log.warning(
-                    "closing slow WebSocket", extra={"operator": connection.operator.username}
-                )
-                self.remove(connection)
-                dropped = 1  # this payload
-                while not connection.queue.empty():
-                    dropped += connection.queue.get_nowait() is not None
-                connection.queue.put_nowait(None)  # tells its writer to close with 1013
-                metrics.WEBSOCKET_SLOW_CONSUMER_CLOSES.inc()
-                metrics.WEBSOCKET_PUSHES_DROPPED.inc(dropped)
+            elif self._put(connection, text):
+                delivered += 1
+        if batched:
+            self._pending.append(text)
+            self._schedule()
         if delivered:
             metrics.WEBSOCKET_PUSHES.labels(str(payload.get("type", "other"))).inc(delivered)
         return delivered
+
+    def _schedule(self) -> None:
+        if self._flush is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait_s = self._flushed_at + self._batch_interval_s - loop.time()
+        self._flush = (
+            loop.call_later(wait_s, self.flush) if wait_s > 0 else loop.call_soon(self.flush)
+        )
+
+    def flush(self) -> None:
+        """Queue the events gathered for the batched connections, as frames of up to
+        ``BATCH_MAX_EVENTS``, on each of them."""
+        self._flush = None
+        self._flushed_at = asyncio.get_running_loop().time()
+        pending, self._pending = self._pending, []
+        frames = [
+            batch(pending[i : i + BATCH_MAX_EVENTS])
+            for i in range(0, len(pending), BATCH_MAX_EVENTS)
+        ]
+        for connection in list(self._connections):
+            if connection.batched:
+                for text in frames:
+                    if not self._put(connection, text):
+                        break
+
+    def _put(self, connection: Connection, text: str) -> bool:
+        """Queue one frame; a full queue closes the socket as a slow consumer (its writer
+        sends 1013) and returns ``False``."""
+        try:
+            connection.queue.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            pass
+        log.warning("closing slow WebSocket", extra={"operator": connection.operator.username})
+        self.remove(connection)
+        dropped = _events(text)  # this frame
+        while not connection.queue.empty():
+            dropped += _events(connection.queue.get_nowait())
+        connection.queue.put_nowait(None)  # tells its writer to close with 1013
+        metrics.WEBSOCKET_SLOW_CONSUMER_CLOSES.inc()
+        metrics.WEBSOCKET_PUSHES_DROPPED.inc(dropped)
+        return False
+
+
+def _events(text: str | None) -> int:
+    """Events in one queued frame (``None``, the close signal, has none)."""
+    if text is None:
+        return 0
+    return text.events if isinstance(text, Batch) else 1
 
 
 @dataclass(eq=False)
@@ -153,7 +213,7 @@ class CustomerHub:
         text = frame(payload) if sockets else ""
         for connection in sockets:
             try:
-                connection.queue.put_nowait(text)
+                connection.queue.put_nowait(batch([text]) if connection.batched else text)
                 delivered += 1
             except asyncio.QueueFull:
                 self.remove(connection)

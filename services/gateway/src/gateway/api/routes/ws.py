@@ -39,15 +39,7 @@ from gateway.core.security import (
     decode_access_token,
     token_from_subprotocols,
 )
-from gateway.live import (
-    BATCH_INTERVAL_S,
-    BATCH_MAX_EVENTS,
-    CLOSE_SLOW_CONSUMER,
-    Connection,
-    CustomerConnection,
-    encode,
-    frame,
-)
+from gateway.live import CLOSE_SLOW_CONSUMER, Connection, CustomerConnection, batch, frame
 
 router = APIRouter()
 
@@ -156,28 +148,25 @@ async def _deny(websocket: WebSocket, reason: str, status_code: int = 401) -> No
         await websocket.close(CLOSE_UNAUTHORIZED, reason[:120])
 
 
+def _framed(connection: Connection | CustomerConnection, payload: dict) -> str:
+    """``payload`` as one frame for this socket: an array of one on the batched subprotocol."""
+    text = frame(payload)
+    return batch([text]) if connection.batched else text
+
+
 async def _send_now(connection: Connection | CustomerConnection, payload: dict) -> None:
     """Send ``payload`` at once, ahead of the queue (the greeting, before the writer runs)."""
-    for text in encode([frame(payload)], connection.batched):
-        await connection.socket.send_text(text)
+    await connection.socket.send_text(_framed(connection, payload))
 
 
 async def _write(connection: Connection | CustomerConnection) -> None:
-    """Send what queues for the socket: each event in its own frame, or on the batched
-    subprotocol all that queued (up to ``BATCH_MAX_EVENTS``) in one, then wait
-    ``BATCH_INTERVAL_S``; ``None`` in the queue closes the socket with 1013."""
-    queue = connection.queue
+    """Send the socket's queued frames in order; ``None`` closes it with 1013."""
     while True:
-        texts = [await queue.get()]
-        while connection.batched and len(texts) < BATCH_MAX_EVENTS and not queue.empty():
-            texts.append(queue.get_nowait())
-        if None in texts:
+        text = await connection.queue.get()
+        if text is None:
             await connection.socket.close(CLOSE_SLOW_CONSUMER, "too far behind; reconnect")
             return
-        for text in encode(texts, connection.batched):
-            await connection.socket.send_text(text)
-        if connection.batched:
-            await asyncio.sleep(BATCH_INTERVAL_S)
+        await connection.socket.send_text(text)
 
 
 async def _read(connection: Connection, limit: RateLimitItem) -> None:
@@ -208,7 +197,7 @@ async def _read(connection: Connection, limit: RateLimitItem) -> None:
 def _reply(connection: Connection, payload: dict) -> None:
     """Queue an answer to the client; none when its queue is full (it is being closed)."""
     try:
-        connection.queue.put_nowait(frame(payload))
+        connection.queue.put_nowait(_framed(connection, payload))
     except asyncio.QueueFull:
         pass
 
