@@ -113,6 +113,11 @@ bench-throughput: tools frontend
 bench-inbox: tools frontend
 	@uv run --frozen python -m bench.inbox $(BENCH_ARGS)
 
+## bench-sockets: many operators on one gateway: 20 msg/s with 1, 1,000 and 2,000 operator sockets open (stand-in model at 0 ms, Redis); held or not, latencies in ms, the gateway's CPU s and MB, the sidecars' MB; BENCH_ARGS="--sockets 1,1000,2000 --rate 20 --messages 400"
+.PHONY: bench-sockets
+bench-sockets: tools frontend
+	@uv run --frozen python -m bench.sockets $(BENCH_ARGS)
+
 ## bench-widget: customers chatting with the AI assistant through the widget on its own stack (Redis, two replicas of each service): accepted, first streamed token and full answer p50/p95/p99 in ms, msg/s against the replaced system's reported figure, lost messages and 429s; BENCH_ARGS="--customers 100 --messages 3 --think-ms 500 --replicas 2 --token-delay-ms 0"
 .PHONY: bench-widget
 bench-widget: tools frontend
