@@ -6,7 +6,8 @@ many operator WebSockets open: ``--messages`` customer messages at ``--rate`` ms
 socket watching for every message's final insight push. The first count, 1, is the baseline:
 the same traffic with a single operator. The sockets offer the batched subprotocol
 (``inbox.v2``), as the page does. The gateway's and every sidecar's CPU time and resident
-memory are read from ``/proc`` (psutil) around each run.
+memory (resident, and unique to the process) are read from ``/proc`` (psutil) around each
+run.
 
 The load generator holds its sockets in one Python process on the same machine, so at a few
 thousand sockets it competes with the stack for the cores: its own send lag is printed, and
@@ -40,12 +41,17 @@ TARGET_P99_MS = 250
 """Submitted -> insight pushed to every socket, p99, that a run is meant to hold."""
 
 
-def usage(processes: dict[str, psutil.Process]) -> dict[str, tuple[float, float]]:
-    """name -> (CPU seconds so far, resident memory in MB)."""
+def usage(processes: dict[str, psutil.Process]) -> dict[str, tuple[float, float, float]]:
+    """name -> (CPU seconds so far, resident memory in MB, of it unique to the process in MB).
+
+    The unique part (USS) leaves out pages shared with other processes, such as a binary's
+    code that every daprd on the machine maps from the same file.
+    """
     found = {}
     for name, process in processes.items():
         times = process.cpu_times()
-        found[name] = (times.user + times.system, process.memory_info().rss / 2**20)
+        memory = process.memory_full_info()
+        found[name] = (times.user + times.system, memory.rss / 2**20, memory.uss / 2**20)
     return found
 
 
@@ -107,6 +113,7 @@ def report(results: list, args: argparse.Namespace) -> str:
     lines = [
         f"{'sockets':>8} {'held':>5} {'202 p50':>8} {'insight p50':>12} {'p99':>7}"
         f" {'client lag p50':>15} {'gateway CPU s':>14} {'gateway MB':>11} {'sidecars MB':>12}"
+        "   (sidecars' RSS)"
     ]
     for count, summary, before, after in results:
         latency = summary["latency_ms"]
@@ -114,17 +121,20 @@ def report(results: list, args: argparse.Namespace) -> str:
         insight = latency.get("insight") or {}
         lag = (summary.get("send_lag_ms") or {}).get("p50", float("nan"))
         cpu = after["gateway"][0] - before["gateway"][0]
-        sidecars = "/".join(f"{after[k][1]:.0f}" for k in after if k.endswith("sidecar"))
+        sidecars = "/".join(f"{after[k][2]:.0f}" for k in after if k.endswith("sidecar"))
         lines.append(
             f"{count:>8} {'yes' if summary['rate_held'] else 'NO':>5} {accepted:>8.0f}"
             f" {insight.get('p50', float('nan')):>12.0f} {insight.get('p99', float('nan')):>7.0f}"
             f" {lag:>15.1f} {cpu:>14.1f} {after['gateway'][1]:>11.0f} {sidecars:>12}"
+            f"   ({'/'.join(f'{after[k][1]:.0f}' for k in after if k.endswith('sidecar'))})"
         )
     lines += [
         "",
         f"{args.messages} messages at {args.rate:g} msg/s per run, one gateway, Redis, stand-in"
         f" model at 0 ms; latencies from the POST in ms (target insight p99 <= {TARGET_P99_MS}"
-        " on every socket); sidecars: gateway/messaging/ai-worker RSS after the run",
+        " on every socket); gateway MB: its RSS after the run; sidecars MB: the memory unique to"
+        " each of the gateway's, messaging's and the ai-worker's daprd (USS), then their RSS, which"
+        " also counts the daprd binary's pages that every sidecar on the machine shares",
     ]
     return "\n".join(lines)
 
