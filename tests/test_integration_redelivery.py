@@ -7,6 +7,7 @@ Events go in through messaging's sidecar and come out as entries of the Redis st
 the first re-request after 1.5 s, then 3 s, then 6 s; after 2 re-requests it gives up.
 """
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ def completion(event: dict, revision: int, summary: str) -> dict:
     }
 
 
+RETENTION_S = 30
+
+
 @pytest.fixture(scope="module")
 def messaging(output_dir, fake_ollama):
     stack = start_stack(
@@ -59,6 +63,8 @@ def messaging(output_dir, fake_ollama):
             "INSIGHT_REDELIVERY_INTERVAL_S": "0.3",
             "INSIGHT_REDELIVER_AFTER_S": str(AFTER_S),
             "INSIGHT_MAX_REDELIVERIES": str(MAX_REDELIVERIES),
+            "OUTBOX_RETENTION_S": str(RETENTION_S),
+            "OUTBOX_PRUNE_INTERVAL_S": "0.3",
         },
     )
     try:
@@ -196,3 +202,27 @@ def test_an_insight_never_answered_ends_unavailable_with_a_reason(messaging) -> 
     probe.publish("ai.completed", completion(event, 1, "late"))
     wait_for(lambda: probe.acked("ai.completed", "messaging"), what="late answer acked")
     assert redeliveries(db, event["message_id"])[0] == "unavailable"
+
+
+def test_published_outbox_rows_are_deleted_after_their_retention(messaging) -> None:
+    _, db = messaging
+    payload = json.dumps(
+        {"conversation_id": str(uuid.uuid4()), "version": 1, "reason": "message.created"}
+    )
+    ids = {}
+    for name, age_s in (("old", 3600), ("fresh", 0)):
+        ids[name] = db.execute(
+            "INSERT INTO outbox (topic, payload, created_at, published_at)"
+            " VALUES ('conversation.updated', %s, now() - interval '1 hour',"
+            " now() - %s * interval '1 second') RETURNING id",
+            (payload, age_s),
+        ).fetchone()[0]
+
+    def kept() -> set[str]:
+        rows = db.execute("SELECT id FROM outbox WHERE id = ANY(%s)", (list(ids.values()),))
+        found = {row[0] for row in rows.fetchall()}
+        return {name for name, row_id in ids.items() if row_id in found}
+
+    wait_for(lambda: kept() == {"fresh"}, what="the old published row deleted")
+    time.sleep(1)
+    assert kept() == {"fresh"}  # younger than OUTBOX_RETENTION_S: kept

@@ -150,6 +150,13 @@ OUTBOX_UNPUBLISHED_ROWS = Gauge(
 by each replica's relay after its batches and at least every ``OUTBOX_POLL_INTERVAL_S``. Every
 replica measures the same table: aggregate with ``max``, not ``sum``."""
 
+OUTBOX_ROWS_PRUNED = Counter(
+    "inbox_outbox_rows_pruned",
+    "Published outbox rows deleted by this replica once older than OUTBOX_RETENTION_S.",
+)
+"""Counter ``inbox_outbox_rows_pruned_total`` (messaging): published outbox rows this replica
+deleted after their retention (:mod:`messaging.retention`)."""
+
 INBOX_LIST_REBUILDS = Counter(
     "inbox_inbox_list_rebuilds",
     "Inbox list read models rebuilt and written by this relay (at most one per INBOX_INTERVAL_S).",

@@ -18,13 +18,14 @@ from psycopg_pool import AsyncConnectionPool
 from messaging import subscriptions
 from messaging.outbox import OutboxRelay
 from messaging.redelivery import InsightWatchdog
+from messaging.retention import OutboxPruner
 from messaging.runtime import Runtime
 from messaging.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the pool, sidecar client, outbox relay and insight watchdog start in
-    its lifespan.
+    """Build the app; the pool, sidecar client, outbox relay, insight watchdog and outbox
+    pruner start in its lifespan.
 
     Served by ``uvicorn --factory messaging.main:create_app``.
     """
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_redeliveries=settings.insight_max_redeliveries,
         batch_size=settings.insight_redelivery_batch_size,
     )
+    pruner = OutboxPruner(pool, settings.outbox_retention_s, settings.outbox_prune_interval_s)
     runtime = Runtime(settings, pool, sidecar, relay)
 
     @asynccontextmanager
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tasks = [
                     asyncio.create_task(relay.run(), name="outbox-relay"),
                     asyncio.create_task(watchdog.run(), name="insight-watchdog"),
+                    asyncio.create_task(pruner.run(), name="outbox-pruner"),
                 ]
                 try:
                     yield

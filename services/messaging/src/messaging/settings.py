@@ -17,6 +17,18 @@ class Settings(ServiceSettings):
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="Longest wait between outbox scans when nothing wakes it"
     )
+    outbox_retention_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "OUTBOX_RETENTION_S: seconds a published outbox row is kept before it is deleted"
+        ),
+    )
+    outbox_prune_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="OUTBOX_PRUNE_INTERVAL_S: seconds between two deletions of old outbox rows",
+    )
     inbox_interval_s: float = Field(
         default=0.25,
         ge=0,
