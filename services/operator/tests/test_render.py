@@ -408,6 +408,9 @@ def test_tracing_points_apps_sidecars_and_browsers_at_the_collector() -> None:
             for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318"
+        # the services sample their own root spans as the sidecars do
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert env["OTEL_TRACES_SAMPLER_ARG"] == config["spec"]["tracing"]["samplingRate"]
         browser = {k: env[k] for k in ("BROWSER_TRACES_URL", "TRACE_UI_URL") if k in env}
         assert browser == (
             {

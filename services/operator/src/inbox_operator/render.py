@@ -354,9 +354,13 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
         {"name": "METRICS_PORT", "value": str(APP_METRICS_PORT)},
     ]
     if spec.tracing.enabled:
-        env.append(
-            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"http://{spec.tracing.endpoint}"}
-        )
+        env += [
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"http://{spec.tracing.endpoint}"},
+            # the sidecars' samplingRate, for the traces a service starts too (the gateway's
+            # requests); a trace that arrives sampled or not stays so (OpenTelemetry SDK spec)
+            {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+            {"name": "OTEL_TRACES_SAMPLER_ARG", "value": spec.tracing.sampling_rate},
+        ]
     if service == "gateway":
         if spec.tracing.enabled and spec.tracing.browser_traces_url:
             env.append({"name": "BROWSER_TRACES_URL", "value": spec.tracing.browser_traces_url})
