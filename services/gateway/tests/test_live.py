@@ -76,7 +76,7 @@ class Socket:
 
 
 async def test_batched_sockets_share_one_frame_per_interval() -> None:
-    hub = Hub(batch_interval_s=0.05)
+    hub = Hub(batch_interval_s=0.05, batch_socket_s=1.0)
     batched, single = Socket(), Socket()
     connections = [
         hub.add(batched, Operator("alice", "Alice"), batched=True),  # type: ignore[arg-type]
@@ -107,7 +107,7 @@ async def test_batched_sockets_share_one_frame_per_interval() -> None:
 
 
 async def test_a_slow_batched_socket_is_closed_with_the_events_it_lost_counted() -> None:
-    hub = Hub(queue_size=1, batch_interval_s=0.01)
+    hub = Hub(queue_size=1, batch_interval_s=0.01, batch_socket_s=1.0)
     slow = hub.add(Socket(), Operator("carol", "Carol"), batched=True)  # type: ignore[arg-type]
     before = snapshot()
     hub.broadcast({"type": "conversation.updated", "version": 1})
@@ -117,3 +117,24 @@ async def test_a_slow_batched_socket_is_closed_with_the_events_it_lost_counted()
     await asyncio.sleep(0.03)  # a frame of 2 more does not fit
     assert slow.queue.get_nowait() is None
     assert delta(before) == {"opened": 0, "open": -1, "pushed": 3, "slow": 1, "dropped": 3}
+
+
+async def test_the_batch_interval_grows_with_the_batched_sockets() -> None:
+    hub = Hub(batch_interval_s=0.1, batch_socket_s=0.01)
+    sockets = [Socket() for _ in range(3)]
+    connections = [
+        hub.add(s, Operator(f"op{n}", "Op"), batched=True)  # type: ignore[arg-type]
+        for n, s in enumerate(sockets)
+    ]
+    loop = asyncio.get_running_loop()
+    hub.broadcast({"type": "conversation.updated", "version": 1})
+    await asyncio.sleep(0)
+    first = loop.time()
+    hub.broadcast({"type": "conversation.updated", "version": 2})
+    frames = []
+    while len(frames) < 2:
+        frames.append((await connections[0].queue.get(), loop.time()))
+    # 3 sockets x 10 ms: the second frame waits about 30 ms, not the 100 ms ceiling
+    assert 0.025 <= frames[1][1] - first < 0.09, frames
+    for connection in connections:
+        hub.remove(connection)

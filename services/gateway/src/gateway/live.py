@@ -4,8 +4,11 @@ operator's (:class:`Hub`), and each customer's for its own conversation (:class:
 A push is serialised once, whatever the number of sockets it goes to: the queues hold the
 text of whole frames (:func:`frame`). A socket on the batched subprotocol (``inbox.v2``) gets
 the events as JSON arrays: the Hub gathers what it broadcasts and sends it to all of them as
-one frame, built once, at most every :data:`BATCH_INTERVAL_S` (an event after a quiet spell
-goes at once). Under a burst, a socket then costs a few frames a second, not one per event.
+one frame, built once, at most every :data:`BATCH_SOCKET_S` per batched socket and never less
+often than every :data:`BATCH_INTERVAL_S` (an event after a quiet spell goes at once). The
+gateway thus sends at most some 10,000 frames a second, however many sockets are open: one
+socket gets its events at once, 1,000 sockets get them every 100 ms. Under a burst, a socket
+then costs a few frames a second, not one per event.
 
 The Hub also keeps the WebSocket metrics (:mod:`inbox_common.metrics`): sockets opened and open,
 events pushed, and sockets closed as slow consumers with the events they lost.
@@ -27,7 +30,10 @@ log = logging.getLogger(__name__)
 CLOSE_SLOW_CONSUMER = 1013
 """RFC 6455 "Try Again Later": the client fell too far behind; it reconnects and refetches."""
 BATCH_INTERVAL_S = 0.1
-"""Shortest time between two batched frames, in seconds."""
+"""Longest wait between two batched frames, in seconds."""
+BATCH_SOCKET_S = 0.0001
+"""Wait between two batched frames per batched socket open, in seconds (up to
+:data:`BATCH_INTERVAL_S`)."""
 BATCH_MAX_EVENTS = 100
 """Most events in one batched frame."""
 
@@ -67,12 +73,19 @@ class Hub:
 
     Args:
         queue_size: frames a socket may have waiting.
-        batch_interval_s: shortest time between two batched frames (s).
+        batch_interval_s: longest wait between two batched frames (s).
+        batch_socket_s: wait between two batched frames per batched socket (s).
     """
 
-    def __init__(self, queue_size: int = 256, batch_interval_s: float = BATCH_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        queue_size: int = 256,
+        batch_interval_s: float = BATCH_INTERVAL_S,
+        batch_socket_s: float = BATCH_SOCKET_S,
+    ) -> None:
         self._queue_size = queue_size
         self._batch_interval_s = batch_interval_s
+        self._batch_socket_s = batch_socket_s
         self._connections: set[Connection] = set()
         self._pending: list[str] = []
         self._flush: asyncio.Handle | None = None
@@ -118,7 +131,9 @@ class Hub:
         if self._flush is not None:
             return
         loop = asyncio.get_running_loop()
-        wait_s = self._flushed_at + self._batch_interval_s - loop.time()
+        batched = sum(1 for c in self._connections if c.batched)
+        interval_s = min(self._batch_interval_s, batched * self._batch_socket_s)
+        wait_s = self._flushed_at + interval_s - loop.time()
         self._flush = (
             loop.call_later(wait_s, self.flush) if wait_s > 0 else loop.call_soon(self.flush)
         )
