@@ -325,14 +325,17 @@ def own_jaeger(name: str):  # noqa: ANN201 - a pytest fixture
     return _jaeger
 
 
-def own_stack(name: str):  # noqa: ANN201 - three pytest fixtures
+def own_stack(name: str, env: dict[str, str] | None = None):  # noqa: ANN201 - three fixtures
     """Module-scoped ``stack``, ``inbox`` and ``db`` fixtures on a stack of the module's own per
     broker (``<name>-<broker>``), so what its tests leave behind (killed members, hostile
-    rows) reaches no other test. Use as ``stack, inbox, db = own_stack("failures")``."""
+    rows) reaches no other test; ``env`` adds to the services' environment. Use as
+    ``stack, inbox, db = own_stack("failures")``."""
 
     @pytest.fixture(scope="module", name="stack")
     def _stack(output_dir: Path, fake_ollama: FakeOllama, broker: str) -> Iterator[Stack]:
-        running = start_matrix_stack(output_dir, f"{name}-{broker}", fake_ollama, broker)
+        running = start_matrix_stack(
+            output_dir, f"{name}-{broker}", fake_ollama, broker, env=dict(env or {})
+        )
         try:
             yield running
         finally:
