@@ -595,6 +595,36 @@ class LoadRun:
         }
 
 
+def run_on_stack(  # noqa: ANN001 - a devstack Stack
+    stack,
+    rows: list[dict],
+    rate: float,
+    count: int,
+    timeout_s: float,
+    sockets: int = 1,
+    until: str = "insight",
+) -> dict:
+    """``count`` messages offered at ``rate`` msg/s through a devstack stack's channel API while
+    ``sockets`` operator sockets listen, the run ending at ``until`` (see :class:`LoadConfig`);
+    its :meth:`LoadRun.summary`.
+
+    Raises:
+        LoadError: the gateway, the login or a socket refused the run.
+    """
+    config = LoadConfig(
+        url=stack.gateway_url,
+        api_key=stack.channel_key,
+        operator=stack.operator,
+        rate=rate,
+        count=count,
+        sockets=sockets,
+        timeout_s=timeout_s,
+        data=DATA_FILE,
+        until=until,
+    )
+    return asyncio.run(LoadRun(config, rows).run())
+
+
 def _listing(counter: dict[str, int], sep: str = ": ") -> str:
     """`` (a: 1, b: 2)``, or nothing for an empty ``counter``."""
     return " (" + ", ".join(f"{k}{sep}{v}" for k, v in counter.items()) + ")" if counter else ""

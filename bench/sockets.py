@@ -22,14 +22,13 @@ not start.
 """
 
 import argparse
-import asyncio
 import sys
 
 import psutil
 from devstack.procs import StartError
 from devstack.stack import stand_in_stack
 
-from bench.load import DATA_FILE, LoadConfig, LoadRun, load_rows
+from bench.load import DATA_FILE, load_rows, run_on_stack
 
 RAISED_LIMITS = {
     "CHANNEL_RATE_LIMIT": "1000000/second",
@@ -85,17 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             for count in args.counts:
                 print(f"{count} sockets…", file=sys.stderr)
                 before = usage(processes)
-                config = LoadConfig(
-                    url=stack.gateway_url,
-                    api_key=stack.channel_key,
-                    operator=stack.operator,
-                    rate=args.rate,
-                    count=args.messages,
-                    sockets=count,
-                    timeout_s=args.timeout,
-                    data=DATA_FILE,
+                summary = run_on_stack(
+                    stack, rows, args.rate, args.messages, args.timeout, sockets=count
                 )
-                summary = asyncio.run(LoadRun(config, rows).run())
                 after = usage(processes)
                 results.append((count, summary, before, after))
     except StartError as exc:

@@ -38,7 +38,6 @@ one was lost, 2 for bad arguments or a stack that did not start.
 """
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -50,7 +49,7 @@ import redis
 from devstack.procs import StartError
 from devstack.stack import stand_in_stack
 
-from bench.load import DATA_FILE, LoadConfig, LoadRun, load_rows
+from bench.load import DATA_FILE, load_rows, run_on_stack
 
 FLOOR_SUBMITTED = "bench:floor:submitted"
 FLOOR_STORED = "bench:floor:stored"
@@ -186,28 +185,9 @@ def saturated_run(stack, rows: list[dict], args: argparse.Namespace) -> dict:  #
     httpx.post(
         f"{stack.ollama_url}/__fake__/mode", json={"mode": "delayed", "delay_s": args.ai_delay}
     ).raise_for_status()
-    return load_run(
-        stack, rows, args.saturated_rate, args.saturated_messages, args.timeout, "stored"
+    return run_on_stack(
+        stack, rows, args.saturated_rate, args.saturated_messages, args.timeout, until="stored"
     )
-
-
-def load_run(  # noqa: ANN001 - a devstack Stack
-    stack, rows: list[dict], rate: float, count: int, timeout_s: float, until: str
-) -> dict:
-    """``count`` messages offered at ``rate`` msg/s through the channel API while one
-    operator socket listens (:class:`bench.load.LoadRun`, ending at ``until``); its summary."""
-    config = LoadConfig(
-        url=stack.gateway_url,
-        api_key=stack.channel_key,
-        operator=stack.operator,
-        rate=rate,
-        count=count,
-        sockets=1,
-        timeout_s=timeout_s,
-        data=DATA_FILE,
-        until=until,
-    )
-    return asyncio.run(LoadRun(config, rows).run())
 
 
 def report(floor_one: float, floor_batch: float, batch: int, summary: dict, args) -> str:
@@ -257,14 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             floor_batch = floor_rate(client, stack.postgres.url, bodies, args.batch)
             client.close()
             print("pipeline…", file=sys.stderr)
-            summary = load_run(
-                stack, rows, args.offered_rate, args.messages, args.timeout, "insight"
-            )
+            summary = run_on_stack(stack, rows, args.offered_rate, args.messages, args.timeout)
             paced = None
             if args.paced_messages:
                 print(f"pipeline at {args.paced_rate:g} msg/s…", file=sys.stderr)
-                paced = load_run(
-                    stack, rows, args.paced_rate, args.paced_messages, args.timeout, "insight"
+                paced = run_on_stack(
+                    stack, rows, args.paced_rate, args.paced_messages, args.timeout
                 )
             saturated = None
             if args.ai_delay:
