@@ -155,9 +155,10 @@ def test_counters_follow_messages_through_the_pipeline(stack, inbox) -> None:
     change = {k: v - before[k] for k, v in c.read(after).items()}
     assert {k: change[k] for k in expected} == expected, change
 
-    # every delivery was new work or a recognised repeat; each one HTTP call from the sidecar
+    # every delivery was new work or a recognised repeat; the sidecar posts them in bulk,
+    # so one HTTP call carries one or more
     assert change[submitted] == 5 + change[submitted_again]
-    assert change[submitted_http] == change[submitted]
+    assert 0 < change[submitted_http] <= change[submitted]
     assert change[completed] == 4 + change[completed_again]
     # message.created goes to the ai-worker for customer messages only
     assert change[created] == 4 + change[created_again]

@@ -267,7 +267,7 @@ def test_one_trace_from_a_browser_click_to_the_llm_and_back(traced, jaeger) -> N
     for action, reaches in [
         ("log in", ("gateway", "POST /api/v1/auth/login")),
         ("open conversation", ("gateway", "GET /api/v1/conversations/{conversation_id}")),
-        ("send reply", ("messaging", "POST /events/messages.submitted")),
+        ("send reply", ("messaging", "process messages.submitted")),
     ]:
         wait_for(
             lambda a=action, r=reaches: action_reaches(jaeger, a, r, conversation_id),

@@ -16,8 +16,11 @@ import pytest
 import websockets
 from devstack.fixtures import start_stack, wait_for
 from devstack.probe import Probe
-from inbox_common.events import conversation_key
+from inbox_common.events import MessageCreated, MessageSubmitted, conversation_key
 from inbox_common.read_models import Conversation, ConversationSummary
+from inbox_common.subscriptions import Entry
+from messaging.store import store_messages
+from opentelemetry.context import Context
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +197,52 @@ def test_messaging_sends_poison_to_the_dead_letter_topic(messaging) -> None:
     good = submitted()
     probe.publish("messages.submitted", good)
     wait_for(lambda: probe.state(conversation_key(good["conversation_id"])), what="good message")
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["savepoints", "one-by-one"])
+def test_a_bulk_delivery_stores_each_message_on_its_own(messaging, refused: bool) -> None:
+    """One transaction stores a bulk delivery; a poison entry leaves the others stored, in
+    order. An entry the database refuses (NUL in text, which the event model would never let
+    through) aborts the pipeline: then each is stored alone and only that one is refused."""
+    probe, _ = messaging
+    conversation_id = str(uuid.uuid4())
+    good = [submitted(conversation_id=conversation_id, body=f"part {i}") for i in range(3)]
+    nowhere = submitted(author_role="operator", author_id="demo")
+    nul = MessageSubmitted.model_validate(submitted()).model_copy(update={"body": "a\x00b"})
+    events = [
+        MessageSubmitted.model_validate(good[0]),
+        MessageSubmitted.model_validate(nowhere),
+        MessageSubmitted.model_validate(good[1]),
+        *([nul] if refused else []),
+        MessageSubmitted.model_validate(good[2]),
+        MessageSubmitted.model_validate(good[0]),  # a redelivery in the same batch
+    ]
+
+    async def store() -> list:
+        url = probe.stack.postgres.url
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await store_messages(conn, [Entry(e, Context()) for e in events])
+
+    outcomes = asyncio.run(store())
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == [
+        "MessageCreated",
+        "PoisonError",
+        "MessageCreated",
+        *(["PoisonError"] if refused else []),
+        "MessageCreated",
+        "NoneType",
+    ]
+    assert [o.seq for o in outcomes if isinstance(o, MessageCreated)] == [1, 2, 3]
+    if refused:
+        assert "database refused" in str(outcomes[3])
+    model = wait_for(
+        lambda: (lambda m: m if m and len(m["messages"]) == 3 else None)(
+            probe.state(conversation_key(conversation_id))
+        ),
+        what="the conversation with its three messages",
+    )
+    assert [m["body"] for m in model["messages"]] == ["part 0", "part 1", "part 2"]
 
 
 # ---------------------------------------------------------------------------- ai-worker

@@ -7,17 +7,24 @@ status retries. So the endpoint here always answers 200 with one of the three wo
 lets FastAPI answer 422 for a body it does not like (that would be retried forever). Each
 answer is counted in ``inbox_subscription_deliveries_total{topic, result}``
 (:data:`inbox_common.metrics.DELIVERIES`).
+
+A bulk subscription (:func:`subscribe_bulk`) gets many events in one request and answers a
+status per entry (https://docs.dapr.io/developing-applications/building-blocks/pubsub/pubsub-bulk/).
 """
 
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from pydantic import BaseModel, SecretStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -28,6 +35,7 @@ from inbox_common.errors import PoisonError, TransientError
 from inbox_common.events import DEAD_LETTER_SUFFIX, dead_letter_topic, pubsub_for
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -112,6 +120,100 @@ def subscribe(
     _register(dapr_app, topic, endpoint, dead_letter_topic(topic), metadata)
 
 
+@dataclass(frozen=True)
+class Entry(Generic[E]):
+    """One event of a bulk delivery: its CloudEvent ``id``, and the trace context its
+    publisher left in the CloudEvent (``traceparent``, ``tracestate``)."""
+
+    event: E
+    parent: otel_context.Context
+    event_id: str = ""
+
+    @contextmanager
+    def span(self, topic: str) -> Iterator[trace.Span]:
+        """The current span while this entry is handled: ``process <topic>``, a consumer span
+        in the publisher's trace (OpenTelemetry messaging conventions), so each event's trace
+        goes on through a batch as it does through a delivery of its own."""
+        with _tracer.start_as_current_span(
+            f"process {topic}", context=self.parent, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.destination.name", topic)
+            span.set_attribute("messaging.operation.type", "process")
+            yield span
+
+
+Outcome = BaseException | None
+"""What a bulk handler says of one entry: ``None`` handled (SUCCESS), a
+:class:`~inbox_common.errors.PoisonError` (DROP), any other exception (RETRY)."""
+
+
+def subscribe_bulk(
+    dapr_app: DaprApp,
+    topic: str,
+    model: type[E],
+    handler: Callable[[Sequence[Entry[E]]], Awaitable[Sequence[Outcome]]],
+    *,
+    max_messages: int,
+    max_await_ms: int,
+) -> None:
+    """Register ``handler`` for ``topic`` as a Dapr bulk subscription: the sidecar gathers up
+    to ``max_messages`` events, waiting at most ``max_await_ms`` ms after the first, and posts
+    them in one request (``bulkSubscribe`` in the programmatic subscription; the SDK's
+    ``DaprApp.subscribe`` has no option for it, so it is added to the entry it made).
+
+    The route is ``/events/<topic>`` and the dead-letter topic ``<topic>.dead-letter``, as
+    for :func:`subscribe`. The answer is ``{"statuses": [{"entryId", "status"}]}``, one per
+    entry: an entry that is not a valid event is DROPped without reaching ``handler``; the
+    others get what ``handler`` returns for them, in order (see :data:`Outcome`). If
+    ``handler`` raises, every entry gets what that exception means. Dapr retries the RETRY
+    entries alone under the resiliency policy, then sends them to the dead-letter topic.
+
+    Args:
+        handler: async function taking the valid entries and returning one outcome each.
+        max_messages: events per request at most (Dapr's ``maxMessagesCount``).
+        max_await_ms: ms the sidecar waits for more events (``maxAwaitDurationMs``).
+    """
+
+    async def endpoint(request: Request) -> dict[str, Any]:
+        body = _envelope(await request.body())
+        entries = body.get("entries") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            log.error("bulk delivery without entries", extra={"topic": topic})
+            return {"statuses": []}  # Dapr retries every entry it gets no status for
+        statuses: dict[str, str] = {}
+        valid: list[tuple[str, Entry[E]]] = []
+        for item in entries:
+            entry_id, event_id, entry = _bulk_entry(model, item)
+            if isinstance(entry, Entry):
+                valid.append((entry_id, entry))
+            else:
+                statuses[entry_id] = _drop(topic, event_id, entry)["status"]
+        if valid:
+            try:
+                outcomes: Sequence[Outcome] = await handler([entry for _, entry in valid])
+            except Exception as exc:  # noqa: BLE001 - every entry gets what it means
+                outcomes = [exc] * len(valid)
+            for (entry_id, entry), outcome in zip(valid, outcomes, strict=True):
+                statuses[entry_id] = _status(topic, entry.event_id, outcome)["status"]
+        for status in statuses.values():
+            metrics.DELIVERIES.labels(topic, status).inc()
+        return {"statuses": [{"entryId": k, "status": v} for k, v in statuses.items()]}
+
+    endpoint.__name__ = f"on_{topic.replace('.', '_')}_bulk"
+    metrics.watch_topic(topic)
+    dapr_app.subscribe(
+        pubsub=pubsub_for(topic),
+        topic=topic,
+        route=f"/events/{topic}",
+        dead_letter_topic=dead_letter_topic(topic),
+    )(endpoint)
+    dapr_app._subscriptions[-1]["bulkSubscribe"] = {  # noqa: SLF001 - see the docstring
+        "enabled": True,
+        "maxMessagesCount": max_messages,
+        "maxAwaitDurationMs": max_await_ms,
+    }
+
+
 def subscribe_dead_letters(
     dapr_app: DaprApp,
     topic: str,
@@ -168,6 +270,31 @@ def _envelope(raw: bytes) -> dict[str, Any] | str:
     return envelope
 
 
+def _bulk_entry(model: type[E], item: Any) -> tuple[str, str | None, "Entry[E] | str"]:
+    """A bulk delivery's entry: its ``entryId``, its CloudEvent ``id``, and the valid event
+    with its trace context or the reason it is poison."""
+    if not isinstance(item, dict):
+        return "", None, "entry is not a JSON object"
+    entry_id = str(item.get("entryId") or item.get("entryID") or "")
+    cloud_event = item.get("event")
+    if isinstance(cloud_event, str):
+        cloud_event = _envelope(cloud_event.encode())
+    if not isinstance(cloud_event, dict):
+        return entry_id, None, "entry event is not a CloudEvent"
+    event_id = str(cloud_event.get("id") or "")
+    data = _data(cloud_event)
+    if isinstance(data, _Unparsable):
+        return entry_id, event_id, f"data is not JSON: {data.reason}"
+    try:
+        event = model.model_validate(data)
+    except ValidationError as exc:
+        return entry_id, event_id, f"data does not match {model.__name__}: {exc}"
+    carrier = {
+        k: v for k in ("traceparent", "tracestate") if isinstance(v := cloud_event.get(k), str)
+    }
+    return entry_id, event_id, Entry(event, propagate.extract(carrier), event_id)
+
+
 def _data(envelope: dict[str, Any]) -> Any:
     """CloudEvent ``data``; Dapr passes JSON data through as a string on some brokers."""
     data = envelope.get("data")
@@ -182,17 +309,28 @@ def _data(envelope: dict[str, Any]) -> Any:
 async def _run(topic: str, event_id: Any, work: Awaitable[None]) -> dict[str, str]:
     try:
         await work
-    except PoisonError as exc:
-        return _drop(topic, event_id, str(exc))
-    except TransientError as exc:
-        log.warning(
-            "retrying event", extra={"topic": topic, "event_id": event_id, "reason": str(exc)}
-        )
-        return RETRY
-    except Exception:
-        log.exception("handler failed; retrying", extra={"topic": topic, "event_id": event_id})
-        return RETRY
+    except Exception as exc:  # noqa: BLE001 - mapped to a status by _status
+        return _status(topic, event_id, exc)
     return SUCCESS
+
+
+def _status(topic: str, event_id: Any, outcome: Outcome) -> dict[str, str]:
+    """Dapr's answer for a handler's ``outcome``, logged when it is not SUCCESS."""
+    if outcome is None:
+        return SUCCESS
+    if isinstance(outcome, PoisonError):
+        return _drop(topic, event_id, str(outcome))
+    if isinstance(outcome, TransientError):
+        log.warning(
+            "retrying event", extra={"topic": topic, "event_id": event_id, "reason": str(outcome)}
+        )
+    else:
+        log.error(
+            "handler failed; retrying",
+            extra={"topic": topic, "event_id": event_id},
+            exc_info=outcome,
+        )
+    return RETRY
 
 
 def _register(

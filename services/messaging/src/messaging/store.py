@@ -2,14 +2,17 @@
 
 All SQL is parameterized. Functions take an open psycopg ``AsyncConnection`` in autocommit mode
 and open their own transaction, so a change and the events announcing it commit together. The
-two writes on every message's path (:func:`store_message`, :func:`store_insight`) run in
-libpq's pipeline mode (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html):
-statements whose result is not read at once (event log, outbox, insight row) travel with the
-next one that is, or with the commit, so a message costs 3 round trips instead of 10.
+two writes on every message's path (:func:`store_messages`, :func:`store_insights`) take a
+bulk delivery's events in one transaction, each in a savepoint of its own, and run in libpq's
+pipeline mode (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html): statements
+whose result is not read at once (event log, outbox, insight row) travel with the next one
+that is, or with the commit, so a message costs 2 round trips and a share of one commit.
 """
 
 import json
 import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 from uuid import UUID, uuid5
 
 import psycopg
@@ -17,9 +20,11 @@ from inbox_common.errors import PoisonError
 from inbox_common.events import (
     SUMMARY_MAX_CHARS,
     SUMMARY_MAX_MESSAGES,
+    TOPIC_AI_COMPLETED,
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_UPDATED,
     TOPIC_MESSAGE_CREATED,
+    TOPIC_MESSAGES_SUBMITTED,
     TOPIC_SUMMARY_REQUESTED,
     AiCompleted,
     AnalysisRequested,
@@ -36,7 +41,7 @@ from inbox_common.events import (
     SummaryRequested,
     TranscriptLine,
 )
-from inbox_common.subscriptions import DeadLetter
+from inbox_common.subscriptions import DeadLetter, Entry, Outcome
 from opentelemetry import propagate
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -50,8 +55,89 @@ INITIAL_ASSISTANT = {
 """``conversations.assistant`` of a conversation opened on a channel in each mode."""
 
 
-async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> MessageCreated | None:
-    """Store a submitted message once, by ``message_id``.
+E = TypeVar("E", bound=BaseModel)
+R = TypeVar("R")
+
+
+async def _each(
+    conn: AsyncConnection,
+    topic: str,
+    entries: Sequence[Entry[E]],
+    store: Callable[[AsyncConnection, E], Awaitable[R]],
+) -> list[R | Outcome]:
+    """``store`` each entry's event, in one transaction: each entry in a savepoint, so one
+    refused (:class:`PoisonError`) leaves the others; each in its own ``process <topic>``
+    span, so what it enqueues carries its own trace. A statement the database refuses
+    (``DataError``, ``IntegrityError``) aborts the pipeline, whose errors are not tied to the
+    statement that made them: then every entry is stored again alone, and only the one
+    refused is a :class:`PoisonError`.
+
+    Returns:
+        Per entry, in order: what ``store`` returned, or the :class:`PoisonError` it raised.
+
+    Raises:
+        psycopg.OperationalError: the database is unreachable (the caller retries them all).
+    """
+    refused = (psycopg.DataError, psycopg.IntegrityError)
+    if len(entries) > 1:
+        try:
+            async with conn.pipeline(), conn.transaction():
+                outcomes: list[R | Outcome] = []
+                for entry in entries:
+                    with entry.span(topic):
+                        try:
+                            async with conn.transaction():
+                                outcomes.append(await store(conn, entry.event))
+                        except PoisonError as exc:
+                            outcomes.append(exc)
+                return outcomes
+        except refused:
+            pass  # the entries are stored again one by one below
+    outcomes = []
+    for entry in entries:
+        with entry.span(topic):
+            try:
+                async with conn.pipeline(), conn.transaction():
+                    outcomes.append(await store(conn, entry.event))
+            except PoisonError as exc:
+                outcomes.append(exc)
+            except refused as exc:
+                outcomes.append(PoisonError(f"database refused the event: {exc}"))
+    return outcomes
+
+
+async def store_messages(
+    conn: AsyncConnection, entries: Sequence[Entry[MessageSubmitted]]
+) -> list[MessageCreated | None | Outcome]:
+    """Store submitted messages (see :func:`_store_message`), one transaction for them all.
+
+    Returns:
+        Per entry, in order: the stored message, ``None`` for a redelivery, or the
+        :class:`PoisonError` that refused it.
+
+    Raises:
+        psycopg.OperationalError: the database is unreachable (the caller retries).
+    """
+    return await _each(conn, TOPIC_MESSAGES_SUBMITTED, entries, _store_message)
+
+
+async def store_insights(
+    conn: AsyncConnection, entries: Sequence[Entry[AiCompleted]]
+) -> list[bool | Outcome]:
+    """Store insights (see :func:`_store_insight`), one transaction for them all.
+
+    Returns:
+        Per entry, in order: ``True`` stored, ``False`` a duplicate, or the
+        :class:`PoisonError` that refused it.
+
+    Raises:
+        psycopg.OperationalError: the database is unreachable (the caller retries).
+    """
+    return await _each(conn, TOPIC_AI_COMPLETED, entries, _store_insight)
+
+
+async def _store_message(conn: AsyncConnection, event: MessageSubmitted) -> MessageCreated | None:
+    """Store a submitted message once, by ``message_id`` (in the caller's transaction).
 
     A customer message to an unknown conversation opens it, with the AI as the channel's
     ``assistant_mode`` says; its insight starts ``processing`` and ``message.created`` goes to
@@ -71,102 +157,102 @@ async def store_message(conn: AsyncConnection, event: MessageSubmitted) -> Messa
     """
     if event.author_role is AuthorRole.ASSISTANT:
         raise PoisonError("assistant messages are stored from ai.completed, not submitted")
-    async with conn.pipeline(), conn.transaction():
-        if event.author_role is AuthorRole.CUSTOMER:
-            await conn.execute(
-                "INSERT INTO conversations (conversation_id, customer_id, subject, assistant)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (conversation_id) DO NOTHING",
-                (
-                    event.conversation_id,
-                    event.author_id,
-                    event.subject,
-                    INITIAL_ASSISTANT[event.assistant_mode],
-                ),
-            )
-        cur = await conn.execute(
-            "SELECT message_count, status, customer_id, assistant FROM conversations"
-            " WHERE conversation_id = %s FOR UPDATE",
-            (event.conversation_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise PoisonError(f"conversation {event.conversation_id} does not exist")
-        status, customer_id, assistant = row[1], row[2], row[3]
-        if event.author_role is AuthorRole.CUSTOMER and event.author_id != customer_id:
-            raise PoisonError(
-                f"customer {event.author_id!r} wrote to conversation {event.conversation_id}"
-                " of another customer"
-            )
-        # one round trip: the message, and the conversation counting it (none if a duplicate)
-        cur = await conn.execute(
-            "WITH m AS (INSERT INTO messages (message_id, conversation_id, seq, author_role,"
-            " author_id, body, submitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (message_id) DO NOTHING RETURNING seq, created_at)"
-            " UPDATE conversations c SET message_count = m.seq, last_activity_at = m.created_at,"
-            " version = c.version + 1 FROM m WHERE c.conversation_id = %s"
-            " RETURNING m.seq, m.created_at, c.version",
+    if event.author_role is AuthorRole.CUSTOMER:
+        await conn.execute(
+            "INSERT INTO conversations (conversation_id, customer_id, subject, assistant)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (conversation_id) DO NOTHING",
             (
-                event.message_id,
                 event.conversation_id,
-                row[0] + 1,
-                event.author_role.value,
                 event.author_id,
-                event.body,
-                event.submitted_at,
-                event.conversation_id,
+                event.subject,
+                INITIAL_ASSISTANT[event.assistant_mode],
             ),
         )
-        inserted = await cur.fetchone()
-        if inserted is None:
-            return None
-        seq, created_at, version = inserted
-        await log_event(
-            conn,
+    cur = await conn.execute(
+        "SELECT message_count, status, customer_id, assistant FROM conversations"
+        " WHERE conversation_id = %s FOR UPDATE",
+        (event.conversation_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise PoisonError(f"conversation {event.conversation_id} does not exist")
+    status, customer_id, assistant = row[1], row[2], row[3]
+    if event.author_role is AuthorRole.CUSTOMER and event.author_id != customer_id:
+        raise PoisonError(
+            f"customer {event.author_id!r} wrote to conversation {event.conversation_id}"
+            " of another customer"
+        )
+    # one round trip: the message, and the conversation counting it (none if a duplicate)
+    cur = await conn.execute(
+        "WITH m AS (INSERT INTO messages (message_id, conversation_id, seq, author_role,"
+        " author_id, body, submitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (message_id) DO NOTHING RETURNING seq, created_at)"
+        " UPDATE conversations c SET message_count = m.seq, last_activity_at = m.created_at,"
+        " version = c.version + 1 FROM m WHERE c.conversation_id = %s"
+        " RETURNING m.seq, m.created_at, c.version",
+        (
+            event.message_id,
             event.conversation_id,
-            "message",
+            row[0] + 1,
+            event.author_role.value,
             event.author_id,
-            {"message_id": str(event.message_id), "seq": seq, "author_role": event.author_role},
-        )
-        if event.author_role is AuthorRole.CUSTOMER:
-            if assistant != AssistantState.OFF:
-                await conn.execute(
-                    "INSERT INTO ai_insights (message_id, status, requested_at)"
-                    " VALUES (%s, 'processing', now())",
-                    (event.message_id,),
-                )
-            if status != ConversationStatus.OPEN:
-                # the customer wrote again: the conversation needs an operator once more
-                await conn.execute(
-                    "UPDATE conversations SET status = 'open', resolved_at = NULL"
-                    " WHERE conversation_id = %s",
-                    (event.conversation_id,),
-                )
-                await log_event(
-                    conn,
-                    event.conversation_id,
-                    "status",
-                    event.author_id,
-                    {"from": status, "to": "open", "reason": "customer message"},
-                )
-        elif assistant == AssistantState.ANSWERING:
-            assistant = await hand_off(
-                conn, event.conversation_id, "an operator replied", event.author_id
+            event.body,
+            event.submitted_at,
+            event.conversation_id,
+        ),
+    )
+    inserted = await cur.fetchone()
+    if inserted is None:
+        return None
+    seq, created_at, version = inserted
+    await log_event(
+        conn,
+        event.conversation_id,
+        "message",
+        event.author_id,
+        {"message_id": str(event.message_id), "seq": seq, "author_role": event.author_role},
+    )
+    if event.author_role is AuthorRole.CUSTOMER:
+        if assistant != AssistantState.OFF:
+            await conn.execute(
+                "INSERT INTO ai_insights (message_id, status, requested_at)"
+                " VALUES (%s, 'processing', now())",
+                (event.message_id,),
             )
-        created = MessageCreated(
-            **event.model_dump(), seq=seq, created_at=created_at, assistant=assistant
+        if status != ConversationStatus.OPEN:
+            # the customer wrote again: the conversation needs an operator once more
+            await conn.execute(
+                "UPDATE conversations SET status = 'open', resolved_at = NULL"
+                " WHERE conversation_id = %s",
+                (event.conversation_id,),
+            )
+            await log_event(
+                conn,
+                event.conversation_id,
+                "status",
+                event.author_id,
+                {"from": status, "to": "open", "reason": "customer message"},
+            )
+    elif assistant == AssistantState.ANSWERING:
+        assistant = await hand_off(
+            conn, event.conversation_id, "an operator replied", event.author_id
         )
-        updated = ConversationUpdated(
-            conversation_id=event.conversation_id, version=version, reason="message.created"
-        )
-        if event.author_role is AuthorRole.CUSTOMER and assistant != AssistantState.OFF:
-            await enqueue(conn, TOPIC_MESSAGE_CREATED, created)
-        await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
-        return created
+    created = MessageCreated(
+        **event.model_dump(), seq=seq, created_at=created_at, assistant=assistant
+    )
+    updated = ConversationUpdated(
+        conversation_id=event.conversation_id, version=version, reason="message.created"
+    )
+    if event.author_role is AuthorRole.CUSTOMER and assistant != AssistantState.OFF:
+        await enqueue(conn, TOPIC_MESSAGE_CREATED, created)
+    await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+    return created
 
 
-async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
+async def _store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
     """Store the first completion of the current revision of a message's insight; later
-    ones, and completions of an older revision, are duplicates.
+    ones, and completions of an older revision, are duplicates (in the caller's
+    transaction).
 
     Returns:
         ``True`` when stored, ``False`` when that revision was already complete or superseded.
@@ -174,65 +260,64 @@ async def store_insight(conn: AsyncConnection, event: AiCompleted) -> bool:
     Raises:
         PoisonError: no customer message with this ``message_id`` exists.
     """
-    async with conn.pipeline(), conn.transaction():
+    cur = await conn.execute(
+        "UPDATE ai_insights SET status = %s, intent = %s, summary = %s,"
+        " suggested_reply = %s, model = %s, duration_ms = %s, error = %s, trace_id = %s,"
+        " strategy = %s, articles = %s, completed_at = now()"
+        " WHERE message_id = %s AND status = 'processing' AND revision = %s"
+        " RETURNING message_id",
+        (
+            event.status.value,
+            event.intent,
+            event.summary,
+            event.suggested_reply,
+            event.model,
+            event.duration_ms,
+            event.error,
+            event.trace_id,
+            event.strategy.value if event.strategy else None,
+            event.articles,
+            event.message_id,
+            event.revision,
+        ),
+    )
+    if await cur.fetchone() is None:
         cur = await conn.execute(
-            "UPDATE ai_insights SET status = %s, intent = %s, summary = %s,"
-            " suggested_reply = %s, model = %s, duration_ms = %s, error = %s, trace_id = %s,"
-            " strategy = %s, articles = %s, completed_at = now()"
-            " WHERE message_id = %s AND status = 'processing' AND revision = %s"
-            " RETURNING message_id",
-            (
-                event.status.value,
-                event.intent,
-                event.summary,
-                event.suggested_reply,
-                event.model,
-                event.duration_ms,
-                event.error,
-                event.trace_id,
-                event.strategy.value if event.strategy else None,
-                event.articles,
-                event.message_id,
-                event.revision,
-            ),
+            "SELECT 1 FROM ai_insights WHERE message_id = %s", (event.message_id,)
         )
         if await cur.fetchone() is None:
-            cur = await conn.execute(
-                "SELECT 1 FROM ai_insights WHERE message_id = %s", (event.message_id,)
-            )
-            if await cur.fetchone() is None:
-                raise PoisonError(f"no customer message {event.message_id} awaits an insight")
-            return False
-        cur = await conn.execute(
-            "UPDATE conversations SET version = version + 1 WHERE conversation_id ="
-            " (SELECT conversation_id FROM messages WHERE message_id = %s)"
-            " RETURNING conversation_id, version, assistant",
-            (event.message_id,),
-        )
-        conversation_id, version, assistant = await cur.fetchone()  # type: ignore[misc]
-        if assistant == AssistantState.ANSWERING:
-            if event.handoff:
-                await hand_off(conn, conversation_id, event.handoff, None)
-            elif event.answered and event.suggested_reply:
-                await _store_answer(conn, conversation_id, event)
-        outcome = {"intent": event.intent} if event.intent else {"error": event.error}
-        await log_event(
-            conn,
-            conversation_id,
-            "insight",
-            None,
-            {
-                "message_id": str(event.message_id),
-                "revision": event.revision,
-                "status": event.status,
-                **outcome,
-            },
-        )
-        updated = ConversationUpdated(
-            conversation_id=conversation_id, version=version, reason="ai.completed"
-        )
-        await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
-        return True
+            raise PoisonError(f"no customer message {event.message_id} awaits an insight")
+        return False
+    cur = await conn.execute(
+        "UPDATE conversations SET version = version + 1 WHERE conversation_id ="
+        " (SELECT conversation_id FROM messages WHERE message_id = %s)"
+        " RETURNING conversation_id, version, assistant",
+        (event.message_id,),
+    )
+    conversation_id, version, assistant = await cur.fetchone()  # type: ignore[misc]
+    if assistant == AssistantState.ANSWERING:
+        if event.handoff:
+            await hand_off(conn, conversation_id, event.handoff, None)
+        elif event.answered and event.suggested_reply:
+            await _store_answer(conn, conversation_id, event)
+    outcome = {"intent": event.intent} if event.intent else {"error": event.error}
+    await log_event(
+        conn,
+        conversation_id,
+        "insight",
+        None,
+        {
+            "message_id": str(event.message_id),
+            "revision": event.revision,
+            "status": event.status,
+            **outcome,
+        },
+    )
+    updated = ConversationUpdated(
+        conversation_id=conversation_id, version=version, reason="ai.completed"
+    )
+    await enqueue(conn, TOPIC_CONVERSATION_UPDATED, updated)
+    return True
 
 
 ANSWER_NAMESPACE = UUID("0b1f6a7e-58c4-4bb4-9d6e-6f1d7d2a3c11")

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -26,6 +26,7 @@ from inbox_common.events import (
     ConversationChanged,
     InboxPageRequested,
     InsightRequested,
+    MessageCreated,
     MessageSubmitted,
     SearchRequested,
     SummaryCompleted,
@@ -33,7 +34,14 @@ from inbox_common.events import (
     search_key,
 )
 from inbox_common.read_models import InboxPageResult, SearchResult
-from inbox_common.subscriptions import DeadLetter, subscribe, subscribe_dead_letters
+from inbox_common.subscriptions import (
+    DeadLetter,
+    Entry,
+    Outcome,
+    subscribe,
+    subscribe_bulk,
+    subscribe_dead_letters,
+)
 
 from messaging.projections import load_summaries
 from messaging.runtime import Runtime
@@ -42,44 +50,65 @@ from messaging.store import (
     change_conversation,
     request_insight,
     store_dead_letter,
-    store_insight,
-    store_message,
+    store_insights,
+    store_messages,
     store_summary,
 )
 
 log = logging.getLogger(__name__)
 
 
-async def handle_submitted(runtime: Runtime, event: MessageSubmitted) -> None:
-    """Store a submitted message (idempotent by ``message_id``) and wake the outbox relay.
+async def handle_submitted(
+    runtime: Runtime, entries: Sequence[Entry[MessageSubmitted]]
+) -> list[Outcome]:
+    """Store submitted messages (idempotent by ``message_id``) in one transaction and wake
+    the outbox relay.
 
-    Counted in ``inbox_messages_stored_total``, or ``inbox_redeliveries_total{kind="message"}``
-    when it was stored already. RETRY: the database is unreachable or a transaction failed
-    transiently. DROP: an operator reply to an unknown conversation, a customer message to a
-    conversation of another customer, or data the schema refuses.
+    Each is counted in ``inbox_messages_stored_total``, or
+    ``inbox_redeliveries_total{kind="message"}`` when it was stored already.
+
+    Returns:
+        Per entry: ``None`` (SUCCESS), or a :class:`PoisonError` (DROP) for an operator reply
+        to an unknown conversation, a customer message to a conversation of another
+        customer, or data the schema refuses.
+
+    Raises:
+        TransientError: the database is unreachable or the transaction failed transiently
+            (every entry is retried).
     """
     async with _connection(runtime) as conn:
-        created = await store_message(conn, event)
-    if created is None:
-        metrics.REDELIVERIES.labels("message").inc()
-        log.info("duplicate message ignored", extra={"message_id": str(event.message_id)})
-    else:
-        metrics.MESSAGES_STORED.labels(event.author_role.value).inc()
+        stored = await store_messages(conn, entries)
+    for entry, created in zip(entries, stored, strict=True):
+        if created is None:
+            metrics.REDELIVERIES.labels("message").inc()
+            log.info("duplicate message ignored", extra={"message_id": str(entry.event.message_id)})
+        elif isinstance(created, MessageCreated):
+            metrics.MESSAGES_STORED.labels(created.author_role.value).inc()
     runtime.relay.wake()
+    return [None if isinstance(s, MessageCreated | None) else s for s in stored]
 
 
-async def handle_ai_completed(runtime: Runtime, event: AiCompleted) -> None:
-    """Store the first insight for a message and wake the outbox relay.
+async def handle_ai_completed(
+    runtime: Runtime, entries: Sequence[Entry[AiCompleted]]
+) -> list[Outcome]:
+    """Store the first insight for each message in one transaction and wake the outbox
+    relay. A duplicate is counted in ``inbox_redeliveries_total{kind="insight"}``.
 
-    A duplicate is counted in ``inbox_redeliveries_total{kind="insight"}``.
-    RETRY: the database is unreachable. DROP: the message does not exist.
+    Returns:
+        Per entry: ``None`` (SUCCESS), or a :class:`PoisonError` (DROP): the message does not
+        exist.
+
+    Raises:
+        TransientError: the database is unreachable (every entry is retried).
     """
     async with _connection(runtime) as conn:
-        stored = await store_insight(conn, event)
-    if not stored:
-        metrics.REDELIVERIES.labels("insight").inc()
-        log.info("duplicate insight ignored", extra={"message_id": str(event.message_id)})
+        stored = await store_insights(conn, entries)
+    for entry, outcome in zip(entries, stored, strict=True):
+        if outcome is False:
+            metrics.REDELIVERIES.labels("insight").inc()
+            log.info("duplicate insight ignored", extra={"message_id": str(entry.event.message_id)})
     runtime.relay.wake()
+    return [None if isinstance(s, bool) else s for s in stored]
 
 
 async def handle_insight_requested(runtime: Runtime, event: InsightRequested) -> None:
@@ -224,14 +253,29 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
 
 
 def register(dapr_app: DaprApp, runtime: Runtime) -> None:
-    """Subscribe messaging to ``messages.submitted``, ``ai.completed``,
+    """Subscribe messaging to ``messages.submitted`` and ``ai.completed`` in bulk (many events
+    to a request, see ``BULK_MAX_MESSAGES``), and to
     ``insight.requested``, ``conversation.changed``, ``summary.completed``,
     ``search.requested`` and ``inbox.page.requested``, and to the
     dead-letter topics of every work topic."""
-    subscribe(
-        dapr_app, TOPIC_MESSAGES_SUBMITTED, MessageSubmitted, lambda e: handle_submitted(runtime, e)
+    bulk = {
+        "max_messages": runtime.settings.bulk_max_messages,
+        "max_await_ms": runtime.settings.bulk_max_await_ms,
+    }
+    subscribe_bulk(
+        dapr_app,
+        TOPIC_MESSAGES_SUBMITTED,
+        MessageSubmitted,
+        lambda entries: handle_submitted(runtime, entries),
+        **bulk,
     )
-    subscribe(dapr_app, TOPIC_AI_COMPLETED, AiCompleted, lambda e: handle_ai_completed(runtime, e))
+    subscribe_bulk(
+        dapr_app,
+        TOPIC_AI_COMPLETED,
+        AiCompleted,
+        lambda entries: handle_ai_completed(runtime, entries),
+        **bulk,
+    )
     subscribe(
         dapr_app,
         TOPIC_INSIGHT_REQUESTED,
