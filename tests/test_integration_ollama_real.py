@@ -158,6 +158,21 @@ async def test_a_streamed_structured_insight(server) -> None:
     assert insight["stream"] is True and insight["format"] == INSIGHT_SCHEMA
 
 
+async def test_analyses_reuse_one_connection(server) -> None:
+    """Each streamed insight is read to the end of its body, so the next call goes over the
+    same keep-alive connection: a response left unread would close it, one TCP connection
+    per analysis."""
+    recorder = Recorder()
+    analyser = Analyser(settings(server), client(server, recorder))
+    pool = recorder._inner._pool  # noqa: SLF001 - httpx has no public view of its connections
+    opened: set[int] = set()
+    for _ in range(3):
+        await analyser.analyse(message())
+        opened |= {id(connection) for connection in pool.connections}
+    assert len(recorder.exchanges) == 6  # a tool round and an insight each
+    assert len(opened) == 1
+
+
 async def test_a_resolution_summary(server) -> None:
     """The conversation turn by turn with each author's role, the summary as JSON per its
     schema (``format=SUMMARY_SCHEMA``): a summary within its bounds."""

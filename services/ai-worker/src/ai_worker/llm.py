@@ -105,19 +105,28 @@ class OllamaChat:
                         stream=True,
                     )
                     parts: list[str] = []
+                    answer = None
                     try:
                         async for chunk in chunks:
                             streamed = True
+                            if answer is not None:
+                                continue
                             parts.append(chunk.message.content or "")
                             if chunk.done:
                                 self._record(span, chunk)
-                                return "".join(parts)
-                            if on_output is not None:
+                                # read on to the body's end: a response left unread closes its
+                                # connection instead of returning it to the pool
+                                answer = "".join(parts)
+                            elif on_output is not None:
                                 await on_output("".join(parts))
                     except httpx.TransportError as exc:
+                        if answer is not None:
+                            return answer  # whole already; only the body's end was lost
                         if streamed:
                             raise BrokenStreamError(str(exc)) from exc
                         raise
+                    if answer is not None:
+                        return answer
             raise BrokenStreamError("the model's stream ended before it was done")
 
     def _options(self) -> dict:
