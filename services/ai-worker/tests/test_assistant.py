@@ -127,3 +127,22 @@ async def test_a_promise_written_into_the_stream_never_reaches_the_customer() ->
     assert to_customer == ["Hello, thank you for writing."]
     assert sidecar.deltas[-1].text == reply and not sidecar.deltas[-1].to_customer
     assert all("refund" not in text for text in to_customer)
+
+
+async def test_the_first_draft_waits_an_interval_from_the_models_first_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model that answers within the interval gets no draft: its insight follows at once."""
+    clock = [1000.0]
+    monkeypatch.setattr("ai_worker.streaming.time.monotonic", lambda: clock[0])
+    sidecar = Published()
+    stream = ReplyStream(sidecar, uuid.uuid4(), uuid.uuid4(), 1, interval_ms=100)
+    output = '{"intent": "card", "summary": "late card", "suggested_reply": "Hello'
+    clock[0] += 5  # queued for a slot and the tool round: not the model writing
+    await stream.update(output)
+    clock[0] += 0.099
+    await stream.update(output + ", we")
+    assert sidecar.deltas == []
+    clock[0] += 0.002
+    await stream.update(output + ", we are")
+    assert [d.text for d in sidecar.deltas] == ["Hello, we are"]

@@ -57,7 +57,7 @@ class ReplyStream:
         self._revision = revision
         self._interval_s = interval_ms / 1000
         self._shown = ""
-        self._last_at = float("-inf")
+        self._last_at: float | None = None
         self.events = 0
         self.first_at: float | None = None
         self.to_customer = False
@@ -67,8 +67,12 @@ class ReplyStream:
         the rest goes to operators only."""
 
     async def update(self, output: str) -> None:
-        """Publish the reply in ``output`` if it grew and the interval has passed."""
+        """Publish the reply in ``output`` if it grew and the interval has passed. The first
+        interval starts with the model's first output: a model that answers within it gets
+        no draft, its finished insight follows at once (one event per message, not two)."""
         now = time.monotonic()
+        if self._last_at is None:
+            self._last_at = now
         if now - self._last_at < self._interval_s:
             return
         reply = partial_reply(output)
