@@ -182,10 +182,17 @@ def test_counters_follow_messages_through_the_pipeline(stack, inbox) -> None:
         return now - value(dapr_before[name], metric, **labels)
 
     # (Prometheus stores these as dapr_component_pubsub_{ingress,egress}_count; the client's
-    # parser adds _total to every counter sample)
+    # parser adds _total to every counter sample). messages.submitted is a bulk subscription,
+    # whose events the sidecar counts under pubsub_ingress_bulk_event_count (with the status
+    # as the app answered it, and daprd 1.18 naming the component "pubsubName").
     topic = {"topic": "messages.submitted"}
     ingress = sum(
-        dapr(s.name, "dapr_component_pubsub_ingress_count_total", **topic, process_status="success")
+        dapr(
+            s.name,
+            "dapr_component_pubsub_ingress_bulk_event_count_total",
+            **topic,
+            process_status="SUCCESS",
+        )
         for s in replicas(stack, "messaging")
     )
     egress = sum(

@@ -44,6 +44,25 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
+    bulk_max_messages: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description=(
+            "BULK_MAX_MESSAGES: events the sidecar delivers in one request at most on a bulk"
+            " subscription (Dapr bulk subscribe: messaging's messages.submitted and"
+            " ai.completed, the gateway's conversation.updated)"
+        ),
+    )
+    bulk_max_await_ms: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description=(
+            "BULK_MAX_AWAIT_MS: ms the sidecar waits after an event for more to deliver with"
+            " it on a bulk subscription; each of those events may wait this long"
+        ),
+    )
     dapr_api_token: SecretStr | None = Field(
         default=None,
         description=(

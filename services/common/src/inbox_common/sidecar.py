@@ -86,6 +86,23 @@ class Sidecar:
         data, _ = await self.get_state_and_etag(key)
         return data
 
+    async def get_states(self, keys: list[str]) -> dict[str, bytes | None]:
+        """Read ``keys`` from ``inbox-state`` in one call (Dapr's bulk get); ``None`` for a key
+        that is absent.
+
+        Raises:
+            TransientError: the sidecar or state store did not answer, or failed for a key.
+        """
+        try:
+            response = await self.client.get_bulk_state(store_name=STATE_STORE, keys=keys)
+        except DaprGrpcError as exc:
+            raise TransientError(f"state bulk get failed: {exc.code()}: {exc.details()}") from exc
+        failed = [item for item in response.items if item.error]
+        if failed:
+            raise TransientError(f"state get {failed[0].key} failed: {failed[0].error}")
+        found = {item.key: (item.data or None) for item in response.items}
+        return {key: found.get(key) for key in keys}
+
     async def get_state_and_etag(self, key: str) -> tuple[bytes | None, str | None]:
         """Read ``key`` and its ETag from ``inbox-state``; ``(None, None)`` when absent.
 

@@ -109,7 +109,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, client, conversations, inbound, knowledge, widget, ws):
         app.include_router(module.router)
     app.include_router(widget.frame_router)
-    subscriptions.register(sidecar_app(app), sidecar, hub, customer_hub)
+    subscriptions.register(
+        sidecar_app(app),
+        sidecar,
+        hub,
+        customer_hub,
+        (settings.bulk_max_messages, settings.bulk_max_await_ms),
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:

@@ -2,6 +2,9 @@
 operator socket connected to this replica; ``conversation.updated`` also -> the chat widget's
 sockets of that conversation."""
 
+from collections.abc import Sequence
+from uuid import UUID
+
 from dapr.ext.fastapi import DaprApp
 from inbox_common.errors import TransientError
 from inbox_common.events import (
@@ -13,7 +16,7 @@ from inbox_common.events import (
 )
 from inbox_common.read_models import Conversation
 from inbox_common.sidecar import Sidecar
-from inbox_common.subscriptions import subscribe
+from inbox_common.subscriptions import Entry, Outcome, subscribe, subscribe_bulk
 from opentelemetry import trace
 
 from gateway.core.customers import customer_view
@@ -23,21 +26,53 @@ _tracer = trace.get_tracer(__name__)
 
 
 async def handle_updated(
-    sidecar: Sidecar, hub: Hub, event: ConversationUpdated, customers: CustomerHub | None = None
-) -> int:
-    """Push the conversation's inbox row to every operator connected to this replica, and
-    what the customer sees of it (:func:`~gateway.core.customers.customer_view`) to the
-    widget sockets of that conversation here.
+    sidecar: Sidecar,
+    hub: Hub,
+    entries: Sequence[Entry[ConversationUpdated]],
+    customers: CustomerHub | None = None,
+) -> list[Outcome]:
+    """Push each changed conversation's inbox row to every operator connected to this
+    replica, and what the customer sees of it (:func:`~gateway.core.customers.customer_view`)
+    to the widget sockets of that conversation here, once per conversation and delivery: of
+    several events of one conversation the newest is pushed, since the read model it reads
+    holds what the older ones announced too. The read models come in one bulk read.
 
-    Returns how many sockets got it. RETRY: the read model cannot be read, or is older than
-    the event (messaging writes it before publishing, so that means a lagging replica of the
-    state store). Never DROP. With no socket for it connected it returns 0 without reading
-    state: a new replica's fresh consumer group may start with a backlog of old events.
+    Returns:
+        Per entry: ``None``, or a :class:`TransientError` (RETRY) when its conversation's read
+        model is missing or older than the newest event (messaging writes it before
+        publishing, so that means a lagging replica of the state store). Never DROP. With no
+        socket for a conversation connected nothing is read for it: a new replica's fresh
+        consumer group may start with a backlog of old events.
+
+    Raises:
+        TransientError: the state store cannot be read (every entry is retried).
     """
-    watched = customers is not None and customers.watched(event.conversation_id)
-    if not len(hub) and not watched:
-        return 0
-    raw = await sidecar.get_state(conversation_key(event.conversation_id))
+    newest: dict[UUID, Entry[ConversationUpdated]] = {}
+    for entry in entries:
+        conversation_id = entry.event.conversation_id
+        if not len(hub) and not (customers is not None and customers.watched(conversation_id)):
+            continue
+        known = newest.get(conversation_id)
+        if known is None or entry.event.version > known.event.version:
+            newest[conversation_id] = entry
+    if not newest:
+        return [None] * len(entries)
+    models = await sidecar.get_states([conversation_key(c) for c in newest])
+    failed: dict[UUID, TransientError] = {}
+    for conversation_id, entry in newest.items():
+        with entry.span(TOPIC_CONVERSATION_UPDATED):
+            try:
+                _push(hub, customers, entry.event, models[conversation_key(conversation_id)])
+            except TransientError as exc:
+                failed[conversation_id] = exc
+    return [failed.get(entry.event.conversation_id) for entry in entries]
+
+
+def _push(
+    hub: Hub, customers: CustomerHub | None, event: ConversationUpdated, raw: bytes | None
+) -> int:
+    """Push the read model ``raw`` of ``event``'s conversation; returns how many sockets got
+    it. Raises :class:`TransientError` when it is missing or older than ``event``."""
     if raw is None:
         raise TransientError(f"read model for {event.conversation_id} not found yet")
     conversation = Conversation.model_validate_json(raw)
@@ -48,7 +83,7 @@ async def handle_updated(
     with _tracer.start_as_current_span("websocket push conversation.updated") as span:
         context = span.get_span_context()
         sent = 0
-        if watched:
+        if customers is not None and customers.watched(event.conversation_id):
             view = customer_view(event.conversation_id, conversation)
             sent += customers.send(event.conversation_id, {"type": "conversation", **view})
         sent += hub.broadcast(
@@ -79,14 +114,28 @@ def handle_delta(hub: Hub, event: InsightDelta, customers: CustomerHub | None = 
     return sent
 
 
-def register(dapr_app: DaprApp, sidecar: Sidecar, hub: Hub, customers: CustomerHub) -> None:
-    """Subscribe the gateway to ``conversation.updated`` and ``insight.delta``."""
+def register(
+    dapr_app: DaprApp,
+    sidecar: Sidecar,
+    hub: Hub,
+    customers: CustomerHub,
+    bulk: tuple[int, int] = (100, 5),
+) -> None:
+    """Subscribe the gateway to ``conversation.updated`` and ``insight.delta``; the first in
+    bulk, ``bulk`` being ``(BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS)``."""
 
-    async def on_updated(event: ConversationUpdated) -> None:
-        await handle_updated(sidecar, hub, event, customers)
+    async def on_updated(entries: Sequence[Entry[ConversationUpdated]]) -> list[Outcome]:
+        return await handle_updated(sidecar, hub, entries, customers)
 
     async def on_delta(event: InsightDelta) -> None:
         handle_delta(hub, event, customers)
 
-    subscribe(dapr_app, TOPIC_CONVERSATION_UPDATED, ConversationUpdated, on_updated)
+    subscribe_bulk(
+        dapr_app,
+        TOPIC_CONVERSATION_UPDATED,
+        ConversationUpdated,
+        on_updated,
+        max_messages=bulk[0],
+        max_await_ms=bulk[1],
+    )
     subscribe(dapr_app, TOPIC_INSIGHT_DELTA, InsightDelta, on_delta)

@@ -13,25 +13,6 @@ class Settings(ServiceSettings):
     db_pool_min_size: int = Field(default=1, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     db_connect_timeout_s: float = Field(default=30.0, gt=0)
-    bulk_max_messages: int = Field(
-        default=50,
-        ge=1,
-        le=1000,
-        description=(
-            "BULK_MAX_MESSAGES: events of messages.submitted and ai.completed the sidecar"
-            " delivers in one request at most (Dapr bulk subscribe); they are stored in one"
-            " transaction"
-        ),
-    )
-    bulk_max_await_ms: int = Field(
-        default=5,
-        ge=1,
-        le=1000,
-        description=(
-            "BULK_MAX_AWAIT_MS: ms the sidecar waits after an event for more to deliver with"
-            " it; each stored message may wait this long"
-        ),
-    )
     outbox_batch_size: int = Field(default=100, ge=1, le=1000)
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="Longest wait between outbox scans when nothing wakes it"
