@@ -55,12 +55,14 @@ class ServiceSettings(BaseSettings):
         ),
     )
     bulk_max_await_ms: int = Field(
-        default=5,
+        default=1,
         ge=1,
         le=1000,
         description=(
             "BULK_MAX_AWAIT_MS: ms the sidecar waits after an event for more to deliver with"
-            " it on a bulk subscription; each of those events may wait this long"
+            " it on a bulk subscription; each of those events may wait this long. Batches"
+            " grow under load anyway, as the sidecar delivers the next when the app has"
+            " answered the last (5 ms doubled the paced run's stored p50, 22 to 44 ms)"
         ),
     )
     dapr_api_token: SecretStr | None = Field(

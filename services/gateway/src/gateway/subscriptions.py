@@ -119,7 +119,7 @@ def register(
     sidecar: Sidecar,
     hub: Hub,
     customers: CustomerHub,
-    bulk: tuple[int, int] = (100, 5),
+    bulk: tuple[int, int] = (50, 1),
 ) -> None:
     """Subscribe the gateway to ``conversation.updated`` and ``insight.delta``; the first in
     bulk, ``bulk`` being ``(BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS)``."""
