@@ -9,9 +9,10 @@ In one run, on one Redis and one PostgreSQL (the stack's own, idle while the flo
   announces it on a second stream and acknowledges it: one message at a time, then in batches
   of ``--batch`` (one transaction, one pipeline of announcements and acknowledgements per
   batch). The rate is messages over the time from the first read to the last acknowledgement.
-- **pipeline**: the stack (Redis broker and state store, ``--replicas`` of each service, each
-  with its daprd sidecar, the stand-in model answering at once) takes the same number of
-  messages through the customer channel API, offered open loop at ``--offered-rate`` msg/s
+- **pipeline**: the stack (``--broker``, Redis by default, a Redis state store, ``--replicas``
+  of each service, each with its daprd sidecar, the stand-in model answering at once) takes
+  the same number of messages through the customer channel API, offered open loop at
+  ``--offered-rate`` msg/s
   (above what it holds, so that it runs flat out), while one operator WebSocket listens
   (:mod:`bench.load`). Its rate is insights pushed over the time from the first to the last
   one; stored p50/p99 and insight p50/p99 are from the POST.
@@ -30,7 +31,7 @@ so the run raises it for the stack and says so.
 The seed messages are BANKING77 (PolyAI, Casanueva et al. 2020, CC BY 4.0).
 
 Usage: ``PYTHONPATH=tools uv run --frozen python -m bench.throughput [--messages 1000]
-[--offered-rate 100] [--batch 50] [--replicas 1] [--timeout 120] [--ai-delay 2]
+[--offered-rate 100] [--batch 50] [--replicas 1] [--broker redis] [--timeout 120] [--ai-delay 2]
 [--paced-rate 20] [--paced-messages 400] [--saturated-rate 50] [--saturated-messages 500]``
 (``make bench-throughput``, options in ``BENCH_ARGS``). Prints a table (stdout; progress on
 stderr). Exits 0 when every message got its insight (in the saturated run: was stored), 1 when
@@ -47,7 +48,7 @@ import httpx
 import psycopg
 import redis
 from devstack.procs import StartError
-from devstack.stack import stand_in_stack
+from devstack.stack import BROKERS, stand_in_stack
 
 from bench.load import DATA_FILE, load_rows, run_on_stack
 
@@ -145,6 +146,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=50, help="messages per floor batch")
     parser.add_argument("--replicas", type=int, default=1, help="replicas of each service")
     parser.add_argument(
+        "--broker",
+        choices=[b for b in BROKERS if b != "in-memory"],
+        default="redis",
+        help="the pipeline's pub/sub broker (the state store and the floor stay on Redis)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=120.0, help="s to wait for insights after the last send"
     )
     parser.add_argument(
@@ -208,7 +215,7 @@ def report(floor_one: float, floor_batch: float, batch: int, summary: dict, args
         f"   target >= {TARGET_RATIO}",
         "",
         f"pipeline: {args.messages} messages offered at {args.offered_rate:g} msg/s,"
-        f" {args.replicas} replica(s) of each service, Redis broker and state store,"
+        f" {args.replicas} replica(s) of each service, {args.broker} broker, Redis state store,"
         f" stand-in model at 0 ms, CHANNEL_RATE_LIMIT raised;"
         f" accepted {summary['accept_rate_per_s']:.1f} msg/s",
         f"  stored p50 {cut('stored', 'p50')} ms, p99 {cut('stored', 'p99')} ms;"
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     bodies = [rows[i % len(rows)]["text"] for i in range(args.messages)]
     try:
         with stand_in_stack(
-            "bench-throughput-", env=RAISED_LIMITS, replicas=args.replicas
+            "bench-throughput-", env=RAISED_LIMITS, replicas=args.replicas, broker=args.broker
         ) as stack:
             client = redis.Redis(
                 host="127.0.0.1", port=stack.redis.port, password=stack.redis.password
