@@ -20,7 +20,8 @@ Per message, from just before its POST to ``/api/v1/widget/messages``:
   ``Retry-After``, with the same ``message_id``);
 - *first sentence*: the first ``insight.delta`` for the message on the customer's socket (the
   reply streaming in; the assistant streams complete sentences only, see
-  ``ai_worker.assistant.customer_safe_prefix``);
+  ``ai_worker.assistant.customer_safe_prefix``), or the full answer when no delta came first
+  (a model that answers within ``AI_STREAM_INTERVAL_MS`` sends none);
 - *full answer*: the ``conversation`` push whose messages hold an ``assistant`` message after
   this one (the stored answer).
 
@@ -119,6 +120,8 @@ class Message:
             later = messages[ids.index(self.message_id) + 1 :]
             if any(m.get("author_role") == "assistant" for m in later):
                 self.answered_at = at
+                if self.first_token_at is None:  # the answer came whole: its first sentence too
+                    self.first_token_at = at
                 self.finish("answered")
             elif frame.get("assistant") == "handed_off":
                 self.answered_at = at
@@ -353,7 +356,7 @@ class WidgetLoad:
             "lost": outcomes["lost"],
             "failed": outcomes["failed"],
             "failures": sorted({m.outcome for m in self.messages if m.outcome.startswith("fail")}),
-            "streamed": sum(1 for m in answered if m.first_token_at is not None),
+            "streamed": sum(1 for m in answered if m.deltas),
             "deltas_per_answer": (
                 round(statistics.mean(m.deltas for m in answered), 1) if answered else 0
             ),
@@ -431,7 +434,7 @@ def report(summary: dict, config: Config, machine: dict[str, str]) -> str:
     ]
     rows = (
         ("accepted (202)", "accepted"),
-        ("first streamed sentence (insight.delta)", "first_token"),
+        ("first sentence (insight.delta or answer)", "first_token"),
         ("full answer (conversation push)", "full_answer"),
     )
     for name, key in rows:

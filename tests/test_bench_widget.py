@@ -49,7 +49,7 @@ def test_a_tiny_run_answers_every_message_and_prints_the_table() -> None:
     medians = {}
     for key, name in (
         ("accepted", r"accepted \(202\)"),
-        ("first", r"first streamed sentence \(insight\.delta\)"),
+        ("first", r"first sentence \(insight\.delta or answer\)"),
         ("answer", r"full answer \(conversation push\)"),
     ):
         row = re.search(LATENCY_ROW.format(name=name), out, re.MULTILINE)
