@@ -673,6 +673,7 @@ def test_metrics_profile_scrapes_every_inbox_pod_and_ships_the_dashboard() -> No
         "inbox_subscription_deliveries_total",
         "inbox_rate_limit_rejections_total",
         "dapr_component_pubsub_ingress_count",
+        "dapr_component_pubsub_ingress_bulk_event_count",
         "dapr_component_pubsub_egress_count",
     ):
         assert needed in exprs, needed

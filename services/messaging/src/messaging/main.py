@@ -77,7 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Support Inbox messaging", lifespan=lifespan)
     app.add_middleware(AppTokenMiddleware, token=settings.app_api_token)
-    subscriptions.register(sidecar_app(app), runtime)
+    subscriptions.register(
+        sidecar_app(app),
+        runtime,
+        (runtime.settings.bulk_max_messages, runtime.settings.bulk_max_await_ms),
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -252,29 +252,26 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
         raise TransientError(f"database unavailable: {exc}") from exc
 
 
-def register(dapr_app: DaprApp, runtime: Runtime) -> None:
+def register(dapr_app: DaprApp, runtime: Runtime, bulk: tuple[int, int] = (50, 1)) -> None:
     """Subscribe messaging to ``messages.submitted`` and ``ai.completed`` in bulk (many events
-    to a request, see ``BULK_MAX_MESSAGES``), and to
+    to a request: ``bulk`` is ``(BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS)``), and to
     ``insight.requested``, ``conversation.changed``, ``summary.completed``,
     ``search.requested`` and ``inbox.page.requested``, and to the
     dead-letter topics of every work topic."""
-    bulk = {
-        "max_messages": runtime.settings.bulk_max_messages,
-        "max_await_ms": runtime.settings.bulk_max_await_ms,
-    }
+    options = {"max_messages": bulk[0], "max_await_ms": bulk[1]}
     subscribe_bulk(
         dapr_app,
         TOPIC_MESSAGES_SUBMITTED,
         MessageSubmitted,
         lambda entries: handle_submitted(runtime, entries),
-        **bulk,
+        **options,
     )
     subscribe_bulk(
         dapr_app,
         TOPIC_AI_COMPLETED,
         AiCompleted,
         lambda entries: handle_ai_completed(runtime, entries),
-        **bulk,
+        **options,
     )
     subscribe(
         dapr_app,
