@@ -195,18 +195,9 @@ def subscribe_bulk(
                 outcomes = [exc] * len(valid)
             for (entry_id, entry), outcome in zip(valid, outcomes, strict=True):
                 statuses[entry_id] = _status(topic, entry.event_id, outcome)["status"]
-        for status in statuses.values():
-            metrics.DELIVERIES.labels(topic, status).inc()
         return {"statuses": [{"entryId": k, "status": v} for k, v in statuses.items()]}
 
-    endpoint.__name__ = f"on_{topic.replace('.', '_')}_bulk"
-    metrics.watch_topic(topic)
-    dapr_app.subscribe(
-        pubsub=pubsub_for(topic),
-        topic=topic,
-        route=f"/events/{topic}",
-        dead_letter_topic=dead_letter_topic(topic),
-    )(endpoint)
+    _register(dapr_app, topic, endpoint, dead_letter_topic(topic), None)
     dapr_app._subscriptions[-1]["bulkSubscribe"] = {  # noqa: SLF001 - see the docstring
         "enabled": True,
         "maxMessagesCount": max_messages,
@@ -336,15 +327,19 @@ def _status(topic: str, event_id: Any, outcome: Outcome) -> dict[str, str]:
 def _register(
     dapr_app: DaprApp,
     topic: str,
-    endpoint: Callable[[Request], Awaitable[dict[str, str]]],
+    endpoint: Callable[[Request], Awaitable[dict[str, Any]]],
     dead_letter: str | None,
     metadata: dict[str, str] | None,
 ) -> None:
+    """Route ``endpoint`` as ``topic``'s subscription, counting each status it answers: the
+    one of a delivery, or each entry's of a bulk delivery."""
     metrics.watch_topic(topic)
 
-    async def counted(request: Request) -> dict[str, str]:
+    async def counted(request: Request) -> dict[str, Any]:
         answer = await endpoint(request)
-        metrics.DELIVERIES.labels(topic, answer["status"]).inc()
+        entries = answer.get("statuses", [answer])
+        for status in (entry["status"] for entry in entries):
+            metrics.DELIVERIES.labels(topic, status).inc()
         return answer
 
     counted.__name__ = f"on_{topic.replace('.', '_').replace('-', '_')}"
