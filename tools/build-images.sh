@@ -213,10 +213,11 @@ if [ ! -x "$uv_dir/uv" ]; then
   arch=$(uname -m)
   say "uv: downloading the uv==$UV_VERSION musllinux wheel from PyPI"
   rm -rf "$uv_dir.tmp"; mkdir -p "$uv_dir.tmp"
-  python3 -m pip download -q --no-deps --only-binary=:all: --platform "musllinux_1_1_$arch" \
-    -d "$uv_dir.tmp" "uv==$UV_VERSION" >"$logs/uv-download.log" 2>&1 ||
-    { cat "$logs/uv-download.log" >&2; die "uv: pip download uv==$UV_VERSION failed"; }
-  (cd "$uv_dir.tmp" && unzip -q -o -j uv-*.whl 'uv-*.data/scripts/uv' 'uv-*.data/scripts/uvx' && rm uv-*.whl)
+  # uv installs the musl wheel for us: a python3 may be a virtualenv's, without pip
+  uv pip install --quiet --no-deps --only-binary :all: --python-platform "$arch-unknown-linux-musl" \
+    --target "$uv_dir.tmp/wheel" "uv==$UV_VERSION" >"$logs/uv-download.log" 2>&1 ||
+    { cat "$logs/uv-download.log" >&2; die "uv: installing the uv==$UV_VERSION musl wheel failed"; }
+  mv "$uv_dir.tmp/wheel/bin/uv" "$uv_dir.tmp/wheel/bin/uvx" "$uv_dir.tmp/" && rm -rf "$uv_dir.tmp/wheel"
   chmod 755 "$uv_dir.tmp/uv" "$uv_dir.tmp/uvx"
   rm -rf "$uv_dir"; mv "$uv_dir.tmp" "$uv_dir"
 fi
