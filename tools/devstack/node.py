@@ -58,7 +58,10 @@ SYSCTLS = {
     "net/ipv4/ip_forward": "1",  # pods reach Services and each other through the host
     "net/bridge/bridge-nf-call-iptables": "1",  # Service NAT for pods on the same bridge
 }
-_CHAIN_PREFIXES = ("KUBE-", "CNI-")
+SERVICE_GUARD_CHAIN = "INBOX-SERVICES"
+"""Refuses what is still addressed to a Service IP after kube-proxy's NAT (see
+:meth:`LocalNode._guard_services`)."""
+_CHAIN_PREFIXES = ("KUBE-", "CNI-", "INBOX-")
 
 Progress = Callable[[str], None]
 
@@ -267,6 +270,29 @@ class LocalNode:
             _run("ip", "link", "add", NODE_LINK, "type", "bridge")
         _run("ip", "addr", "replace", f"{NODE_IP}/32", "dev", NODE_LINK)
         _run("ip", "link", "set", NODE_LINK, "up")
+        self._guard_services()
+
+    def _guard_services(self) -> None:
+        """Refuse a connection to a Service IP that kube-proxy has not translated (yet).
+
+        Service IPs exist only as kube-proxy's NAT rules. A pod that connects to one before
+        kube-proxy wrote its rule (a Deployment started with the Service it calls) sends the
+        packet out of the host's default route instead. Here that route ends at an egress
+        gateway that answers any TCP connection with HTTP 404, and a gRPC client keeps such a
+        connection: the OpenTelemetry collector then dropped every span it exported to Jaeger
+        for the whole run. Refused instead, the client retries and reaches the Service once
+        its rule exists, as in a cluster whose Service range no router knows. The filter
+        table sees packets after NAT, so translated ones never match.
+        """
+        _run("iptables", "-N", SERVICE_GUARD_CHAIN, check=False)
+        _run("iptables", "-F", SERVICE_GUARD_CHAIN)
+        _run("iptables", "-A", SERVICE_GUARD_CHAIN, "-d", SERVICE_CIDR, "-p", "tcp",
+             "-j", "REJECT", "--reject-with", "tcp-reset")
+        _run("iptables", "-A", SERVICE_GUARD_CHAIN, "-d", SERVICE_CIDR,
+             "-j", "REJECT", "--reject-with", "icmp-port-unreachable")
+        for hook in ("FORWARD", "OUTPUT"):
+            if _run("iptables", "-C", hook, "-j", SERVICE_GUARD_CHAIN, check=False).returncode:
+                _run("iptables", "-A", hook, "-j", SERVICE_GUARD_CHAIN)
 
     def _write_config(self) -> None:
         make_pki(self.pki, NODE_IP, API_SERVICE_IP)
