@@ -103,7 +103,7 @@ bench-parser:
 bench-ollama: tools frontend
 	@uv run --frozen python -m bench.ollama $(BENCH_ARGS)
 
-## bench-throughput: the pipeline flat out (messages offered above what it holds, stand-in model at 0 ms, Redis) against the floor of its own parts in the same run (a Redis-stream consumer storing in PostgreSQL with redis-py and psycopg, one at a time and in batches): msg/s of each and pipeline/floor, then latencies at 20 msg/s and, with the AI saturated (2 s a call), at 50 msg/s; BENCH_ARGS="--messages 1000 --offered-rate 100 --batch 50 --replicas 1 --broker redis --paced-rate 20 --ai-delay 2 --saturated-rate 50"
+## bench-throughput: the pipeline flat out (messages offered above what it holds, stand-in model at 0 ms, Redis) against the floor of its own parts in the same run (a Redis-stream consumer storing in PostgreSQL with redis-py and psycopg, one at a time and in batches): msg/s of each and pipeline/floor, each process's CPU s per 1,000 messages and each service's and sidecar's RSS/USS MiB against their targets, then latencies at 20 msg/s and, with the AI saturated (2 s a call), at 50 msg/s; BENCH_ARGS="--messages 1000 --offered-rate 100 --batch 50 --replicas 1 --broker redis --paced-rate 20 --ai-delay 2 --saturated-rate 50"
 .PHONY: bench-throughput
 bench-throughput: tools frontend
 	@uv run --frozen python -m bench.throughput $(BENCH_ARGS)

@@ -24,11 +24,11 @@ not start.
 import argparse
 import sys
 
-import psutil
 from devstack.procs import StartError
 from devstack.stack import stand_in_stack
 
 from bench.load import DATA_FILE, load_rows, run_on_stack
+from bench.processes import stack_processes, usage
 
 RAISED_LIMITS = {
     "CHANNEL_RATE_LIMIT": "1000000/second",
@@ -38,20 +38,6 @@ RAISED_LIMITS = {
 """Limits a run with one operator signed in on thousands of sockets would hit first."""
 TARGET_P99_MS = 250
 """Submitted -> insight pushed to every socket, p99, that a run is meant to hold."""
-
-
-def usage(processes: dict[str, psutil.Process]) -> dict[str, tuple[float, float, float]]:
-    """name -> (CPU seconds so far, resident memory in MB, of it unique to the process in MB).
-
-    The unique part (USS) leaves out pages shared with other processes, such as a binary's
-    code that every daprd on the machine maps from the same file.
-    """
-    found = {}
-    for name, process in processes.items():
-        times = process.cpu_times()
-        memory = process.memory_full_info()
-        found[name] = (times.user + times.system, memory.rss / 2**20, memory.uss / 2**20)
-    return found
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         with stand_in_stack("bench-sockets-", env=RAISED_LIMITS) as stack:
-            processes = {"gateway": psutil.Process(stack.services["gateway"].app.popen.pid)}
-            for name, service in stack.services.items():
-                processes[f"{name} sidecar"] = psutil.Process(service.sidecar.popen.pid)
+            processes = stack_processes(stack)
             for count in args.counts:
                 print(f"{count} sockets…", file=sys.stderr)
                 before = usage(processes)
@@ -111,13 +95,14 @@ def report(results: list, args: argparse.Namespace) -> str:
         accepted = (latency.get("accepted") or {}).get("p50", float("nan"))
         insight = latency.get("insight") or {}
         lag = (summary.get("send_lag_ms") or {}).get("p50", float("nan"))
-        cpu = after["gateway"][0] - before["gateway"][0]
-        sidecars = "/".join(f"{after[k][2]:.0f}" for k in after if k.endswith("sidecar"))
+        cpu = after["gateway"].cpu_s - before["gateway"].cpu_s
+        sidecars = [after[f"{name}-daprd"] for name in ("gateway", "messaging", "ai-worker")]
         lines.append(
             f"{count:>8} {'yes' if summary['rate_held'] else 'NO':>5} {accepted:>8.0f}"
             f" {insight.get('p50', float('nan')):>12.0f} {insight.get('p99', float('nan')):>7.0f}"
-            f" {lag:>15.1f} {cpu:>14.1f} {after['gateway'][1]:>11.0f} {sidecars:>12}"
-            f"   ({'/'.join(f'{after[k][1]:.0f}' for k in after if k.endswith('sidecar'))})"
+            f" {lag:>15.1f} {cpu:>14.1f} {after['gateway'].rss_mb:>11.0f}"
+            f" {'/'.join(f'{s.uss_mb:.0f}' for s in sidecars):>12}"
+            f"   ({'/'.join(f'{s.rss_mb:.0f}' for s in sidecars)})"
         )
     lines += [
         "",

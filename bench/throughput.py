@@ -15,7 +15,9 @@ In one run, on one Redis and one PostgreSQL (the stack's own, idle while the flo
   ``--offered-rate`` msg/s
   (above what it holds, so that it runs flat out), while one operator WebSocket listens
   (:mod:`bench.load`). Its rate is insights pushed over the time from the first to the last
-  one; stored p50/p99 and insight p50/p99 are from the POST.
+  one; stored p50/p99 and insight p50/p99 are from the POST. Each process's CPU seconds in
+  this run (per 1,000 messages) and its resident and unique memory after it follow
+  (:mod:`bench.processes`), with the memory targets of services and sidecars.
 
 - **paced** (unless ``--paced-messages 0``): ``--paced-messages`` messages at ``--paced-rate``
   msg/s (20), within what the pipeline holds: the latencies of an ordinary day.
@@ -51,6 +53,7 @@ from devstack.procs import StartError
 from devstack.stack import BROKERS, stand_in_stack
 
 from bench.load import DATA_FILE, load_rows, run_on_stack
+from bench.processes import stack_processes, usage, usage_report
 
 FLOOR_SUBMITTED = "bench:floor:submitted"
 FLOOR_STORED = "bench:floor:stored"
@@ -244,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             floor_batch = floor_rate(client, stack.postgres.url, bodies, args.batch)
             client.close()
             print("pipeline…", file=sys.stderr)
+            processes = stack_processes(stack)
+            before = usage(processes)
             summary = run_on_stack(stack, rows, args.offered_rate, args.messages, args.timeout)
+            after = usage(processes)
             paced = None
             if args.paced_messages:
                 print(f"pipeline at {args.paced_rate:g} msg/s…", file=sys.stderr)
@@ -259,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"throughput bench: {exc}", file=sys.stderr)
         return 2
     print(report(floor_one, floor_batch, args.batch, summary, args))
+    print("\npipeline run: CPU per process, memory after it")
+    print(usage_report(before, after, args.messages))
     if paced is not None:
         print(paced_report(paced, args))
     if saturated is not None:

@@ -1,6 +1,6 @@
 """The throughput benchmark (``python -m bench.throughput``): a tiny run on its own stack
-gets every insight and prints the floor, the pipeline and their ratio, then stores every
-message of a run with the AI saturated."""
+gets every insight and prints the floor, the pipeline and their ratio and each process's CPU
+and memory, then stores every message of a run with the AI saturated."""
 
 import os
 import re
@@ -64,3 +64,15 @@ def test_a_tiny_run_gets_every_insight_and_prints_the_ratio() -> None:
     assert "lost 0, errors 0" in done.stdout
     assert re.search(r"stored p50 \d+ ms, p99 \d+ ms .*; stored 20, ", done.stdout), done.stdout
     assert "not stored 0, errors 0" in done.stdout
+    usage = {
+        name: (float(seconds), rss)
+        for name, seconds, rss in re.findall(
+            r"^([a-z-]+) +([\d.]+) +[\d.]+ +(\d+|-) +(?:\d+|-)", done.stdout, re.MULTILINE
+        )
+    }
+    for name in ("postgres", "redis"):
+        assert usage.get(name, (0, ""))[0] > 0, (name, done.stdout)
+    for name in ("gateway", "messaging", "ai-worker"):
+        cpu, rss = usage.get(name, (0, "-"))
+        assert cpu > 0 and rss.isdigit() and int(rss) > 0, (name, done.stdout)
+        assert usage.get(f"{name}-daprd", (0, "-"))[1].isdigit(), (name, done.stdout)
