@@ -61,7 +61,8 @@ def usage(processes: dict[str, psutil.Process]) -> dict[str, Usage]:
             times = process.cpu_times()
             memory = process.memory_full_info()
             cpu = sum(times[:4])  # user, system, and those of exited children waited for
-            if name != "load generator":
+            # this process's children are the stack's members, each counted on its own
+            if process.pid != os.getpid():
                 for child in process.children(recursive=True):
                     try:
                         child_times = child.cpu_times()

@@ -14,6 +14,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRETS_DIR = Path(os.environ.get("SECRETS_DIR", "/run/secrets"))
+BULK_MAX_MESSAGES = 50
+"""Default of ``BULK_MAX_MESSAGES`` (events per bulk delivery)."""
+BULK_MAX_AWAIT_MS = 1
+"""Default of ``BULK_MAX_AWAIT_MS`` (ms)."""
 
 
 class ServiceSettings(BaseSettings):
@@ -45,7 +49,7 @@ class ServiceSettings(BaseSettings):
     )
 
     bulk_max_messages: int = Field(
-        default=50,
+        default=BULK_MAX_MESSAGES,
         ge=1,
         le=1000,
         description=(
@@ -55,7 +59,7 @@ class ServiceSettings(BaseSettings):
         ),
     )
     bulk_max_await_ms: int = Field(
-        default=1,
+        default=BULK_MAX_AWAIT_MS,
         ge=1,
         le=1000,
         description=(

@@ -15,6 +15,7 @@ from inbox_common.events import (
     conversation_key,
 )
 from inbox_common.read_models import Conversation
+from inbox_common.settings import BULK_MAX_AWAIT_MS, BULK_MAX_MESSAGES
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import Entry, Outcome, subscribe, subscribe_bulk
 from opentelemetry import trace
@@ -119,7 +120,7 @@ def register(
     sidecar: Sidecar,
     hub: Hub,
     customers: CustomerHub,
-    bulk: tuple[int, int] = (50, 1),
+    bulk: tuple[int, int] = (BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS),
 ) -> None:
     """Subscribe the gateway to ``conversation.updated`` and ``insight.delta``; the first in
     bulk, ``bulk`` being ``(BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS)``."""

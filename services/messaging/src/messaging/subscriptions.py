@@ -34,6 +34,7 @@ from inbox_common.events import (
     search_key,
 )
 from inbox_common.read_models import InboxPageResult, SearchResult
+from inbox_common.settings import BULK_MAX_AWAIT_MS, BULK_MAX_MESSAGES
 from inbox_common.subscriptions import (
     DeadLetter,
     Entry,
@@ -252,7 +253,11 @@ async def _connection(runtime: Runtime) -> AsyncIterator[psycopg.AsyncConnection
         raise TransientError(f"database unavailable: {exc}") from exc
 
 
-def register(dapr_app: DaprApp, runtime: Runtime, bulk: tuple[int, int] = (50, 1)) -> None:
+def register(
+    dapr_app: DaprApp,
+    runtime: Runtime,
+    bulk: tuple[int, int] = (BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS),
+) -> None:
     """Subscribe messaging to ``messages.submitted`` and ``ai.completed`` in bulk (many events
     to a request: ``bulk`` is ``(BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS)``), and to
     ``insight.requested``, ``conversation.changed``, ``summary.completed``,
