@@ -33,10 +33,11 @@ was lost or failed sends no more either: a late answer could not be told from th
 
 Throughput is messages answered over the wall time from the first POST to the last answer.
 
-**Limits.** ``CUSTOMER_RATE_LIMIT`` (20/minute per customer) and ``WIDGET_CHANNEL_RATE_LIMIT``
-(600/minute of messages and new sessions per channel) would stop the load before the system
-does, so the run raises them (:data:`RAISED_LIMITS`, passed to every gateway through the
-stack's environment) and says so; ``--default-limits`` keeps the defaults, to see the 429s.
+**Limits.** ``CUSTOMER_RATE_LIMIT`` (20/minute per customer), ``WIDGET_CHANNEL_RATE_LIMIT``
+(600/minute of messages per channel) and the new-session limits (30/minute per address, 600 per
+channel) would stop the load before the system does, so the run raises them
+(:data:`RAISED_LIMITS`, passed to every gateway through the stack's environment) and says
+so; ``--default-limits`` keeps the defaults, to see the 429s.
 The counters are still kept (in the state store, across replicas), so their cost is measured.
 
 Usage: ``PYTHONPATH=tools uv run --frozen python -m bench.widget [--customers 100]
@@ -70,9 +71,17 @@ WS_PROTOCOL = "inbox.v1"
 RAISED_LIMITS = {
     "CUSTOMER_RATE_LIMIT": "1000/minute",
     "WIDGET_CHANNEL_RATE_LIMIT": "1000000/minute",
+    "WIDGET_SESSION_RATE_LIMIT": "1000000/minute",
+    "WIDGET_CHANNEL_SESSION_RATE_LIMIT": "1000000/minute",
 }
-"""The per-customer and per-channel widget limits for a load run, far above what it sends."""
-DEFAULT_LIMITS = {"CUSTOMER_RATE_LIMIT": "20/minute", "WIDGET_CHANNEL_RATE_LIMIT": "600/minute"}
+"""The widget limits for a load run, far above what it sends: every customer of the run opens
+its session from one address, 127.0.0.1."""
+DEFAULT_LIMITS = {
+    "CUSTOMER_RATE_LIMIT": "20/minute",
+    "WIDGET_CHANNEL_RATE_LIMIT": "600/minute",
+    "WIDGET_SESSION_RATE_LIMIT": "30/minute",
+    "WIDGET_CHANNEL_SESSION_RATE_LIMIT": "600/minute",
+}
 ACCESS_LIFETIME_S = 86_400
 """``CUSTOMER_TOKEN_TTL_S`` for the run, so that no access token expires in a long one (the
 default 15 minutes would close the sockets with 4401; renewal is not what is measured)."""

@@ -336,9 +336,18 @@ def test_the_operator_watches_its_namespace_unless_told_cluster_wide() -> None:
 
 
 def test_ingress_and_tracing_profiles() -> None:
-    (ingress,) = by_kind(render("ingress"), "Ingress")
+    behind_ingress = render("ingress")
+    (ingress,) = by_kind(behind_ingress, "Ingress")
     assert ingress["spec"]["rules"][0]["host"] == "inbox.example.com"
     assert ingress["spec"]["tls"][0]["secretName"] == "inbox-tls"
+    # behind the Ingress the client address is the controller's X-Forwarded-For: the
+    # per-address limits count visitors, not the controller
+    (container,) = _gateway(behind_ingress)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FORWARDED_ALLOW_IPS"] == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+    assert "gateway.edge:BoundedHttpToolsProtocol" in container["args"]
+    (direct,) = _gateway(render("default"))["spec"]["template"]["spec"]["containers"]
+    assert "FORWARDED_ALLOW_IPS" not in {e["name"] for e in direct["env"]}
     off = render("tracing-off")
     assert inbox_spec(off)["tracing"]["enabled"] is False
     assert not [o for o in off if "otel-collector" in o["metadata"]["name"]]
@@ -489,8 +498,13 @@ def test_widget_channels_reach_the_gateway_as_a_secret_file() -> None:
         jwt_secret="j" * 40,
         widget_channels=channels,
         **{k.lower(): env[k] for k in ("CUSTOMER_RATE_LIMIT", "WIDGET_CHANNEL_RATE_LIMIT",
+                                       "WIDGET_SESSION_RATE_LIMIT",
+                                       "WIDGET_CHANNEL_SESSION_RATE_LIMIT",
+                                       "CUSTOMER_READ_RATE_LIMIT",
                                        "CUSTOMER_TOKEN_TTL_S", "CUSTOMER_SESSION_TTL_S")},
     )
+    assert (settings.widget_session_rate_limit, settings.customer_read_rate_limit) == (
+        "30/minute", "120/minute")
     assert settings.widget_channels["help-centre"].assistant == "answer"
     assert settings.widget_channels["shop"].identity_secret is None
     assert (settings.customer_rate_limit, settings.widget_channel_rate_limit) == (

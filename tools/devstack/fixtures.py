@@ -243,8 +243,9 @@ def start_stack(
     shutil.rmtree(run_dir, ignore_errors=True)
     env = {
         "OLLAMA_TIMEOUT_S": "5",
-        # every test client signs in from 127.0.0.1, many times a minute
+        # every test client signs in, and opens widget sessions, from 127.0.0.1
         "LOGIN_ADDRESS_RATE_LIMIT": "600/minute",
+        "WIDGET_SESSION_RATE_LIMIT": "6000/minute",
         # the tests' API client and their browser pages are one operator, "demo", and together
         # pass 20 requests a second (tests/test_e2e_ratelimits.py checks the limit itself)
         "OPERATOR_RATE_LIMIT": "200/second",

@@ -44,6 +44,13 @@ SERVICES = {
     "ai-worker": ("ai_worker.main:create_app", 4),
 }
 
+EDGE_ARGS = (
+    "--http",
+    "gateway.edge:BoundedHttpToolsProtocol",
+    "--ws",
+    "gateway.edge:DenyingWebSocketProtocol",
+)
+"""The gateway's uvicorn protocols: bounded request heads, quiet WebSocket denials."""
 
 _RUNNING: "list[Stack]" = []
 
@@ -397,6 +404,7 @@ class Stack:
                 "65536",
                 "--ws-per-message-deflate",
                 "false",
+                *(EDGE_ARGS if app_id == "gateway" else ()),
             ],
             self.log_dir / f"{name}.log",
             env=env,

@@ -154,6 +154,9 @@ cluster does not hold is left out here and reported by inbox.validateValues. */}
 {{- $channels := dict -}}
 {{- range $id, $channel := .Values.widget.channels -}}
 {{- $entry := dict "name" $channel.name "allowed_origins" $channel.allowedOrigins "assistant" ($channel.assistant | default "suggest") -}}
+{{- if $channel.serverClients -}}
+{{- $_ := set $entry "server_clients" true -}}
+{{- end -}}
 {{- if $channel.identitySecret -}}
 {{- $_ := set $entry "identity_secret" $channel.identitySecret -}}
 {{- else if $channel.identitySecretRef -}}

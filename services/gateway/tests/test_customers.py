@@ -45,21 +45,34 @@ SESSION = CustomerSession("web:shop:abc", "shop", uuid.uuid4())
 
 
 def test_access_and_renew_tokens_round_trip(settings: Settings) -> None:
-    access, ttl = customers.issue(settings, SESSION, renew=False)
-    renew, renew_ttl = customers.issue(settings, SESSION, renew=True)
+    grant = customers.new_grant(settings)
+    access, ttl = customers.issue(settings, SESSION)
+    renew, renew_ttl = customers.issue(settings, SESSION, grant)
     assert (ttl, renew_ttl) == (900, 30 * 86_400)
+    assert grant.token_id == grant.family  # the chain's first token
     assert customers.decode(settings, access)[0] == SESSION
-    assert customers.decode(settings, renew, renew=True)[0] == SESSION
+    assert customers.decode_renew(settings, renew) == (SESSION, grant)
+    # a rotated token keeps the chain's family and end
+    later = customers.RenewGrant(grant.family, "next", grant.expires_at)
+    rotated, rotated_ttl = customers.issue(settings, SESSION, later, now=time.time() + 3600)
+    assert customers.decode_renew(settings, rotated) == (SESSION, later)
+    assert rotated_ttl == renew_ttl - 3600
+
+
+def test_a_renew_token_without_its_chain_is_refused(settings: Settings) -> None:
+    old_style = forge(claims(aud=customers.RENEW_AUDIENCE))
+    with pytest.raises(InvalidToken, match="fam and jti"):
+        customers.decode_renew(settings, old_style)
 
 
 def test_a_token_opens_only_its_own_door(settings: Settings) -> None:
-    access, _ = customers.issue(settings, SESSION, renew=False)
-    renew, _ = customers.issue(settings, SESSION, renew=True)
+    access, _ = customers.issue(settings, SESSION)
+    renew, _ = customers.issue(settings, SESSION, customers.new_grant(settings))
     operator = create_access_token(settings, Operator("alice", "Alice"))
     with pytest.raises(InvalidToken, match="audience"):
         customers.decode(settings, renew)  # a renew token is no access token
     with pytest.raises(InvalidToken, match="audience"):
-        customers.decode(settings, access, renew=True)
+        customers.decode_renew(settings, access)
     with pytest.raises(InvalidToken, match="audience"):
         customers.decode(settings, operator)  # an operator's token on the widget
     with pytest.raises(InvalidToken, match="audience"):
@@ -111,9 +124,15 @@ def test_alg_none_is_refused(settings: Settings) -> None:
         customers.decode(settings, token)
 
 
-def identity(sub: object = "user-42", ttl: int = 300, key: str = SITE_SECRET, **extra) -> str:
-    now = int(time.time())
+def identity(
+    sub: object = "user-42", ttl: int = 300, key: str = SITE_SECRET, ahead: int = 0, **extra
+) -> str:
+    """An identity token issued ``ahead`` seconds from now, valid ``ttl`` seconds."""
+    now = int(time.time()) + ahead
     return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl, **extra}, key, algorithm="HS256")
+
+
+YEAR_S = 365 * 86_400
 
 
 def test_an_identity_the_site_signed(settings: Settings) -> None:
@@ -130,12 +149,33 @@ def test_an_identity_the_site_signed(settings: Settings) -> None:
         (identity(sub="a b"), "sub must be"),
         (identity(sub="x" * 65), "sub must be"),
         (identity(ttl=-5), "expired"),
+        (identity(ahead=YEAR_S, ttl=3600), "issued in the future"),
+        (identity(ahead=customers.CLOCK_SKEW_S + 30), "issued in the future"),
+        (identity(nbf=int(time.time()) + YEAR_S), "not valid yet"),
+        (identity(iat="yesterday"), "iat"),
     ],
-    ids=["forged", "long-lived", "space in sub", "long sub", "expired"],
+    ids=[
+        "forged",
+        "long-lived",
+        "space in sub",
+        "long sub",
+        "expired",
+        "issued a year ahead",
+        "issued past the skew",
+        "nbf a year ahead",
+        "iat not a number",
+    ],
 )
 def test_bad_identities_are_refused(settings: Settings, token: str, reason: str) -> None:
     with pytest.raises(InvalidToken, match=reason):
         customers.verify_identity(settings.widget_channels["shop"], token)
+
+
+def test_a_site_clock_a_little_ahead_is_accepted(settings: Settings) -> None:
+    shop = settings.widget_channels["shop"]
+    assert customers.verify_identity(shop, identity(ahead=customers.CLOCK_SKEW_S - 10)) == (
+        "user-42"
+    )
 
 
 def test_a_channel_without_a_secret_takes_no_identity(settings: Settings) -> None:
@@ -156,6 +196,14 @@ def test_a_channel_without_a_secret_takes_no_identity(settings: Settings) -> Non
 )
 def test_origins(settings: Settings, headers: dict, allowed: bool) -> None:
     assert customers.origin_allowed(headers, settings.widget_channels["shop"]) is allowed
+    browser_only = customers.origin_allowed(headers, settings.widget_channels["shop"], True)
+    assert browser_only is (allowed and "origin" in headers)
+
+
+def test_a_channel_for_server_clients_takes_requests_without_origin(settings: Settings) -> None:
+    channel = settings.widget_channels["shop"].model_copy(update={"server_clients": True})
+    assert customers.origin_allowed({}, channel, browser_only=True)
+    assert not customers.origin_allowed({"origin": "https://evil.example"}, channel, True)
 
 
 def test_the_customer_sees_messages_not_insights_names_or_events() -> None:

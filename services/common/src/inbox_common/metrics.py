@@ -37,7 +37,19 @@ INSIGHT_STATUSES = ("available", "unavailable")
 DELIVERY_RESULTS = ("SUCCESS", "RETRY", "DROP")
 REDELIVERY_KINDS = ("message", "insight", "cached_insight", "summary", "cached_summary")
 INSIGHT_REDELIVERY_OUTCOMES = ("requested", "abandoned")
-RATE_LIMIT_SCOPES = ("operator", "channel", "login", "websocket")
+RATE_LIMIT_SCOPES = (
+    "operator",
+    "channel",
+    "login",
+    "login_address",
+    "login_global",
+    "customer",
+    "customer_read",
+    "widget_channel",
+    "widget_session",
+    "widget_channel_session",
+    "websocket",
+)
 LLM_TOKEN_TYPES = ("input", "output")
 LLM_OPERATIONS = ("chat",)
 
@@ -230,8 +242,12 @@ RATE_LIMIT_REJECTIONS = Counter(
 )
 """Counter ``inbox_rate_limit_rejections_total{scope}`` (gateway): requests refused with 429
 by a rate limit; ``scope`` is ``operator`` (the REST API, per operator), ``channel`` (the
-customer channel, per API key) or ``login`` (per username); ``websocket`` counts socket
-messages dropped or closed for flooding (``WS_MESSAGE_RATE_LIMIT``)."""
+customer channel, per API key), ``login``, ``login_address`` and ``login_global`` (per username,
+per client address, for everyone), ``customer`` and ``customer_read`` (a widget customer's
+writes, and reads and renewals), ``widget_channel`` (widget messages per channel),
+``widget_session`` and ``widget_channel_session`` (new widget sessions per client address and
+per channel); ``websocket`` counts socket messages dropped or closed for flooding
+(``WS_MESSAGE_RATE_LIMIT``)."""
 
 
 def _initialise() -> None:

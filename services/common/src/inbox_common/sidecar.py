@@ -7,6 +7,8 @@ Every sidecar failure surfaces as :class:`~inbox_common.errors.TransientError`.
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from dapr.aio.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
@@ -19,6 +21,8 @@ from inbox_common.errors import TransientError
 from inbox_common.events import STATE_STORE, pubsub_for
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Sidecar:
@@ -151,6 +155,33 @@ class Sidecar:
             log.debug("state save refused", extra={"key": key, "reason": str(exc)[:200]})
             return False
         return True
+
+    async def update_state(
+        self,
+        key: str,
+        change: Callable[[bytes | None], tuple[str | None, T]],
+        attempts: int = 5,
+        ttl_s: int | None = None,
+    ) -> T:
+        """Read ``key``, compute, and write under the ETag read: Dapr's optimistic concurrency
+        as one read-compute-compare-and-set loop, so that of two writers neither is lost.
+
+        Args:
+            change: given the stored value (``None`` when absent), returns the value to write
+                (``None``: write nothing) and the result to return. Run again on the value
+                another writer stored in between; an exception it raises propagates.
+            attempts: rounds before giving up.
+            ttl_s: the written value's time to live, in seconds (``None``: none).
+
+        Raises:
+            TransientError: the sidecar did not answer, or other writers won every round.
+        """
+        for _ in range(attempts):
+            raw, etag = await self.get_state_and_etag(key)
+            value, result = change(raw)
+            if value is None or await self.try_save_state(key, value, etag, ttl_s=ttl_s):
+                return result
+        raise TransientError(f"{key}: other writers won {attempts} rounds, retry shortly")
 
     async def save_states(self, items: dict[str, BaseModel], ttl_s: int | None = None) -> None:
         """Write several values to ``inbox-state`` in one bulk call (last write wins).

@@ -4,6 +4,7 @@ Served by ``uvicorn --factory gateway.main:create_app``. OpenAPI docs at ``/docs
 metrics are on ``METRICS_PORT``, never on this public port.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,7 @@ from gateway.core.config import Settings, get_settings
 from gateway.core.ratelimit import RateLimited, RateLimits
 from gateway.core.security import PasswordChecker
 from gateway.core.seen import SeenStore
+from gateway.edge import WebSocketRequestLines
 from gateway.live import CustomerHub, Hub
 from gateway.middleware import (
     BodySizeLimitMiddleware,
@@ -35,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway; the sidecar client starts in its lifespan."""
     settings = settings or get_settings()
     setup_telemetry("gateway", settings.log_level)
+    handshakes = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, WebSocketRequestLines) for f in handshakes.filters):
+        handshakes.addFilter(WebSocketRequestLines())
     sidecar = Sidecar()
     hub = Hub(settings.ws_send_queue)
     passwords = PasswordChecker(settings, settings.login_hash_workers, settings.login_hash_queue)
@@ -69,7 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "login_address": settings.login_address_rate_limit,
             "login_global": settings.login_global_rate_limit,
             "customer": settings.customer_rate_limit,
+            "customer_read": settings.customer_read_rate_limit,
             "widget_channel": settings.widget_channel_rate_limit,
+            "widget_session": settings.widget_session_rate_limit,
+            "widget_channel_session": settings.widget_channel_session_rate_limit,
         },
         fail_closed=frozenset({"login", "login_address", "login_global"}),
     )

@@ -12,8 +12,11 @@ def content_security_policy(
 ) -> str:
     """A page's CSP. No inline script or style: model output can never run as code
     (OWASP LLM05). ``connect_to``: extra origins ``fetch`` may reach (the traces collector);
-    ``frame_ancestors``: who may frame the page (the chat widget's sites; nobody by default)."""
-    connect = " ".join(("'self'", "ws:", "wss:", *connect_to))
+    ``frame_ancestors``: who may frame the page (the chat widget's sites; nobody by default).
+    ``connect-src 'self'`` covers the gateway's own sockets too: in CSP Level 3 'self' matches
+    ``ws:`` and ``wss:`` on the page's own host
+    (https://www.w3.org/TR/CSP3/#match-url-to-source-expression)."""
+    connect = " ".join(("'self'", *connect_to))
     return (
         f"default-src 'self'; script-src 'self'; style-src 'self'; connect-src {connect}; "
         f"img-src 'self' data:; frame-ancestors {' '.join(frame_ancestors)}; base-uri 'none'; "

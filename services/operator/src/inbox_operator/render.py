@@ -362,6 +362,10 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
             {"name": "OTEL_TRACES_SAMPLER_ARG", "value": spec.tracing.sampling_rate},
         ]
     if service == "gateway":
+        if spec.gateway.trusted_proxies:
+            env.append(
+                {"name": "FORWARDED_ALLOW_IPS", "value": ",".join(spec.gateway.trusted_proxies)}
+            )
         if spec.tracing.enabled and spec.tracing.browser_traces_url:
             env.append({"name": "BROWSER_TRACES_URL", "value": spec.tracing.browser_traces_url})
         if spec.tracing.trace_ui_url:
@@ -370,6 +374,12 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
             env += [
                 {"name": "CUSTOMER_RATE_LIMIT", "value": widget.customer_rate_limit},
                 {"name": "WIDGET_CHANNEL_RATE_LIMIT", "value": widget.channel_rate_limit},
+                {"name": "WIDGET_SESSION_RATE_LIMIT", "value": widget.session_rate_limit},
+                {
+                    "name": "WIDGET_CHANNEL_SESSION_RATE_LIMIT",
+                    "value": widget.channel_session_rate_limit,
+                },
+                {"name": "CUSTOMER_READ_RATE_LIMIT", "value": widget.customer_read_rate_limit},
                 {"name": "CUSTOMER_TOKEN_TTL_S", "value": str(widget.customer_token_ttl_seconds)},
                 {
                     "name": "CUSTOMER_SESSION_TTL_S",
@@ -385,6 +395,15 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
         ]
     return env
 
+
+GATEWAY_EDGE_ARGS = (
+    "--http",
+    "gateway.edge:BoundedHttpToolsProtocol",
+    "--ws",
+    "gateway.edge:DenyingWebSocketProtocol",
+)
+"""The public gateway's uvicorn protocols: request heads bounded in size and time
+(``MAX_HEADER_BYTES``, ``HEADER_TIMEOUT_S``), WebSocket denials without an error log."""
 
 _SECURE_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -454,6 +473,7 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
             # memory per socket) than the bytes it saves inside a cluster
             "--ws-per-message-deflate",
             "false",
+            *(GATEWAY_EDGE_ARGS if service == "gateway" else ()),
         ],
         "ports": [
             {"name": "http", "containerPort": APP_PORT, "protocol": "TCP"},

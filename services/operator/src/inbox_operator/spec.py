@@ -50,6 +50,13 @@ class Scaled(_Model):
     resources: Resources = Field(default_factory=Resources)
 
 
+class Gateway(Scaled):
+    """The gateway Deployment; ``trusted_proxies`` (addresses or CIDRs) become its
+    ``FORWARDED_ALLOW_IPS``: the proxies whose ``X-Forwarded-For`` names the client."""
+
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+
 class AiWorker(_Model):
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=4, ge=1)
@@ -209,6 +216,9 @@ class Widget(_Model):
     channels_revision: str | None = Field(default=None, max_length=63)
     customer_rate_limit: str = Field(default="20/minute", pattern=RATE_LIMIT_PATTERN)
     channel_rate_limit: str = Field(default="600/minute", pattern=RATE_LIMIT_PATTERN)
+    session_rate_limit: str = Field(default="30/minute", pattern=RATE_LIMIT_PATTERN)
+    channel_session_rate_limit: str = Field(default="600/minute", pattern=RATE_LIMIT_PATTERN)
+    customer_read_rate_limit: str = Field(default="120/minute", pattern=RATE_LIMIT_PATTERN)
     customer_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     customer_session_ttl_seconds: int = Field(default=30 * 86_400, ge=3600, le=365 * 86_400)
 
@@ -223,7 +233,7 @@ class SupportInboxSpec(_Model):
     """``.spec`` of a SupportInbox, defaults applied."""
 
     images: Images = Field(default_factory=Images)
-    gateway: Scaled = Field(default_factory=Scaled)
+    gateway: Gateway = Field(default_factory=Gateway)
     messaging: Scaled = Field(default_factory=Scaled)
     ai_worker: AiWorker = Field(default_factory=AiWorker)
     sidecar: Sidecar = Field(default_factory=Sidecar)

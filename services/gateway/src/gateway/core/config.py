@@ -57,6 +57,13 @@ class WidgetChannel(BaseModel):
         min_length=32,
         description="HS256 key the site signs its users' identity tokens with; None: anonymous",
     )
+    server_clients: bool = Field(
+        default=False,
+        description=(
+            "Start sessions for clients that send no Origin (a native app or a server); "
+            "false: only browsers on allowed_origins and the gateway's own pages"
+        ),
+    )
 
     @field_validator("allowed_origins")
     @classmethod
@@ -112,9 +119,57 @@ class Settings(ServiceSettings):
     )
     widget_channel_rate_limit: str = Field(
         default="600/minute",
+        description="WIDGET_CHANNEL_RATE_LIMIT: widget messages per channel, across replicas",
+    )
+    widget_session_rate_limit: str = Field(
+        default="30/minute",
         description=(
-            "WIDGET_CHANNEL_RATE_LIMIT: widget messages and new sessions per channel, across "
-            "replicas"
+            "WIDGET_SESSION_RATE_LIMIT: new widget sessions per client address (IPv6: per /64), "
+            "across replicas"
+        ),
+    )
+    widget_channel_session_rate_limit: str = Field(
+        default="600/minute",
+        description=(
+            "WIDGET_CHANNEL_SESSION_RATE_LIMIT: new widget sessions per channel from everyone "
+            "together, across replicas; counted apart from messages, so a flood of new "
+            "sessions never holds back customers already chatting"
+        ),
+    )
+    customer_read_rate_limit: str = Field(
+        default="120/minute",
+        description=(
+            "CUSTOMER_READ_RATE_LIMIT: a widget customer's reads of its conversation, session "
+            "renewals and socket opens, across replicas"
+        ),
+    )
+    customer_renew_grace_s: int = Field(
+        default=10,
+        ge=0,
+        le=300,
+        description=(
+            "CUSTOMER_RENEW_GRACE_S: how long after a renew token is rotated its previous token "
+            "still renews (two tabs renewing at once), in seconds; any later use of a rotated "
+            "token revokes the session"
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=8192,
+        ge=1024,
+        le=65_536,
+        description=(
+            "MAX_HEADER_BYTES: largest request line plus headers accepted, in bytes; beyond "
+            "it the connection gets 431 and is closed"
+        ),
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description=(
+            "HEADER_TIMEOUT_S: time a client has to send a request's line and headers, from "
+            "the connection's opening or the first byte of each later request, in seconds; "
+            "beyond it the connection gets 408 and is closed"
         ),
     )
     max_body_bytes: int = Field(
@@ -237,6 +292,9 @@ class Settings(ServiceSettings):
         "ws_message_rate_limit",
         "customer_rate_limit",
         "widget_channel_rate_limit",
+        "widget_session_rate_limit",
+        "widget_channel_session_rate_limit",
+        "customer_read_rate_limit",
     )
     @classmethod
     def _limit_syntax(cls, value: str) -> str:

@@ -8,7 +8,9 @@ operator route and an operator token opens no customer route:
   min) reads and writes one conversation, named in its ``cid`` claim;
 - the **renew token** (``aud`` :data:`RENEW_AUDIENCE`, ``CUSTOMER_SESSION_TTL_S``, default 30
   days) only gets a new access token for the same customer and conversation, so the same
-  browser comes back to its conversation.
+  browser comes back to its conversation. It is rotated on every use (a new one comes with
+  each renewal; :mod:`gateway.core.renewals` detects the reuse of an old one), and carries
+  ``fam`` (the session, the same in every token of one chain) and ``jti`` (this token).
 
 Both carry ``sub`` (the customer id), ``chn`` (the channel), ``cid``, ``iss``, ``iat`` and
 ``exp``, all required on decode. The customer id is ``web:<channel>:<visitor id>`` for an
@@ -35,6 +37,9 @@ ACCESS_AUDIENCE = "support-inbox-customer"
 RENEW_AUDIENCE = "support-inbox-customer-renew"
 IDENTITY_MAX_TTL_S = 3600
 """Longest lifetime an identity token may claim (``exp - iat``), in seconds."""
+CLOCK_SKEW_S = 60
+"""How far the embedding site's clock may run ahead of the gateway's, in seconds: ``iat`` and
+``nbf`` later than now by more are refused (RFC 7519 sections 4.1.5 and 4.1.6)."""
 _REQUIRED = {
     "require_exp": True,
     "require_iat": True,
@@ -42,6 +47,17 @@ _REQUIRED = {
     "require_aud": True,
     "require_iss": True,
 }
+
+
+@dataclass(frozen=True)
+class RenewGrant:
+    """A renew token's place in its chain: ``family`` (``fam``, the same for every token of
+    one session; the first token's ``jti`` equals it), ``token_id`` (``jti``) and
+    ``expires_at`` (``exp``, Unix s; every token of a chain ends when the first one does)."""
+
+    family: str
+    token_id: str
+    expires_at: int
 
 
 @dataclass(frozen=True)
@@ -63,14 +79,19 @@ def user_id(channel: str, subject: str) -> str:
     return f"web:{channel}:user:{subject}"
 
 
-def origin_allowed(headers: Mapping[str, str], channel: WidgetChannel) -> bool:
-    """Whether a request with these headers may act on ``channel``: no ``Origin`` (not a
-    browser's cross-origin request), the gateway's own (the widget's frame: ``Origin`` names
-    the ``Host``), or one of the channel's ``allowed_origins`` (RFC 6454 origins, compared
-    whole). For WebSockets this is the check against cross-site hijacking."""
+def origin_allowed(
+    headers: Mapping[str, str], channel: WidgetChannel, browser_only: bool = False
+) -> bool:
+    """Whether a request with these headers may act on ``channel``: the gateway's own origin
+    (the widget's frame: ``Origin`` names the ``Host``), one of the channel's
+    ``allowed_origins`` (RFC 6454 origins, compared whole), or no ``Origin`` at all (a
+    same-origin ``GET``, which browsers send without one; or a client that is no browser).
+    ``browser_only`` refuses the last unless the channel takes ``server_clients``: browsers
+    send ``Origin`` on every ``POST`` and WebSocket handshake (Fetch standard, "append a
+    request Origin header"). For WebSockets this is the check against cross-site hijacking."""
     origin = headers.get("origin")
     if origin is None:
-        return True
+        return channel.server_clients or not browser_only
     return origin in channel.allowed_origins or urlsplit(origin).netloc == headers.get("host")
 
 
@@ -79,25 +100,45 @@ def verify_identity(channel: WidgetChannel, token: str, now: float | None = None
 
     The token is an HS256 JWT signed with the channel's ``identity_secret``, with ``sub`` (the
     site's user id, 1 to 64 characters of letters, digits and ``-_.@``), ``iat`` and ``exp``
-    no more than :data:`IDENTITY_MAX_TTL_S` apart (a short-lived statement, not a password).
+    no more than :data:`IDENTITY_MAX_TTL_S` apart (a short-lived statement, not a password),
+    ``iat`` (and ``nbf`` when present) no later than now plus :data:`CLOCK_SKEW_S`; ``now``
+    is Unix seconds (default: the clock).
 
     Raises:
         InvalidToken: the channel takes no identities, or the token is forged, expired,
-            long-lived or names no usable ``sub``.
+            issued in the future, long-lived or names no usable ``sub``; the message says which.
     """
     if channel.identity_secret is None:
         raise InvalidToken("this channel takes no identity tokens")
+    now = time.time() if now is None else now
     try:
         claims = jwt.decode(
             token,
             channel.identity_secret.get_secret_value(),
             algorithms=[ALGORITHM],
-            options={"require_exp": True, "require_iat": True, "require_sub": True},
+            # python-jose checks exp and nbf against the clock; iat only for its type
+            options={
+                "require_exp": True,
+                "require_iat": True,
+                "require_sub": True,
+                "verify_exp": False,
+                "verify_nbf": False,
+            },
         )
+        issued, expires = int(claims["iat"]), int(claims["exp"])
+        not_before = int(claims.get("nbf", issued))
     except JWTError as exc:
         raise InvalidToken(f"identity: {exc or 'invalid token'}") from None
+    except (TypeError, ValueError):
+        raise InvalidToken("identity: iat, nbf and exp must be Unix seconds") from None
+    if expires <= now:
+        raise InvalidToken("identity: the token has expired (exp)")
+    if issued > now + CLOCK_SKEW_S:
+        raise InvalidToken(f"identity: issued in the future (iat {issued - now:.0f} s ahead)")
+    if not_before > now + CLOCK_SKEW_S:
+        raise InvalidToken(f"identity: not valid yet (nbf {not_before - now:.0f} s ahead)")
     subject = claims["sub"]
-    if int(claims["exp"]) - int(claims["iat"]) > IDENTITY_MAX_TTL_S:
+    if expires - issued > IDENTITY_MAX_TTL_S:
         raise InvalidToken(f"identity: valid for more than {IDENTITY_MAX_TTL_S} s")
     if not (
         isinstance(subject, str)
@@ -109,37 +150,45 @@ def verify_identity(channel: WidgetChannel, token: str, now: float | None = None
 
 
 def issue(
-    settings: Settings, session: CustomerSession, renew: bool, now: float | None = None
+    settings: Settings,
+    session: CustomerSession,
+    grant: RenewGrant | None = None,
+    now: float | None = None,
 ) -> tuple[str, int]:
-    """A signed access token (``renew=False``) or renew token for ``session``, and its
-    lifetime in seconds."""
+    """A signed access token for ``session`` (no ``grant``), or the renew token ``grant``
+    names; and its lifetime in seconds."""
     issued = int(now if now is not None else time.time())
-    ttl = settings.customer_session_ttl_s if renew else settings.customer_token_ttl_s
-    claims = {
+    claims: dict[str, object] = {
         "sub": session.customer_id,
         "chn": session.channel,
         "cid": str(session.conversation_id),
-        "aud": RENEW_AUDIENCE if renew else ACCESS_AUDIENCE,
+        "aud": ACCESS_AUDIENCE if grant is None else RENEW_AUDIENCE,
         "iss": settings.jwt_issuer,
         "iat": issued,
-        "exp": issued + ttl,
     }
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM), ttl
+    if grant is None:
+        claims["exp"] = issued + settings.customer_token_ttl_s
+    else:
+        claims.update(exp=grant.expires_at, fam=grant.family, jti=grant.token_id)
+    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return token, int(claims["exp"]) - issued  # type: ignore[call-overload] - an int set above
 
 
-def decode(settings: Settings, token: str, renew: bool = False) -> tuple[CustomerSession, int]:
-    """Verify an access token (``renew=False``) or renew token; its session and expiry (Unix s).
+def new_grant(settings: Settings, now: float | None = None) -> RenewGrant:
+    """The first renew token of a new session: a new family, ending
+    ``CUSTOMER_SESSION_TTL_S`` from ``now`` (Unix s)."""
+    family = secrets.token_urlsafe(16)
+    issued = int(now if now is not None else time.time())
+    return RenewGrant(family, family, issued + settings.customer_session_ttl_s)
 
-    Raises:
-        InvalidToken: forged, expired, another audience (an operator's token), a channel no
-            longer configured, or claims of the wrong shape.
-    """
+
+def _decode(settings: Settings, token: str, audience: str) -> tuple[CustomerSession, dict]:
     try:
         claims = jwt.decode(
             token,
             settings.jwt_secret.get_secret_value(),
             algorithms=[ALGORITHM],
-            audience=RENEW_AUDIENCE if renew else ACCESS_AUDIENCE,
+            audience=audience,
             issuer=settings.jwt_issuer,
             options=_REQUIRED,
         )
@@ -150,7 +199,32 @@ def decode(settings: Settings, token: str, renew: bool = False) -> tuple[Custome
         raise InvalidToken("a customer token needs chn and cid claims") from None
     if session.channel not in settings.widget_channels:
         raise InvalidToken(f"channel {session.channel!r} is not configured")
+    return session, claims
+
+
+def decode(settings: Settings, token: str) -> tuple[CustomerSession, int]:
+    """Verify an access token; its session and expiry (Unix s).
+
+    Raises:
+        InvalidToken: forged, expired, another audience (an operator's token or a renew
+            token), a channel no longer configured, or claims of the wrong shape.
+    """
+    session, claims = _decode(settings, token, ACCESS_AUDIENCE)
     return session, int(claims["exp"])
+
+
+def decode_renew(settings: Settings, token: str) -> tuple[CustomerSession, RenewGrant]:
+    """Verify a renew token; its session and its place in the session's chain. Whether the
+    token is still the chain's newest is for :func:`gateway.core.renewals.rotate` to say.
+
+    Raises:
+        InvalidToken: as :func:`decode`, or a renew token without ``fam`` and ``jti``.
+    """
+    session, claims = _decode(settings, token, RENEW_AUDIENCE)
+    family, token_id = claims.get("fam"), claims.get("jti")
+    if not (isinstance(family, str) and isinstance(token_id, str) and family and token_id):
+        raise InvalidToken("a renew token needs fam and jti claims: start a new session")
+    return session, RenewGrant(family, token_id, int(claims["exp"]))
 
 
 def customer_view(conversation_id: UUID, conversation: Conversation | None) -> dict:

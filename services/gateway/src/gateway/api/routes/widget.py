@@ -4,8 +4,13 @@ A site embeds the widget with one script tag (``/widget/loader.js``), which open
 ``/widget/frame?channel=<id>`` in an iframe; the frame calls these routes from the gateway's
 own origin. A channel's ``allowed_origins`` (``WIDGET_CHANNELS``) are the only sites that may
 frame it (CSP ``frame-ancestors``) or call these routes cross-origin (CORS); a request whose
-``Origin`` is neither the gateway's nor the channel's is refused with 403. Customer tokens
-(:mod:`gateway.core.customers`) open only these routes, each for one conversation.
+``Origin`` is neither the gateway's nor the channel's is refused with 403, and so is a new
+session asked for without any ``Origin`` unless the channel takes ``server_clients``. Customer
+tokens (:mod:`gateway.core.customers`) open only these routes, each for one conversation.
+
+Nothing an unauthenticated request asks for outlives it in the state store: an anonymous
+session writes nothing until its first message (which claims the conversation), and a renew
+token's chain is recorded only when it is first renewed (:mod:`gateway.core.renewals`).
 """
 
 import json
@@ -29,12 +34,13 @@ from inbox_common.events import (
 from inbox_common.read_models import Conversation
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import RateLimitsDep, SettingsDep, SidecarDep
+from gateway.api.deps import ClientAddress, RateLimitsDep, SettingsDep, SidecarDep
 from gateway.api.publishing import Accepted, ChangeAccepted, publish, publish_submitted
 from gateway.core import customers
 from gateway.core.config import CHANNEL_ID_PATTERN, Settings, WidgetChannel
 from gateway.core.customers import CustomerSession, customer_view
 from gateway.core.owners import NotTheOwner, claim
+from gateway.core.renewals import RenewRefused, rotate
 from gateway.core.security import InvalidToken
 from gateway.middleware import content_security_policy
 
@@ -46,34 +52,40 @@ USER_CONVERSATION_PREFIX = "gateway:widget:user:"
 """State key prefix: a signed-in user's conversation (``<prefix><customer id>``)."""
 
 
-def _channel(settings: Settings, request: Request, channel_id: str) -> WidgetChannel:
+def _channel(
+    settings: Settings, request: Request, channel_id: str, browser_only: bool = False
+) -> WidgetChannel:
     channel = settings.widget_channels.get(channel_id)
     if channel is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"no widget channel {channel_id!r}")
-    if not customers.origin_allowed(request.headers, channel):
+    if not customers.origin_allowed(request.headers, channel, browser_only):
+        origin = request.headers.get("origin")
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"origin {request.headers.get('origin')!r} may not use channel {channel_id!r}",
+            f"origin {origin!r} may not use channel {channel_id!r}"
+            if origin is not None
+            else f"channel {channel_id!r} takes sessions from its sites' browsers only "
+            "(no Origin header)",
         )
     return channel
 
 
-def _session_of(settings: Settings, token: HTTPAuthorizationCredentials | None, renew: bool):
+def _invalid_token(reason: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        f"invalid token: {reason}",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def _credentials(token: HTTPAuthorizationCredentials | None) -> str:
     if token is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    try:
-        session, _ = customers.decode(settings, token.credentials, renew=renew)
-    except InvalidToken as exc:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            f"invalid token: {exc}",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
-    return session
+    return token.credentials
 
 
 def current_customer(
@@ -82,7 +94,10 @@ def current_customer(
     token: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> CustomerSession:
     """The session of a valid access token (401 otherwise) used from an allowed origin (403)."""
-    session = _session_of(settings, token, renew=False)
+    try:
+        session, _ = customers.decode(settings, _credentials(token))
+    except InvalidToken as exc:
+        raise _invalid_token(str(exc)) from None
     _channel(settings, request, session.channel)
     return session
 
@@ -101,7 +116,9 @@ class SessionRequest(BaseModel):
 
 class Session(BaseModel):
     access_token: str
-    renew_token: str | None = Field(default=None, description="Only when a session starts")
+    renew_token: str = Field(
+        description="Keep it in place of the one sent: each renewal retires the token used"
+    )
     expires_in: int = Field(description="Seconds the access token is valid")
     conversation_id: UUID
     customer_id: str
@@ -110,9 +127,9 @@ class Session(BaseModel):
     )
 
 
-def _session(settings: Settings, session: CustomerSession, with_renew: bool) -> Session:
-    access, ttl = customers.issue(settings, session, renew=False)
-    renew = customers.issue(settings, session, renew=True)[0] if with_renew else None
+def _session(settings: Settings, session: CustomerSession, grant: customers.RenewGrant) -> Session:
+    access, ttl = customers.issue(settings, session)
+    renew, _ = customers.issue(settings, session, grant)
     return Session(
         access_token=access,
         renew_token=renew,
@@ -142,8 +159,13 @@ async def _user_conversation(sidecar, customer_id: str) -> UUID:
     status_code=status.HTTP_201_CREATED,
     responses={
         401: {"description": "An identity token that is forged, expired or not accepted"},
-        403: {"description": "Unknown channel, or an origin the channel does not allow"},
-        429: {"description": "Too many new sessions on this channel"},
+        403: {
+            "description": (
+                "Unknown channel, an origin the channel does not allow, or no Origin on a "
+                "channel for browsers only"
+            )
+        },
+        429: {"description": "Too many new sessions from this address or on this channel"},
     },
 )
 async def start_session(
@@ -152,12 +174,19 @@ async def start_session(
     settings: SettingsDep,
     sidecar: SidecarDep,
     rate_limits: RateLimitsDep,
+    address: ClientAddress,
 ) -> Session:
     """Start a widget session: an access token for one conversation, and a renew token the
     browser keeps to come back to it. With ``identity``, the site's signed-in user gets the
-    same conversation wherever they sign in; without, each session opens a new one."""
-    channel = _channel(settings, request, body.channel)
-    await rate_limits.hit("widget_channel", body.channel)
+    same conversation wherever they sign in; without, each session opens a new one.
+
+    New sessions are limited per client address (``WIDGET_SESSION_RATE_LIMIT``) and per
+    channel (``WIDGET_CHANNEL_SESSION_RATE_LIMIT``), apart from the messages of customers
+    already chatting (``WIDGET_CHANNEL_RATE_LIMIT``): 429 with ``Retry-After`` beyond either.
+    """
+    channel = _channel(settings, request, body.channel, browser_only=True)
+    await rate_limits.hit("widget_session", address)
+    await rate_limits.hit("widget_channel_session", body.channel)
     if body.identity is not None:
         try:
             subject = customers.verify_identity(channel, body.identity)
@@ -165,27 +194,48 @@ async def start_session(
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
         customer_id = customers.user_id(body.channel, subject)
         conversation_id = await _user_conversation(sidecar, customer_id)
+        try:
+            await claim(sidecar, conversation_id, customer_id)
+        except NotTheOwner as exc:  # only a corrupted mapping gets here
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     else:
+        # a new random conversation id, known only through the signed token: claimed by the
+        # first message, so a session that never writes leaves nothing behind
         customer_id = customers.visitor_id(body.channel)
         conversation_id = uuid4()
-    try:
-        await claim(sidecar, conversation_id, customer_id)
-    except NotTheOwner as exc:  # only a corrupted mapping gets here
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session = CustomerSession(customer_id, body.channel, conversation_id)
-    return _session(settings, session, with_renew=True)
+    return _session(settings, session, customers.new_grant(settings))
 
 
-@router.post("/sessions/renew", responses={401: {"description": "Invalid or expired"}})
+@router.post(
+    "/sessions/renew",
+    responses={
+        401: {"description": "Invalid or expired, already used (the session is then revoked)"},
+        429: {"description": "Too many reads and renewals from this customer"},
+    },
+)
 async def renew_session(
     request: Request,
     settings: SettingsDep,
+    sidecar: SidecarDep,
+    rate_limits: RateLimitsDep,
     token: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Session:
-    """A new access token for the session of the renew token sent as the bearer token."""
-    session = _session_of(settings, token, renew=True)
+    """A new access token and a new renew token for the session of the renew token sent as
+    the bearer token, which is retired. A retired token sent again revokes the session (every
+    renew token of it then gets 401); within ``CUSTOMER_RENEW_GRACE_S`` of its rotation it
+    gets the same successor instead (two tabs renewing at once)."""
+    try:
+        session, grant = customers.decode_renew(settings, _credentials(token))
+    except InvalidToken as exc:
+        raise _invalid_token(str(exc)) from None
     _channel(settings, request, session.channel)
-    return _session(settings, session, with_renew=False)
+    await rate_limits.hit("customer_read", session.customer_id)
+    try:
+        successor = await rotate(sidecar, grant, settings.customer_renew_grace_s)
+    except RenewRefused as exc:
+        raise _invalid_token(str(exc)) from None
+    return _session(settings, session, successor)
 
 
 class CustomerMessage(BaseModel):
@@ -209,10 +259,17 @@ class CustomerConversation(BaseModel):
     messages: list[dict]
 
 
-@router.get("/conversation")
-async def read_conversation(customer: CurrentCustomer, sidecar: SidecarDep) -> CustomerConversation:
+@router.get(
+    "/conversation",
+    responses={429: {"description": "Too many reads and renewals from this customer"}},
+)
+async def read_conversation(
+    customer: CurrentCustomer, sidecar: SidecarDep, rate_limits: RateLimitsDep
+) -> CustomerConversation:
     """The customer's conversation as the widget shows it: the messages of the customer and
-    the operators (no AI insights, operator names or event log)."""
+    the operators (no AI insights, operator names or event log). Limited per customer with
+    renewals (``CUSTOMER_READ_RATE_LIMIT``)."""
+    await rate_limits.hit("customer_read", customer.customer_id)
     raw = await sidecar.get_state(conversation_key(customer.conversation_id))
     conversation = Conversation.model_validate_json(raw) if raw else None
     return CustomerConversation(**customer_view(customer.conversation_id, conversation))

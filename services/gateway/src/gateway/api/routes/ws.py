@@ -19,6 +19,7 @@ socket closes with 1008 (policy violation, RFC 6455).
 
 import asyncio
 import json
+import logging
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -31,6 +32,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from gateway.core import customers
+from gateway.core.ratelimit import RateLimited
 from gateway.core.security import (
     WS_PROTOCOL,
     WS_PROTOCOL_BATCHED,
@@ -42,6 +44,7 @@ from gateway.core.security import (
 from gateway.live import CLOSE_SLOW_CONSUMER, Connection, CustomerConnection, batch, frame
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 """Application close code (RFC 6455 4000-4999): the token expired or was invalid."""
@@ -91,7 +94,8 @@ async def widget_updates(websocket: WebSocket) -> None:
     after each change (``{"type": "conversation", ...}``, the body of ``GET
     /api/v1/widget/conversation``). Authenticated like ``/ws``, with the widget session's
     access token; refused with 403 from an origin the channel does not allow (cross-site
-    WebSocket hijacking). Closes with 4401 when the token expires: renew, then reconnect."""
+    WebSocket hijacking), and with 429 past the customer's ``CUSTOMER_READ_RATE_LIMIT``.
+    Closes with 4401 when the token expires: renew, then reconnect."""
     settings = websocket.app.state.settings
     if "token" in websocket.query_params:
         await _deny(
@@ -106,6 +110,12 @@ async def widget_updates(websocket: WebSocket) -> None:
         return
     if not customers.origin_allowed(websocket.headers, settings.widget_channels[session.channel]):
         await _deny(websocket, f"origin {websocket.headers.get('origin')!r} not allowed", 403)
+        return
+    try:
+        await websocket.app.state.rate_limits.hit("customer_read", session.customer_id)
+    except RateLimited as exc:
+        metrics.RATE_LIMIT_REJECTIONS.labels(exc.scope).inc()
+        await _deny(websocket, str(exc), 429)
         return
     protocol = chosen_protocol(websocket.scope.get("subprotocols", []))
     await websocket.accept(subprotocol=protocol)
@@ -139,7 +149,26 @@ async def _serve(connection, settings, expires_at: int) -> None:  # noqa: ANN001
     await asyncio.gather(*pending, return_exceptions=True)
 
 
+REFUSALS_LOG_INTERVAL_S = 60.0
+"""Refused handshakes are logged as one warning at most this often (s), with their count."""
+_refusals = {"count": 0, "logged_at": float("-inf")}
+
+
+def refused(path: str, reason: str) -> None:
+    """Count a refused handshake; log a warning with the count at most every
+    :data:`REFUSALS_LOG_INTERVAL_S`, so that refused clients cannot fill the log."""
+    _refusals["count"] += 1
+    now = time.monotonic()
+    if now - _refusals["logged_at"] >= REFUSALS_LOG_INTERVAL_S:
+        log.warning(
+            "WebSocket handshakes refused",
+            extra={"count": _refusals["count"], "last_path": path, "last_reason": reason[:120]},
+        )
+        _refusals.update(count=0, logged_at=now)
+
+
 async def _deny(websocket: WebSocket, reason: str, status_code: int = 401) -> None:
+    refused(websocket.url.path, reason)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(
             JSONResponse({"detail": reason}, status_code=status_code)
