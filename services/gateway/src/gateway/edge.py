@@ -52,11 +52,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.max_header_bytes, self.header_timeout_s = _limits()
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._tail = b""  # the head's last 3 bytes: its end may straddle two reads
+        self._between_requests = False
 
     def _start_head(self) -> None:
-        if self._head_timer is None:
-            self._head_bytes = 0
-            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+        self._between_requests = False
+        self._head_bytes, self._tail = 0, b""
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
 
     def _end_head(self) -> None:
         if self._head_timer is not None:
@@ -72,20 +74,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        reading_head = self._head_timer is not None
-        if reading_head:
-            self._head_bytes += len(data)
-        elif self.cycle is None or self.cycle.response_complete:
-            # the first bytes of the next request on a kept-alive connection
+        if self.transport.is_closing():
+            return
+        if self._between_requests:  # the first bytes of the next request on this connection
             self._start_head()
-            self._head_bytes = len(data)
+        if self._head_timer is not None:
+            # measured before the parser sees the bytes: it takes a head of any size, and hands
+            # a WebSocket upgrade on to a parser that leaves an over-long line unanswered
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            size = self._head_bytes + (end + 4 - len(self._tail) if end >= 0 else len(data))
+            if size > self.max_header_bytes:
+                self._refuse(431, f"request line and headers over {self.max_header_bytes} bytes")
+                return
+            self._head_bytes, self._tail = size, seen[-3:]
         super().data_received(data)
-        if self._head_timer is not None and self._head_bytes > self.max_header_bytes:
-            self._refuse(431, f"request line and headers over {self.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self._end_head()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._between_requests = True
+        super().on_message_complete()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
