@@ -190,11 +190,12 @@ async def _json_body(request: Request, kind: str) -> dict | JSONResponse:
 
 
 def _now() -> str:
-    """A timestamp as Ollama writes ``created_at``: RFC 3339 in UTC with nanoseconds and Z."""
+    """A timestamp as Ollama writes ``created_at``: Go's ``time.RFC3339Nano`` in UTC, whose
+    fraction drops its trailing zeros (and the dot with them)."""
     ns = time.time_ns()
-    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + (
-        f".{ns % 1_000_000_000:09d}Z"
-    )
+    fraction = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
 
 
 def _usage(messages: list[dict], content: str, started_ns: int) -> dict[str, int]:
