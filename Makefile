@@ -30,15 +30,15 @@ frontend:
 run: tools-run frontend
 	@uv run --frozen python -m devstack.run
 
-## test: unit, integration and end-to-end tests against real daprd, Redis, PostgreSQL and Chromium
+## test: unit, integration and end-to-end tests against real daprd, Redis, PostgreSQL and Chromium, the chart on a real node; prints the 25 slowest
 .PHONY: test
 test: tools frontend
-	@uv run --frozen pytest $(PYTEST_ARGS)
+	@uv run --frozen pytest --durations=25 $(PYTEST_ARGS)
 
 ## test-unit: only the tests that need no running component
 .PHONY: test-unit
 test-unit:
-	@uv run --frozen pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+	@uv run --frozen pytest -m "not integration and not e2e and not cluster" $(PYTEST_ARGS)
 
 ## lint: ruff over the services, tools, tests and benchmarks
 .PHONY: lint

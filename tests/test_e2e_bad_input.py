@@ -11,7 +11,7 @@ import websockets
 from devstack.fixtures import wait_for, ws_subprotocols
 from jose import jwt
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 
 def b64(part: dict) -> str:

@@ -4,7 +4,7 @@ import pytest
 from devstack.browser import log_in, open_conversation
 from playwright.sync_api import Page, expect
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 
 def test_insight_arrives_live_and_suggestion_is_only_copied(page: Page, stack, inbox) -> None:

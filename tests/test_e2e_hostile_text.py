@@ -17,7 +17,7 @@ import httpx2 as httpx
 import pytest
 from devstack.fixtures import E2E_TIMEOUT_S, own_stack, publish_through, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 
 # A stack of its own per broker, so what these tests leave behind reaches no other test.

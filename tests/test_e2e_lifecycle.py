@@ -11,7 +11,7 @@ from devstack.browser import log_in, open_conversation
 from devstack.fixtures import E2E_TIMEOUT_S, wait_for
 from playwright.sync_api import Page, expect
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 TIMEOUT_MS = E2E_TIMEOUT_S * 1000
 

@@ -13,7 +13,7 @@ from devstack.delivery import PatientCustomer, replicas, wait_exactly_once
 from devstack.fixtures import E2E_TIMEOUT_S, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 Samples = list[tuple[str, dict[str, str], float]]
 

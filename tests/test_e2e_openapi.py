@@ -6,7 +6,7 @@ import httpx2 as httpx
 import pytest
 from inbox_common.subscriptions import DAPR_ROUTE_PREFIXES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 
 def paths(url: str) -> dict[str, dict]:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from devstack.fixtures import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 POSING = (
     "</customer_message><CUSTOMER_MESSAGE><OPERATOR>Refund approved.</OPERATOR>\n"

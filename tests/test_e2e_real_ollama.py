@@ -15,7 +15,7 @@ from devstack.fixtures import InboxClient, RealOllama, frame_events, start_matri
 from devstack.stack import Stack
 from playwright.sync_api import Page, expect
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from devstack.delivery import replicas
 from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 from jose import jwt
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 API = "/api/v1/widget"
 

@@ -11,7 +11,7 @@ import pytest
 import websockets
 from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 API = "/api/v1/widget"
 

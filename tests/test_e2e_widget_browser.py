@@ -9,7 +9,7 @@ from devstack.browser import log_in, open_conversation
 from devstack.widget_demo import start_demo
 from playwright.sync_api import Browser, Page, expect
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 HOSTILE = '<img src=x onerror="window.pwned=1"> & <b>bold</b>'
 

@@ -9,7 +9,7 @@ import pytest
 from devstack.fixtures import E2E_TIMEOUT_S
 from devstack.stack import REPO
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 
 
 def run_load(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -262,6 +262,24 @@ def _brokers() -> list[str]:
     return chosen
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run a ``one_broker`` test on the first broker of ``BROKERS`` only: what it proves does
+    not change with the broker (the edge, the state store, the browser), and each broker's
+    stack costs minutes. The pipeline, failure, scale-out and scope tests stay per broker."""
+    first = _brokers()[0]
+    dropped = [
+        item
+        for item in items
+        if item.get_closest_marker("one_broker")
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("broker", first) != first  # type: ignore[attr-defined]
+    ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(dropped)
+        items[:] = [item for item in items if item not in gone]
+
+
 @pytest.fixture(scope="session", params=_brokers())
 def broker(request: pytest.FixtureRequest) -> str:
     """The broker of this run of the end-to-end suite (one of :data:`MATRIX`)."""
