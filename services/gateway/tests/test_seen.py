@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import pytest
 from gateway.core.polling import wait_for_state
 from gateway.core.seen import (
-    SeenContended,
     SeenStore,
     inbox_unread_count,
     is_unread,
@@ -21,6 +20,7 @@ from gateway.core.seen import (
     with_mark,
 )
 from inbox_common.read_models import ConversationSummary, Inbox
+from inbox_common.sidecar import StateContended
 
 
 class FakeSidecar:
@@ -129,7 +129,7 @@ async def test_the_map_is_bounded_to_the_newest_marks() -> None:
 async def test_a_mark_that_loses_every_race_is_a_transient_error() -> None:
     sidecar = FakeSidecar()
     sidecar.always_refuse = True
-    with pytest.raises(SeenContended, match="operator:demo:seen kept changing"):
+    with pytest.raises(StateContended, match="operator:demo:seen kept changing"):
         await SeenStore(sidecar, max_entries=10).mark("demo", "a", 1)  # type: ignore[arg-type]
 
 

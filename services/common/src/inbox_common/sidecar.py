@@ -7,8 +7,9 @@ Every sidecar failure surfaces as :class:`~inbox_common.errors.TransientError`.
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from dapr.aio.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
@@ -156,33 +157,6 @@ class Sidecar:
             return False
         return True
 
-    async def update_state(
-        self,
-        key: str,
-        change: Callable[[bytes | None], tuple[str | None, T]],
-        attempts: int = 5,
-        ttl_s: int | None = None,
-    ) -> T:
-        """Read ``key``, compute, and write under the ETag read: Dapr's optimistic concurrency
-        as one read-compute-compare-and-set loop, so that of two writers neither is lost.
-
-        Args:
-            change: given the stored value (``None`` when absent), returns the value to write
-                (``None``: write nothing) and the result to return. Run again on the value
-                another writer stored in between; an exception it raises propagates.
-            attempts: rounds before giving up.
-            ttl_s: the written value's time to live, in seconds (``None``: none).
-
-        Raises:
-            TransientError: the sidecar did not answer, or other writers won every round.
-        """
-        for _ in range(attempts):
-            raw, etag = await self.get_state_and_etag(key)
-            value, result = change(raw)
-            if value is None or await self.try_save_state(key, value, etag, ttl_s=ttl_s):
-                return result
-        raise TransientError(f"{key}: other writers won {attempts} rounds, retry shortly")
-
     async def save_states(self, items: dict[str, BaseModel], ttl_s: int | None = None) -> None:
         """Write several values to ``inbox-state`` in one bulk call (last write wins).
 
@@ -202,3 +176,49 @@ class Sidecar:
             await self.client.save_bulk_state(store_name=STATE_STORE, states=states)
         except DaprGrpcError as exc:
             raise TransientError(f"state save failed: {exc.code()}: {exc.details()}") from exc
+
+
+class StateContended(TransientError):
+    """Other writers on one state key won every compare-and-set round."""
+
+
+class _CompareAndSet(Protocol):
+    async def get_state_and_etag(self, key: str) -> tuple[bytes | None, str | None]: ...
+
+    async def try_save_state(
+        self, key: str, value: str, etag: str | None, ttl_s: int | None = None
+    ) -> bool: ...
+
+
+async def compare_and_set(
+    sidecar: _CompareAndSet,
+    key: str,
+    change: Callable[[bytes | None], tuple[str | None, T]],
+    attempts: int = 5,
+    ttl_s: int | None = None,
+) -> T:
+    """Read ``key``, compute, and write it under the ETag read (Dapr's optimistic concurrency,
+    first-write-wins): the one read-compute-compare-and-set loop on ``inbox-state``, so that
+    of two writers neither is lost.
+
+    Args:
+        sidecar: a :class:`Sidecar` (or anything with its two state calls).
+        change: given the stored value (``None`` when absent), returns the value to write
+            (``None``: write nothing) and the result to return. It runs again on what another
+            writer stored in between; an exception it raises propagates.
+        attempts: rounds before giving up; after a lost round the next waits a random
+            0 to 2 ms times the round, so racers spread out and one wins each round.
+        ttl_s: the written value's time to live, in seconds (``None``: none).
+
+    Raises:
+        StateContended: other writers won every round.
+        TransientError: the sidecar or state store did not answer.
+    """
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
+        raw, etag = await sidecar.get_state_and_etag(key)
+        value, result = change(raw)
+        if value is None or await sidecar.try_save_state(key, value, etag, ttl_s=ttl_s):
+            return result
+    raise StateContended(f"{key} kept changing under {attempts} tries; retry shortly")

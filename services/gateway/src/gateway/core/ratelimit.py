@@ -10,12 +10,11 @@ import asyncio
 import hashlib
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 
 from inbox_common.errors import TransientError
-from inbox_common.sidecar import Sidecar
+from inbox_common.sidecar import Sidecar, StateContended, compare_and_set
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 
@@ -24,10 +23,6 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "gateway:ratelimit:"
 MAX_ATTEMPTS = 25
 """Compare-and-set attempts per hit before giving up (other requests won every race)."""
-
-
-class Contended(TransientError):
-    """Other requests on the same counter won every compare-and-set race."""
 
 
 class DaprStateStorage(Storage):
@@ -56,21 +51,23 @@ class DaprStateStorage(Storage):
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add ``amount`` to the window of ``key`` (a new one of ``expiry`` s when none is
-        open) and return the count."""
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                # jitter spreads the racers out, so each round one of them wins
-                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
-            value, etag = await self._read(key)
-            if value is None:
+        open) and return the count.
+
+        Raises:
+            StateContended: other requests on the same counter won every round.
+        """
+
+        def change(raw: bytes | None) -> tuple[str, int]:
+            value = json.loads(raw) if raw else None
+            if value is None or value.get("expires_at", 0) <= time.time():
                 value = {"count": 0, "expires_at": time.time() + expiry}
             value["count"] += amount
-            ttl = max(1, round(value["expires_at"] - time.time()) + 1)
-            if await self._sidecar.try_save_state(
-                KEY_PREFIX + key, json.dumps(value), etag, ttl_s=ttl
-            ):
-                return value["count"]
-        raise Contended(f"rate limit counter {key} kept changing under {MAX_ATTEMPTS} tries")
+            return json.dumps(value), value["count"]
+
+        # the TTL only cleans up: a window's end is its expires_at
+        return await compare_and_set(
+            self._sidecar, KEY_PREFIX + key, change, attempts=MAX_ATTEMPTS, ttl_s=expiry + 1
+        )
 
     async def get(self, key: str) -> int:
         value, _ = await self._read(key)
@@ -201,7 +198,7 @@ class RateLimits:
                     window.synced_at = time.time()
                     if window.resets_at <= now:
                         window.resets_at = await self._storage.get_expiry(key)
-            except Contended:
+            except StateContended:
                 raise RateLimited(scope, item, 1) from None
             except (TransientError, TimeoutError) as exc:
                 reason = str(exc) or f"no answer within {STORE_TIMEOUT_S:g} s"

@@ -17,7 +17,7 @@ import json
 import secrets
 import time
 
-from inbox_common.sidecar import Sidecar
+from inbox_common.sidecar import Sidecar, compare_and_set
 
 from gateway.core.customers import RenewGrant
 
@@ -65,7 +65,7 @@ async def rotate(
             "renew token already used: the session is revoked, start a new one"
         )
 
-    result = await sidecar.update_state(renew_key(grant.family), change, ttl_s=ttl_s)
+    result = await compare_and_set(sidecar, renew_key(grant.family), change, ttl_s=ttl_s)
     if isinstance(result, RenewRefused):
         raise result
     return RenewGrant(grant.family, result, grant.expires_at)

@@ -5,28 +5,22 @@ One key per operator, ``operator:{username}:seen``, holds ``{conversation_id: ve
 newest version of each conversation the operator has been shown, oldest mark first and at
 most ``SEEN_MAX_ENTRIES`` of them. A conversation is unread while its version is above the
 operator's seen version (the rule the page applied on its own before). Updates are
-compare-and-set with Dapr's ETags (first-write-wins), as in
-:mod:`gateway.core.ratelimit`, so two tabs or replicas marking at once lose no mark.
+compare-and-set with Dapr's ETags (first-write-wins,
+:func:`inbox_common.sidecar.compare_and_set`), so two tabs or replicas marking at once lose no
+mark.
 """
 
-import asyncio
 import json
 import logging
-import random
 from collections.abc import Iterable
 
-from inbox_common.errors import TransientError
 from inbox_common.read_models import ConversationSummary, Inbox
-from inbox_common.sidecar import Sidecar
+from inbox_common.sidecar import Sidecar, compare_and_set
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
 """Compare-and-set attempts per mark before giving up (other writers won every race)."""
-
-
-class SeenContended(TransientError):
-    """Other writers on the operator's key won every compare-and-set race."""
 
 
 def seen_key(username: str) -> str:
@@ -88,7 +82,8 @@ class SeenStore:
     """Read and mark one operator's seen versions in ``inbox-state``.
 
     Raises :class:`~inbox_common.errors.TransientError` when the sidecar does not answer, and
-    :class:`SeenContended` when a mark lost :data:`MAX_ATTEMPTS` races in a row.
+    :class:`~inbox_common.sidecar.StateContended` when a mark lost :data:`MAX_ATTEMPTS` races
+    in a row.
     """
 
     def __init__(self, sidecar: Sidecar, max_entries: int) -> None:
@@ -105,16 +100,14 @@ class SeenStore:
 
         Returns:
             ``True`` when the mark was written, ``False`` when it was there already.
+
+        Raises:
+            StateContended: other writers won every round (a 503 to retry).
         """
-        key = seen_key(username)
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                # jitter spreads the racers out, so each round one of them wins
-                await asyncio.sleep(random.uniform(0, 0.003 * attempt))  # noqa: S311
-            raw, etag = await self._sidecar.get_state_and_etag(key)
+        def change(raw: bytes | None) -> tuple[str | None, bool]:
             updated = with_mark(parse_seen(raw), conversation_id, version, self._max_entries)
-            if updated is None:
-                return False
-            if await self._sidecar.try_save_state(key, json.dumps(updated), etag):
-                return True
-        raise SeenContended(f"{key} kept changing under {MAX_ATTEMPTS} tries")
+            return (None, False) if updated is None else (json.dumps(updated), True)
+
+        return await compare_and_set(
+            self._sidecar, seen_key(username), change, attempts=MAX_ATTEMPTS
+        )

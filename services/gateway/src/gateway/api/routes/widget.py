@@ -32,6 +32,7 @@ from inbox_common.events import (
     conversation_key,
 )
 from inbox_common.read_models import Conversation
+from inbox_common.sidecar import compare_and_set
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import ClientAddress, RateLimitsDep, SettingsDep, SidecarDep
@@ -140,18 +141,17 @@ def _session(settings: Settings, session: CustomerSession, grant: customers.Rene
     )
 
 
-async def _user_conversation(sidecar, customer_id: str) -> UUID:
+async def _user_conversation(sidecar, customer_id: str) -> UUID:  # noqa: ANN001 - a Sidecar
     """The signed-in user's conversation, made on first use (first write wins across
     replicas, so two tabs opening at once share one)."""
-    key = USER_CONVERSATION_PREFIX + customer_id
-    for _ in range(5):
-        raw, etag = await sidecar.get_state_and_etag(key)
+
+    def change(raw: bytes | None) -> tuple[str | None, UUID]:
         if raw is not None:
-            return UUID(json.loads(raw)["conversation_id"])
+            return None, UUID(json.loads(raw)["conversation_id"])
         candidate = uuid4()
-        if await sidecar.try_save_state(key, json.dumps({"conversation_id": str(candidate)}), etag):
-            return candidate
-    raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "could not open the conversation")
+        return json.dumps({"conversation_id": str(candidate)}), candidate
+
+    return await compare_and_set(sidecar, USER_CONVERSATION_PREFIX + customer_id, change)
 
 
 @router.post(
