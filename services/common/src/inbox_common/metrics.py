@@ -24,6 +24,8 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.metrics import Info
 from starlette.types import ASGIApp
 
+from inbox_common.events import AuthorRole, InsightStatus
+
 log = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 9464
@@ -32,8 +34,9 @@ HTTP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 AI_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods kept as they are in the ``method`` label; any other is counted as ``other``."""
-AUTHOR_ROLES = ("customer", "operator")
-INSIGHT_STATUSES = ("available", "unavailable")
+AUTHOR_ROLES = tuple(role.value for role in AuthorRole)
+INSIGHT_STATUSES = tuple(s.value for s in InsightStatus if s is not InsightStatus.PROCESSING)
+"""An analysis ends ``available`` or ``unavailable``; ``processing`` is no outcome."""
 DELIVERY_RESULTS = ("SUCCESS", "RETRY", "DROP")
 REDELIVERY_KINDS = ("message", "insight", "cached_insight", "summary", "cached_summary")
 INSIGHT_REDELIVERY_OUTCOMES = ("requested", "abandoned")
