@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from devstack.fixtures import start_stack, wait_for
 from devstack.probe import Probe
-from inbox_common.events import conversation_key
+from inbox_common.keys import conversation_key
 
 pytestmark = pytest.mark.integration
 

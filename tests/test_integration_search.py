@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from devstack.fixtures import start_stack, wait_for
 from devstack.probe import Probe
-from inbox_common.events import SEARCH_RESULT_TTL_S, conversation_key, search_key
+from inbox_common.events import SEARCH_RESULT_TTL_S
+from inbox_common.keys import conversation_key, search_key
 
 pytestmark = pytest.mark.integration
 

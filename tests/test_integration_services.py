@@ -16,7 +16,8 @@ import pytest
 import websockets
 from devstack.fixtures import start_stack, wait_for
 from devstack.probe import Probe
-from inbox_common.events import MessageCreated, MessageSubmitted, conversation_key
+from inbox_common.events import MessageCreated, MessageSubmitted
+from inbox_common.keys import conversation_key
 from inbox_common.read_models import Conversation, ConversationSummary
 from inbox_common.subscriptions import Entry
 from messaging.store import store_messages

@@ -10,8 +10,8 @@ from inbox_common.events import (
     TOPICS,
     SearchRequested,
     pubsub_for,
-    search_key,
 )
+from inbox_common.keys import search_key
 from pydantic import ValidationError
 
 

@@ -7,9 +7,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from gateway.core.owners import NotTheOwner, claim, owner_key
+from gateway.core.owners import NotTheOwner, claim
 from inbox_common.errors import TransientError
-from inbox_common.events import conversation_key
+from inbox_common.keys import conversation_key, owner_key
 from inbox_common.read_models import Conversation, ConversationSummary
 
 

@@ -15,10 +15,10 @@ from gateway.core.seen import (
     inbox_unread_count,
     is_unread,
     parse_seen,
-    seen_key,
     unread_count,
     with_mark,
 )
+from inbox_common.keys import seen_key
 from inbox_common.read_models import ConversationSummary, Inbox
 from inbox_common.sidecar import StateContended
 

@@ -540,22 +540,5 @@ class ConversationUpdated(Event):
     ] = Field(description="What changed")
 
 
-def conversation_key(conversation_id: UUID | str) -> str:
-    """State store key of one conversation's read model."""
-    return f"conversation:{conversation_id}"
-
-
-def search_key(request_id: UUID | str) -> str:
-    """State store key of one search's result (:class:`SearchRequested`)."""
-    return f"search:{request_id}"
-
-
-def inbox_page_key(request_id: UUID | str) -> str:
-    """State store key of one page of the inbox read past the list (:class:`InboxPageRequested`)."""
-    return f"inbox-page:{request_id}"
-
-
-INBOX_KEY = "inbox:index"
-"""State store key of the inbox list read model (summaries, newest activity first)."""
 INBOX_MAX_ITEMS = 1000
 """Most conversations kept in the inbox list read model."""

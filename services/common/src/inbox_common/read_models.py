@@ -1,7 +1,7 @@
 """Read models that messaging projects into the Dapr state store and the gateway serves.
 
-Keys: :func:`inbox_common.events.conversation_key` holds a :class:`Conversation`;
-:data:`inbox_common.events.INBOX_KEY` holds an :class:`Inbox`. Messaging is the only writer;
+Keys: :func:`inbox_common.keys.conversation_key` holds a :class:`Conversation`;
+:data:`inbox_common.keys.INBOX_KEY` holds an :class:`Inbox`. Messaging is the only writer;
 the gateway only reads, so it never needs a PostgreSQL connection.
 """
 

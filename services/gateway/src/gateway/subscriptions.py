@@ -12,8 +12,8 @@ from inbox_common.events import (
     TOPIC_INSIGHT_DELTA,
     ConversationUpdated,
     InsightDelta,
-    conversation_key,
 )
+from inbox_common.keys import conversation_key
 from inbox_common.read_models import Conversation
 from inbox_common.settings import BULK_MAX_AWAIT_MS, BULK_MAX_MESSAGES
 from inbox_common.sidecar import Sidecar

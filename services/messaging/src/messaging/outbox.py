@@ -23,7 +23,6 @@ from uuid import UUID
 from inbox_common import metrics
 from inbox_common.errors import TransientError
 from inbox_common.events import (
-    INBOX_KEY,
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_UPDATED,
     TOPIC_MESSAGE_CREATED,
@@ -32,8 +31,8 @@ from inbox_common.events import (
     ConversationUpdated,
     MessageCreated,
     SummaryRequested,
-    conversation_key,
 )
+from inbox_common.keys import INBOX_KEY, conversation_key
 from inbox_common.sidecar import Sidecar
 from opentelemetry import propagate, trace
 from psycopg_pool import AsyncConnectionPool

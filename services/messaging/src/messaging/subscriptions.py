@@ -30,9 +30,8 @@ from inbox_common.events import (
     MessageSubmitted,
     SearchRequested,
     SummaryCompleted,
-    inbox_page_key,
-    search_key,
 )
+from inbox_common.keys import inbox_page_key, search_key
 from inbox_common.read_models import InboxPageResult, SearchResult
 from inbox_common.settings import BULK_MAX_AWAIT_MS, BULK_MAX_MESSAGES
 from inbox_common.subscriptions import (

@@ -15,7 +15,7 @@ import json
 from uuid import UUID
 
 from inbox_common.errors import TransientError
-from inbox_common.events import conversation_key
+from inbox_common.keys import conversation_key, owner_key
 from inbox_common.read_models import Conversation
 from inbox_common.sidecar import Sidecar
 
@@ -25,11 +25,6 @@ MAX_ATTEMPTS = 3
 
 class NotTheOwner(Exception):
     """The conversation belongs to another customer."""
-
-
-def owner_key(conversation_id: UUID | str) -> str:
-    """State store key of the customer a conversation belongs to."""
-    return f"gateway:owner:{conversation_id}"
 
 
 async def claim(sidecar: Sidecar, conversation_id: UUID | str, customer_id: str) -> None:

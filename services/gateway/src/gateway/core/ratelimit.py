@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 
 from inbox_common.errors import TransientError
+from inbox_common.keys import RATE_LIMIT_PREFIX
 from inbox_common.sidecar import Sidecar, StateContended, compare_and_set
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "gateway:ratelimit:"
 MAX_ATTEMPTS = 25
 """Compare-and-set attempts per hit before giving up (other requests won every race)."""
 
@@ -43,7 +43,7 @@ class DaprStateStorage(Storage):
         return TransientError
 
     async def _read(self, key: str) -> tuple[dict | None, str | None]:
-        raw, etag = await self._sidecar.get_state_and_etag(KEY_PREFIX + key)
+        raw, etag = await self._sidecar.get_state_and_etag(RATE_LIMIT_PREFIX + key)
         value = json.loads(raw) if raw else None
         if value is not None and value.get("expires_at", 0) <= time.time():
             value = None  # an expired window the store has not dropped yet
@@ -66,7 +66,7 @@ class DaprStateStorage(Storage):
 
         # the TTL only cleans up: a window's end is its expires_at
         return await compare_and_set(
-            self._sidecar, KEY_PREFIX + key, change, attempts=MAX_ATTEMPTS, ttl_s=expiry + 1
+            self._sidecar, RATE_LIMIT_PREFIX + key, change, attempts=MAX_ATTEMPTS, ttl_s=expiry + 1
         )
 
     async def get(self, key: str) -> int:
@@ -79,7 +79,7 @@ class DaprStateStorage(Storage):
 
     async def check(self) -> bool:
         try:
-            await self._sidecar.get_state_and_etag(KEY_PREFIX + "check")
+            await self._sidecar.get_state_and_etag(RATE_LIMIT_PREFIX + "check")
         except TransientError:
             return False
         return True
@@ -91,7 +91,7 @@ class DaprStateStorage(Storage):
         value, etag = await self._read(key)
         if value is not None:
             await self._sidecar.try_save_state(
-                KEY_PREFIX + key, json.dumps({"count": 0, "expires_at": 0}), etag, ttl_s=1
+                RATE_LIMIT_PREFIX + key, json.dumps({"count": 0, "expires_at": 0}), etag, ttl_s=1
             )
 
 

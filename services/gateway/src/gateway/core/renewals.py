@@ -17,20 +17,14 @@ import json
 import secrets
 import time
 
+from inbox_common.keys import renew_key
 from inbox_common.sidecar import Sidecar, compare_and_set
 
 from gateway.core.customers import RenewGrant
 
-KEY_PREFIX = "gateway:renew:"
-
 
 class RenewRefused(Exception):
     """The renew token is retired or its session revoked: start a new session."""
-
-
-def renew_key(family: str) -> str:
-    """State store key of a session's renew-token chain."""
-    return KEY_PREFIX + family
 
 
 async def rotate(

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Iterable
 
+from inbox_common.keys import seen_key
 from inbox_common.read_models import ConversationSummary, Inbox
 from inbox_common.sidecar import Sidecar, compare_and_set
 
@@ -21,11 +22,6 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
 """Compare-and-set attempts per mark before giving up (other writers won every race)."""
-
-
-def seen_key(username: str) -> str:
-    """State store key of one operator's seen versions."""
-    return f"operator:{username}:seen"
 
 
 def parse_seen(raw: bytes | str | None) -> dict[str, int]:

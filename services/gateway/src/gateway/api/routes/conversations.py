@@ -22,7 +22,6 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from inbox_common.events import (
-    INBOX_KEY,
     INBOX_MAX_OFFSET,
     INBOX_PAGE_MAX_LIMIT,
     SEARCH_MAX_LIMIT,
@@ -41,10 +40,8 @@ from inbox_common.events import (
     MessageBody,
     MessageSubmitted,
     SearchRequested,
-    conversation_key,
-    inbox_page_key,
-    search_key,
 )
+from inbox_common.keys import INBOX_KEY, conversation_key, inbox_page_key, search_key
 from inbox_common.read_models import (
     Conversation,
     ConversationSummary,

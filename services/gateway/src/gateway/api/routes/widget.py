@@ -29,8 +29,8 @@ from inbox_common.events import (
     ConversationStatus,
     MessageBody,
     MessageSubmitted,
-    conversation_key,
 )
+from inbox_common.keys import conversation_key, user_conversation_key
 from inbox_common.read_models import Conversation
 from inbox_common.sidecar import compare_and_set
 from pydantic import BaseModel, Field
@@ -49,8 +49,6 @@ router = APIRouter(prefix="/api/v1/widget", tags=["chat widget"])
 frame_router = APIRouter(include_in_schema=False)
 
 _bearer = HTTPBearer(auto_error=False, description="A widget session's token")
-USER_CONVERSATION_PREFIX = "gateway:widget:user:"
-"""State key prefix: a signed-in user's conversation (``<prefix><customer id>``)."""
 
 
 def _channel(
@@ -151,7 +149,7 @@ async def _user_conversation(sidecar, customer_id: str) -> UUID:  # noqa: ANN001
         candidate = uuid4()
         return json.dumps({"conversation_id": str(candidate)}), candidate
 
-    return await compare_and_set(sidecar, USER_CONVERSATION_PREFIX + customer_id, change)
+    return await compare_and_set(sidecar, user_conversation_key(customer_id), change)
 
 
 @router.post(

@@ -25,7 +25,7 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from inbox_common import metrics
-from inbox_common.events import conversation_key
+from inbox_common.keys import conversation_key
 from inbox_common.read_models import Conversation
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
