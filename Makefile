@@ -99,29 +99,18 @@ bench-parser:
 	@uv run --frozen python -m bench.parser $(BENCH_ARGS)
 
 ## bench-ollama: the ai-worker's analyses on the real `ollama serve` (CPU build, test model inbox-tiny), made straight on Ollama and through the whole pipeline in one run: analyses/s, output tokens/s, latency p50/p95 and pipeline/direct; BENCH_ARGS="--messages 40 --concurrency 2", or "--ollama-url URL --model TAG" for a server of yours (a GPU node)
-.PHONY: bench-ollama
-bench-ollama: tools frontend
-	@uv run --frozen python -m bench.ollama $(BENCH_ARGS)
 
 ## bench-throughput: the pipeline flat out (messages offered above what it holds, stand-in model at 0 ms, Redis) against the floor of its own parts in the same run (a Redis-stream consumer storing in PostgreSQL with redis-py and psycopg, one at a time and in batches): msg/s of each and pipeline/floor, each process's CPU s per 1,000 messages and each service's and sidecar's RSS/USS MiB against their targets, then latencies at 20 msg/s and, with the AI saturated (2 s a call), at 50 msg/s; BENCH_ARGS="--messages 1000 --offered-rate 100 --batch 50 --replicas 1 --broker redis --paced-rate 20 --ai-delay 2 --saturated-rate 50"
-.PHONY: bench-throughput
-bench-throughput: tools frontend
-	@uv run --frozen python -m bench.throughput $(BENCH_ARGS)
 
 ## bench-inbox: one page of a large inbox through the gateway (100,000 conversations written straight into PostgreSQL): p50/p95/max ms at offset 0 (the list read model, baseline), across the list's end and deep in PostgreSQL (through messaging); BENCH_ARGS="--conversations 100000 --requests 30 --limit 50"
-.PHONY: bench-inbox
-bench-inbox: tools frontend
-	@uv run --frozen python -m bench.inbox $(BENCH_ARGS)
 
 ## bench-sockets: many operators on one gateway: 20 msg/s with 1, 1,000 and 2,000 operator sockets open (stand-in model at 0 ms, Redis); held or not, latencies in ms, the gateway's CPU s and MB, the sidecars' MB; BENCH_ARGS="--sockets 1,1000,2000 --rate 20 --messages 400"
-.PHONY: bench-sockets
-bench-sockets: tools frontend
-	@uv run --frozen python -m bench.sockets $(BENCH_ARGS)
 
 ## bench-widget: customers chatting with the AI assistant through the widget on its own stack (Redis, two replicas of each service): accepted, first streamed token and full answer p50/p95/p99 in ms, msg/s against the replaced system's reported figure, lost messages and 429s; BENCH_ARGS="--customers 100 --messages 3 --think-ms 500 --replicas 2 --token-delay-ms 0"
-.PHONY: bench-widget
-bench-widget: tools frontend
-	@uv run --frozen python -m bench.widget $(BENCH_ARGS)
+BENCHES := ollama throughput inbox sockets widget
+.PHONY: $(addprefix bench-,$(BENCHES))
+$(addprefix bench-,$(BENCHES)): bench-%: tools frontend
+	@uv run --frozen python -m bench.$* $(BENCH_ARGS)
 
 ## deploy: build the images, load them into the cluster of `make cluster` and helm install the chart (k8s/kind-values.yaml or k8s/local-values.yaml)
 .PHONY: deploy
