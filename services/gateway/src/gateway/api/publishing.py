@@ -1,15 +1,23 @@
-"""Publishing submitted messages and conversation changes, shared by the operator and
+"""Submitting messages and publishing conversation changes, shared by the operator and
 customer routes."""
 
+from datetime import UTC, datetime
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import HTTPException, status
 from inbox_common import metrics
 from inbox_common.errors import TransientError
-from inbox_common.events import TOPIC_MESSAGES_SUBMITTED, MessageSubmitted
+from inbox_common.events import (
+    TOPIC_MESSAGES_SUBMITTED,
+    AssistantMode,
+    AuthorRole,
+    MessageSubmitted,
+)
 from inbox_common.sidecar import Sidecar
 from pydantic import BaseModel
+
+from gateway.core.owners import NotTheOwner, claim
 
 
 class Accepted(BaseModel):
@@ -37,9 +45,42 @@ async def publish(sidecar: Sidecar, topic: str, event: BaseModel, retry_hint: st
         ) from None
 
 
-async def publish_submitted(sidecar: Sidecar, event: MessageSubmitted) -> Accepted:
-    """Publish ``event`` on ``messages.submitted``; 503 with ``Retry-After`` if the bus is down.
-    Counted in ``inbox_messages_received_total{author_role}`` once published."""
+async def submit(
+    sidecar: Sidecar,
+    conversation_id: UUID,
+    author_role: AuthorRole,
+    author_id: str,
+    body: str,
+    message_id: UUID | None = None,
+    subject: str | None = None,
+    assistant_mode: AssistantMode = AssistantMode.SUGGEST,
+    not_the_owner_hint: str = "",
+) -> Accepted:
+    """The one way a message enters: a customer's claims the conversation first
+    (:func:`gateway.core.owners.claim`), then ``messages.submitted`` is published (a new
+    ``message_id`` when none is given) and counted in
+    ``inbox_messages_received_total{author_role}``.
+
+    Raises:
+        HTTPException: 409 when the conversation belongs to another customer (the reason
+            ends with ``not_the_owner_hint``); 503 with ``Retry-After`` when the bus is down.
+        TransientError: the state store did not answer the claim (a 503 to retry).
+    """
+    if author_role is AuthorRole.CUSTOMER:
+        try:
+            await claim(sidecar, conversation_id, author_id)
+        except NotTheOwner as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"{exc}{not_the_owner_hint}") from None
+    event = MessageSubmitted(
+        message_id=message_id or uuid4(),
+        conversation_id=conversation_id,
+        author_role=author_role,
+        author_id=author_id,
+        subject=subject,
+        body=body,
+        submitted_at=datetime.now(UTC),
+        assistant_mode=assistant_mode,
+    )
     await publish(sidecar, TOPIC_MESSAGES_SUBMITTED, event, "retry with the same message_id")
     metrics.MESSAGES_RECEIVED.labels(event.author_role.value).inc()
     return Accepted(message_id=event.message_id, conversation_id=event.conversation_id)

@@ -38,7 +38,6 @@ from inbox_common.events import (
     InsightRequested,
     InsightStatus,
     MessageBody,
-    MessageSubmitted,
     SearchRequested,
 )
 from inbox_common.keys import INBOX_KEY, conversation_key, inbox_page_key, search_key
@@ -54,7 +53,7 @@ from inbox_common.sidecar import Sidecar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.deps import CurrentOperator, SeenDep, SettingsDep, SidecarDep
-from gateway.api.publishing import Accepted, ChangeAccepted, publish, publish_submitted
+from gateway.api.publishing import Accepted, ChangeAccepted, publish, submit
 from gateway.core.polling import wait_for_state
 from gateway.core.seen import inbox_unread_count, is_unread
 
@@ -276,15 +275,14 @@ async def reply(
 ) -> Accepted:
     """Send an operator reply. Accepted for delivery; retry with the same ``message_id``."""
     await read_conversation(sidecar, conversation_id)
-    event = MessageSubmitted(
-        message_id=body.message_id or uuid4(),
-        conversation_id=conversation_id,
-        author_role=AuthorRole.OPERATOR,
-        author_id=operator.username,
-        body=body.body,
-        submitted_at=datetime.now(UTC),
+    return await submit(
+        sidecar,
+        conversation_id,
+        AuthorRole.OPERATOR,
+        operator.username,
+        body.body,
+        message_id=body.message_id,
     )
-    return await publish_submitted(sidecar, event)
 
 
 class InsightRequestAccepted(BaseModel):

@@ -1,15 +1,13 @@
 """The customer channel: where customer messages enter, authenticated by an API key."""
 
-from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, HTTPException, status
-from inbox_common.events import AuthorId, AuthorRole, MessageBody, MessageSubmitted, Subject
+from fastapi import APIRouter, status
+from inbox_common.events import AuthorId, AuthorRole, MessageBody, Subject
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import ChannelKey, SidecarDep
-from gateway.api.publishing import Accepted, publish_submitted
-from gateway.core.owners import NotTheOwner, claim
+from gateway.api.publishing import Accepted, submit
 
 router = APIRouter(prefix="/api/v1/inbound", tags=["customer channel"])
 
@@ -48,21 +46,13 @@ async def receive(message: InboundMessage, sidecar: SidecarDep) -> Accepted:
     belongs to another ``customer_id`` (the first customer to write to it owns it): nothing
     is stored, and the conversation is not reopened.
     """
-    conversation_id = message.conversation_id or uuid4()
-    try:
-        await claim(sidecar, conversation_id, message.customer_id)
-    except NotTheOwner as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"{exc}; omit conversation_id to open a new conversation",
-        ) from None
-    event = MessageSubmitted(
-        message_id=message.message_id or uuid4(),
-        conversation_id=conversation_id,
-        author_role=AuthorRole.CUSTOMER,
-        author_id=message.customer_id,
+    return await submit(
+        sidecar,
+        message.conversation_id or uuid4(),
+        AuthorRole.CUSTOMER,
+        message.customer_id,
+        message.body,
+        message_id=message.message_id,
         subject=message.subject,
-        body=message.body,
-        submitted_at=datetime.now(UTC),
+        not_the_owner_hint="; omit conversation_id to open a new conversation",
     )
-    return await publish_submitted(sidecar, event)

@@ -28,7 +28,6 @@ from inbox_common.events import (
     ConversationChanged,
     ConversationStatus,
     MessageBody,
-    MessageSubmitted,
 )
 from inbox_common.keys import conversation_key, user_conversation_key
 from inbox_common.read_models import Conversation
@@ -36,7 +35,7 @@ from inbox_common.sidecar import compare_and_set
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import ClientAddress, RateLimitsDep, SettingsDep, SidecarDep
-from gateway.api.publishing import Accepted, ChangeAccepted, publish, publish_submitted
+from gateway.api.publishing import Accepted, ChangeAccepted, publish, submit
 from gateway.core import customers
 from gateway.core.config import CHANNEL_ID_PATTERN, Settings, WidgetChannel
 from gateway.core.customers import CustomerSession, customer_view
@@ -293,20 +292,15 @@ async def send_message(
     """Accept a message into the customer's own conversation (202: it will be stored)."""
     await rate_limits.hit("customer", customer.customer_id)
     await rate_limits.hit("widget_channel", customer.channel)
-    try:
-        await claim(sidecar, customer.conversation_id, customer.customer_id)
-    except NotTheOwner as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    event = MessageSubmitted(
-        message_id=message.message_id or uuid4(),
-        conversation_id=customer.conversation_id,
-        author_role=AuthorRole.CUSTOMER,
-        author_id=customer.customer_id,
-        body=message.body,
-        submitted_at=datetime.now(UTC),
+    return await submit(
+        sidecar,
+        customer.conversation_id,
+        AuthorRole.CUSTOMER,
+        customer.customer_id,
+        message.body,
+        message_id=message.message_id,
         assistant_mode=settings.widget_channels[customer.channel].assistant,
     )
-    return await publish_submitted(sidecar, event)
 
 
 ENDED_BY_CUSTOMER = "the customer ended the chat"
