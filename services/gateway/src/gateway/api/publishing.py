@@ -18,6 +18,7 @@ from inbox_common.sidecar import Sidecar
 from pydantic import BaseModel
 
 from gateway.core.owners import NotTheOwner, claim
+from gateway.core.polling import wait_for_state
 
 
 class Accepted(BaseModel):
@@ -43,6 +44,36 @@ async def publish(sidecar: Sidecar, topic: str, event: BaseModel, retry_hint: st
             f"message bus unavailable, {retry_hint}: {exc}",
             headers={"Retry-After": "2"},
         ) from None
+
+
+async def ask(
+    sidecar: Sidecar, topic: str, query: BaseModel, answer_key: str, timeout_s: float, what: str
+) -> bytes:
+    """Publish ``query`` on ``topic`` and wait for its answer under ``answer_key`` in the
+    state store, where messaging writes it: a query to another service through Dapr alone.
+
+    Args:
+        query: an event with a ``request_id``, named in the 504's reason.
+        timeout_s: how long to wait for the answer, in seconds.
+        what: what was asked, for the reasons (``"search"``).
+
+    Returns:
+        The answer as stored (JSON bytes).
+
+    Raises:
+        HTTPException: 503 with ``Retry-After`` when the bus is down; 504 when no answer
+            came within ``timeout_s``.
+        TransientError: the state store did not answer.
+    """
+    await publish(sidecar, topic, query, "retry shortly")
+    raw = await wait_for_state(sidecar, answer_key, timeout_s)
+    if raw is None:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            f"{what} timed out: messaging did not answer request "
+            f"{getattr(query, 'request_id', '')} within {timeout_s:g} s; retry shortly",
+        )
+    return raw
 
 
 async def submit(

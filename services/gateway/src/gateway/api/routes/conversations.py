@@ -53,8 +53,7 @@ from inbox_common.sidecar import Sidecar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.deps import CurrentOperator, SeenDep, SettingsDep, SidecarDep
-from gateway.api.publishing import Accepted, ChangeAccepted, publish, submit
-from gateway.core.polling import wait_for_state
+from gateway.api.publishing import Accepted, ChangeAccepted, ask, publish, submit
 from gateway.core.seen import inbox_unread_count, is_unread
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -153,14 +152,8 @@ async def _read_past_list(
         requested_by=username,
         requested_at=datetime.now(UTC),
     )
-    await publish(sidecar, TOPIC_INBOX_PAGE_REQUESTED, event, "retry shortly")
-    raw = await wait_for_state(sidecar, inbox_page_key(event.request_id), timeout_s)
-    if raw is None:
-        raise HTTPException(
-            status.HTTP_504_GATEWAY_TIMEOUT,
-            f"inbox page timed out: messaging did not answer request {event.request_id} within"
-            f" {timeout_s:g} s; retry shortly",
-        )
+    key = inbox_page_key(event.request_id)
+    raw = await ask(sidecar, TOPIC_INBOX_PAGE_REQUESTED, event, key, timeout_s, "inbox page")
     return InboxPageResult.model_validate_json(raw)
 
 
@@ -225,18 +218,18 @@ async def search_conversations(
         requested_at=datetime.now(UTC),
     )
     started = time.monotonic()
-    await publish(sidecar, TOPIC_SEARCH_REQUESTED, event, "retry shortly")
     raw, seen = await asyncio.gather(
-        wait_for_state(sidecar, search_key(event.request_id), settings.search_timeout_s),
+        ask(
+            sidecar,
+            TOPIC_SEARCH_REQUESTED,
+            event,
+            search_key(event.request_id),
+            settings.search_timeout_s,
+            "search",
+        ),
         seen_store.read(operator.username),
     )
     took_ms = (time.monotonic() - started) * 1000
-    if raw is None:
-        raise HTTPException(
-            status.HTTP_504_GATEWAY_TIMEOUT,
-            f"search timed out: messaging did not answer request {event.request_id} within "
-            f"{settings.search_timeout_s:g} s; retry shortly",
-        )
     result = SearchResult.model_validate_json(raw)
     if result.error:  # refused by messaging: too broad to answer within its bounds
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, result.error)
