@@ -39,7 +39,10 @@ class ServiceSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = Field(
         default="production", description="`development` and `test` relax secret checks"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="JSON logs on stderr, with `trace_id` and `span_id` when a span is active",
+    )
     app_api_token: SecretStr | None = Field(
         default=None,
         description=(

@@ -10,10 +10,18 @@ class Settings(ServiceSettings):
     database_url: SecretStr = Field(
         description="DATABASE_URL: libpq URL, e.g. postgresql://inbox:secret@db:5432/inbox"
     )
-    db_pool_min_size: int = Field(default=1, ge=1)
-    db_pool_max_size: int = Field(default=10, ge=1)
-    db_connect_timeout_s: float = Field(default=30.0, gt=0)
-    outbox_batch_size: int = Field(default=100, ge=1, le=1000)
+    db_pool_min_size: int = Field(
+        default=1, ge=1, description="PostgreSQL connections the psycopg pool keeps open"
+    )
+    db_pool_max_size: int = Field(
+        default=10, ge=1, description="Most PostgreSQL connections the psycopg pool opens"
+    )
+    db_connect_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long a pool connection may take to open, in seconds"
+    )
+    outbox_batch_size: int = Field(
+        default=100, ge=1, le=1000, description="Outbox rows the relay publishes per round"
+    )
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="Longest wait between outbox scans when nothing wakes it"
     )
