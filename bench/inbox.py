@@ -20,7 +20,7 @@ not, 2 for bad arguments or a stack that did not start.
 import argparse
 import sys
 
-from devstack.fixtures import InboxClient
+from devstack.client import InboxClient
 from devstack.large_inbox import get_page, inbox_order, page_latencies, rebuilt_with, seed
 from devstack.procs import StartError
 from devstack.stack import stand_in_stack

@@ -81,7 +81,7 @@ from ai_worker.parser import INSIGHT_SCHEMA, InsightParseError, parse_insight
 from ai_worker.prompts import insight_messages
 from ai_worker.routing import route
 from ai_worker.settings import Settings
-from devstack.fixtures import ws_subprotocols
+from devstack.client import ws_subprotocols
 from devstack.ollama import OllamaServer
 from devstack.seed import load_messages
 from devstack.stack import Stack

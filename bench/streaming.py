@@ -25,8 +25,8 @@ from pathlib import Path
 
 import httpx
 import websockets
+from devstack.client import ws_subprotocols
 from devstack.fake_ollama import MODEL, start_server
-from devstack.fixtures import ws_subprotocols
 from devstack.seed import load_messages
 from devstack.stack import Stack
 

@@ -10,13 +10,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from devstack.fixtures import (
-    OPERATOR_NAMESPACE,
-    OPERATOR_RELEASE,
-    apply_operator_rbac,
-    helm,
-    wait_for,
-)
+from devstack.client import wait_for
+from devstack.fixtures import OPERATOR_NAMESPACE, OPERATOR_RELEASE, apply_operator_rbac, helm
 from devstack.stack import REPO
 from gateway.core.config import Settings as GatewaySettings
 from inbox_common import metrics as inbox_metrics

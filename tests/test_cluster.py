@@ -25,8 +25,8 @@ import httpx2 as httpx
 import pytest
 import yaml
 from devstack.brokers import add_streams
+from devstack.client import Database, WaitTimedOut, wait_for, ws_subprotocols
 from devstack.delivery import wait_exactly_once
-from devstack.fixtures import Database, wait_for, ws_subprotocols
 from devstack.node import LocalNode
 from devstack.procs import CACHE_DIR
 from devstack.seed import load_messages, post_customer_message
@@ -421,7 +421,7 @@ def test_one_customer_message_is_one_trace_across_services_and_sidecars(node, re
         try:
             found = wait_for(emitters, TRACE_WAIT_S, "a whole trace", interval_s=2)
             break
-        except pytest.fail.Exception:
+        except WaitTimedOut:
             print(f"no whole trace after message {attempt}:", seen)
             _print_tracing_state_safely(node, jaeger)
             if attempt == len(rows):

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import websockets
-from devstack.fixtures import wait_for, ws_subprotocols
+from devstack.client import wait_for, ws_subprotocols
 from jose import jwt
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import httpx2 as httpx
 import pytest
-from devstack.fixtures import own_stack, publish_through, wait_for
+from devstack.client import publish_through, wait_for
+from devstack.fixtures import own_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 

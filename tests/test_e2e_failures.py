@@ -8,8 +8,9 @@ import time
 import uuid
 
 import pytest
+from devstack.client import publish_through, wait_for
 from devstack.delivery import PatientCustomer, during, replicas, wait_exactly_once
-from devstack.fixtures import own_stack, publish_through, wait_for
+from devstack.fixtures import own_stack
 
 pytestmark = pytest.mark.e2e
 

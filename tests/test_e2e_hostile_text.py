@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 import httpx2 as httpx
 import pytest
-from devstack.fixtures import E2E_TIMEOUT_S, own_stack, publish_through, wait_for
+from devstack.client import E2E_TIMEOUT_S, publish_through, wait_for
+from devstack.fixtures import own_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 

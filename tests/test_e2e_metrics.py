@@ -9,8 +9,8 @@ import time
 import httpx2 as httpx
 import pytest
 import websockets
+from devstack.client import E2E_TIMEOUT_S, wait_for
 from devstack.delivery import PatientCustomer, replicas, wait_exactly_once
-from devstack.fixtures import E2E_TIMEOUT_S, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]

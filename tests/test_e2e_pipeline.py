@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 import websockets
+from devstack.client import E2E_TIMEOUT_S, wait_for
 from devstack.delivery import wait_exactly_once
-from devstack.fixtures import E2E_TIMEOUT_S, wait_for
 from devstack.seed import load_messages, post_customer_message
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,7 @@ messages; no ``system`` message holds customer text (OWASP LLM01)."""
 import uuid
 
 import pytest
-from devstack.fixtures import wait_for
+from devstack.client import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 

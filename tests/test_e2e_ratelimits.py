@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import pytest
 import websockets
+from devstack.client import E2E_TIMEOUT_S, InboxClient, ws_subprotocols
 from devstack.delivery import replicas
-from devstack.fixtures import E2E_TIMEOUT_S, InboxClient, start_stack, ws_subprotocols
+from devstack.fixtures import start_stack
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 from devstack.browser import log_in, open_conversation
-from devstack.fixtures import InboxClient, RealOllama, frame_events, start_matrix_stack
+from devstack.client import InboxClient, frame_events
+from devstack.fixtures import RealOllama, start_matrix_stack
 from devstack.stack import Stack
 from playwright.sync_api import Page, expect
 

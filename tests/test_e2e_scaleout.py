@@ -7,8 +7,8 @@ import json
 import httpx2 as httpx
 import pytest
 import websockets
+from devstack.client import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 from devstack.delivery import PatientCustomer, replicas, sidecar_metric, wait_exactly_once
-from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 
 pytestmark = pytest.mark.e2e
 

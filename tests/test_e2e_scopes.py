@@ -6,7 +6,7 @@ import uuid
 
 import httpx2 as httpx
 import pytest
-from devstack.fixtures import publish_through, wait_for
+from devstack.client import publish_through, wait_for
 from inbox_common.scopes import APPS, may_publish, may_subscribe
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from devstack.fixtures import Database, InboxClient, start_stack, wait_for
+from devstack.client import Database, InboxClient, wait_for
+from devstack.fixtures import start_stack
 from devstack.large_inbox import get_page, inbox_order, page_latencies, rebuilt_with, seed
 from inbox_common.events import INBOX_MAX_ITEMS
 

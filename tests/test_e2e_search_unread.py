@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx2 as httpx
 import pytest
 from devstack.browser import log_in, open_conversation
-from devstack.fixtures import E2E_TIMEOUT_S, wait_for
+from devstack.client import E2E_TIMEOUT_S, wait_for
 from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]

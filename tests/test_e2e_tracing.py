@@ -13,15 +13,8 @@ import httpx2 as httpx
 import pytest
 import websockets
 from devstack.browser import log_in, open_conversation
-from devstack.fixtures import (
-    E2E_TIMEOUT_S,
-    InboxClient,
-    chromium,
-    frame_events,
-    own_jaeger,
-    start_stack,
-    wait_for,
-)
+from devstack.client import E2E_TIMEOUT_S, InboxClient, frame_events, wait_for
+from devstack.fixtures import chromium, own_jaeger, start_stack
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e

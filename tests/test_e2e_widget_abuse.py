@@ -19,7 +19,8 @@ import httpx2 as httpx
 import pytest
 import redis
 import websockets
-from devstack.fixtures import InboxClient, start_stack, wait_for
+from devstack.client import InboxClient, wait_for
+from devstack.fixtures import start_stack
 from jose import jwt
 
 pytestmark = pytest.mark.e2e

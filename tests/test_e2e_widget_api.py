@@ -13,8 +13,8 @@ import uuid
 import httpx2 as httpx
 import pytest
 import websockets
+from devstack.client import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 from devstack.delivery import replicas
-from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 from jose import jwt
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import websockets
-from devstack.fixtures import E2E_TIMEOUT_S, wait_for, ws_subprotocols
+from devstack.client import E2E_TIMEOUT_S, wait_for, ws_subprotocols
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]
 

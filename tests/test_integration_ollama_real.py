@@ -28,8 +28,9 @@ from ai_worker.parser import INSIGHT_SCHEMA
 from ai_worker.settings import Settings
 from ai_worker.streaming import ReplyStream
 from ai_worker.summary import SUMMARY_SCHEMA, Summariser
+from devstack.client import wait_for
 from devstack.fake_ollama import SERVER_BUSY
-from devstack.fixtures import start_real_ollama, start_stack, wait_for
+from devstack.fixtures import start_real_ollama, start_stack
 from devstack.ollama import ensure_model
 from devstack.probe import Probe
 from inbox_common.events import (

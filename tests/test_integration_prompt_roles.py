@@ -10,7 +10,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from devstack.fixtures import start_stack, wait_for
+from devstack.client import wait_for
+from devstack.fixtures import start_stack
 from devstack.probe import Probe
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from devstack.fixtures import start_stack, wait_for
+from devstack.client import wait_for
+from devstack.fixtures import start_stack
 from devstack.probe import Probe
 from inbox_common.events import SEARCH_RESULT_TTL_S
 from inbox_common.keys import conversation_key, search_key

@@ -14,7 +14,8 @@ import httpx2 as httpx
 import psycopg
 import pytest
 import websockets
-from devstack.fixtures import start_stack, wait_for
+from devstack.client import wait_for
+from devstack.fixtures import start_stack
 from devstack.probe import Probe
 from inbox_common.events import MessageCreated, MessageSubmitted
 from inbox_common.keys import conversation_key

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from devstack.fixtures import E2E_TIMEOUT_S
+from devstack.client import E2E_TIMEOUT_S
 from devstack.stack import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_broker]

@@ -10,7 +10,8 @@ import base64
 import copy
 
 import pytest
-from devstack.fixtures import start_operator, wait_for
+from devstack.client import wait_for
+from devstack.fixtures import start_operator
 from lightkube import Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource

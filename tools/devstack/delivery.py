@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx2 as httpx
 
-from devstack.fixtures import wait_for
+from devstack.client import wait_for
 
 
 class PatientCustomer:

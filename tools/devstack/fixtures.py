@@ -9,28 +9,21 @@ import json
 import os
 import shutil
 import sys
-import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-import httpx2 as httpx
-import psycopg
 import pytest
-from inbox_common.events import pubsub_for
 
+from devstack.client import E2E_TIMEOUT_S, Database, InboxClient, wait_for
 from devstack.fake_ollama import MODEL, start_server
 from devstack.jaeger import Jaeger
 from devstack.ollama import OllamaServer
 from devstack.procs import DEVSTACK_ENV, Process, free_port
 from devstack.stack import REPO, MemberDied, Stack, running_stacks
 
-T = TypeVar("T")
-E2E_TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "60"))
 MATRIX = {
     "redis": "redis",
     "rabbitmq": "postgresql",
@@ -47,23 +40,6 @@ keys a broker's component knows are applied."""
 OUTPUT_DIR = Path(os.environ.get("TEST_OUTPUT_DIR") or REPO / "test-output")
 """Logs, screenshots and each stack's run directory; ``TEST_OUTPUT_DIR`` moves them, so two
 test runs in one checkout do not wipe each other's stacks."""
-
-
-def wait_for(
-    probe: Callable[[], T | None],
-    timeout_s: float = E2E_TIMEOUT_S,
-    what: str = "condition",
-    interval_s: float = 0.2,
-) -> T:
-    """Call ``probe`` until it returns something truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 @dataclass
@@ -297,36 +273,6 @@ def stack(output_dir: Path, fake_ollama: FakeOllama, broker: str) -> Iterator[St
         running.stop()
 
 
-def publish_through(
-    stack: Stack, app: str, topic: str, data: object, *, event_id: str | None = None
-) -> httpx.Response:
-    """POST ``data`` as a CloudEvent on ``topic`` through ``app``'s sidecar (Dapr's HTTP
-    publish API, ``/v1.0/publish/<pubsub>/<topic>``), past every check of the app's routes.
-
-    The body is ASCII-escaped JSON, so control characters and lone surrogates in ``data``
-    reach the broker as JSON escapes. Returns the sidecar's answer: 204 published, 403 outside
-    the app's pub/sub scopes.
-    """
-    port = stack.services[app].ports.http
-    envelope = {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4()),
-        "source": "tests",
-        "type": f"com.example.{topic}",
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    return httpx.post(
-        f"http://127.0.0.1:{port}/v1.0/publish/{pubsub_for(topic)}/{topic}",
-        content=json.dumps(envelope).encode(),
-        headers={
-            "Content-Type": "application/cloudevents+json",
-            "dapr-api-token": stack.dapr_api_token,
-        },
-        timeout=10,
-    )
-
-
 def own_jaeger(name: str):  # noqa: ANN201 - a pytest fixture
     """A module-scoped ``jaeger`` fixture: a Jaeger of the module's own in
     ``<output_dir>/<name>``, emptied first, stopped after the module."""
@@ -404,97 +350,6 @@ def _known_overrides(broker: str) -> dict[str, dict[str, str]]:
     }
 
 
-WS_PROTOCOL = "inbox.v1"
-"""The gateway's WebSocket subprotocol; the token travels beside it, never in the URL."""
-
-
-def frame_events(frame: str | bytes) -> list[dict]:
-    """The events of one WebSocket frame as a page receives it: on the batched subprotocol
-    (``inbox.v2``, which the page offers first) an array of them; an ``inbox.v1`` frame is one
-    event."""
-    data = json.loads(frame)
-    return [e for e in (data if isinstance(data, list) else [data]) if isinstance(e, dict)]
-
-
-def ws_subprotocols(token: str) -> list[str]:
-    """``Sec-WebSocket-Protocol`` values that sign a socket in with ``token`` (a JWT):
-    the protocol, then ``inbox.bearer.<token>``."""
-    return [WS_PROTOCOL, f"inbox.bearer.{token}"]
-
-
-class InboxClient:
-    """The public API as a test sees it."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.http = httpx.Client(base_url=stack.gateway_url, timeout=15)
-        user, password = stack.operator
-        response = self.http.post(
-            "/api/v1/auth/login", json={"username": user, "password": password}
-        )
-        response.raise_for_status()
-        self.token = response.json()["access_token"]
-        self.auth = {"Authorization": f"Bearer {self.token}"}
-
-    def send_customer(self, body: str, **fields: object) -> dict:
-        response = self.http.post(
-            "/api/v1/inbound/messages",
-            json={"customer_id": "cust-test", "body": body, **fields},
-            headers={"X-API-Key": self.stack.channel_key},
-        )
-        assert response.status_code == 202, response.text
-        return response.json()
-
-    def conversation(self, conversation_id: str) -> dict | None:
-        response = self.http.get(f"/api/v1/conversations/{conversation_id}", headers=self.auth)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
-
-    def reply(self, conversation_id: str, body: str) -> dict:
-        response = self.http.post(
-            f"/api/v1/conversations/{conversation_id}/messages",
-            json={"body": body},
-            headers=self.auth,
-        )
-        assert response.status_code == 202, response.text
-        return response.json()
-
-    def message(self, conversation_id: str, message_id: str) -> dict | None:
-        """One stored message of the conversation read model, or ``None`` (not stored yet)."""
-        messages = (self.conversation(conversation_id) or {}).get("messages", [])
-        return next((m for m in messages if m["message_id"] == message_id), None)
-
-    def wait_insight(
-        self, conversation_id: str, message_id: str, timeout_s: float = E2E_TIMEOUT_S
-    ) -> dict:
-        """The message's insight once it is no longer ``processing``."""
-
-        def probe() -> dict | None:
-            conversation = self.conversation(conversation_id)
-            for message in (conversation or {}).get("messages", []):
-                insight = message.get("insight") or {}
-                if message["message_id"] == message_id and insight.get("status") not in (
-                    None,
-                    "processing",
-                ):
-                    return insight
-            return None
-
-        return wait_for(probe, timeout_s, f"insight of {message_id}")
-
-    @property
-    def ws_url(self) -> str:
-        """``/ws`` of the first gateway; sign in with :attr:`ws_subprotocols`."""
-        return self.stack.gateway_url.replace("http://", "ws://") + "/ws"
-
-    @property
-    def ws_subprotocols(self) -> list[str]:
-        """What to offer in ``Sec-WebSocket-Protocol`` on ``/ws``: see :func:`ws_subprotocols`."""
-        return ws_subprotocols(self.token)
-
-
 @pytest.fixture(scope="session")
 def inbox(stack: Stack) -> Iterator[InboxClient]:
     client = InboxClient(stack)
@@ -506,32 +361,6 @@ BROKER_OPTIONS = {"rabbitmq": {"consumer_timeout_s": 45}}
 """RabbitMQ returns deliveries stuck on a consumer left behind by a broker restart after its
 consumer timeout (see :class:`~devstack.brokers.RabbitMQ`); 45 s is above the tests' longest
 prefetch wait plus LLM call (20 prefetched / 4 concurrent x 5 s)."""
-
-
-class Database:
-    """A look at the system of record that reconnects after a PostgreSQL restart."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._conn: psycopg.Connection | None = None
-
-    def execute(self, query: str, params: object = None) -> psycopg.Cursor:
-        """Run ``query`` in autocommit mode, reconnecting once if the connection is gone."""
-        for attempt in (1, 2):
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-                return self._conn.execute(query, params)  # type: ignore[arg-type]
-            except psycopg.OperationalError:
-                self.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 @pytest.fixture(scope="session")

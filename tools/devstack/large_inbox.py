@@ -8,7 +8,7 @@ import uuid
 
 import psycopg
 
-from devstack.fixtures import InboxClient, wait_for
+from devstack.client import InboxClient, wait_for
 
 
 def seed(database_url: str, conversations: int, word: str = "") -> None:
