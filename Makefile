@@ -38,7 +38,12 @@ test: tools frontend
 ## test-unit: only the tests that need no running component
 .PHONY: test-unit
 test-unit:
-	@uv run --frozen pytest -m "not integration and not e2e and not cluster" $(PYTEST_ARGS)
+	@uv run --frozen pytest -m "not integration and not e2e and not cluster and not store" $(PYTEST_ARGS)
+
+## test-store: messaging's store on a real PostgreSQL alone (tests/store)
+.PHONY: test-store
+test-store:
+	@uv run --frozen pytest -m store $(PYTEST_ARGS)
 
 ## lint: ruff over the services, tools, tests and benchmarks
 .PHONY: lint
