@@ -49,14 +49,15 @@ def test_the_table_names_every_subscription_of_each_service(app: str) -> None:
 
 
 def _published(app: str) -> set[str]:
-    """``TOPIC_*`` constants passed to a ``publish``/``enqueue`` call in the service's code."""
+    """``TOPIC_*`` constants passed to a ``publish``, ``enqueue`` or ``ask`` (a publish that
+    waits for its answer) call in the service's code."""
     found = set()
     for path in (REPO / "services" / app / "src" / PACKAGES[app]).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "attr", None) or getattr(node.func, "id", "")
-            if name not in ("publish", "enqueue"):
+            if name not in ("publish", "enqueue", "ask"):
                 continue
             for arg in node.args:
                 if isinstance(arg, ast.Name) and arg.id.startswith("TOPIC_"):
