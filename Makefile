@@ -93,6 +93,11 @@ else
 	kind delete cluster --name $(KIND_CLUSTER)
 endif
 
+## eval: the AI scored on the demo set's held-out messages (603 of 3,000): intent accuracy and macro-F1, escalation precision and recall, retrieval recall@3 of the learned step against a majority-class baseline; EVAL_ARGS="--real-ollama" (the built Ollama, test model) or "--ollama-url URL --model TAG --limit 60" adds the whole analysis on a model: JSON-valid rate, ms and output tokens per insight
+.PHONY: eval
+eval:
+	@uv run --frozen python -m bench.eval $(EVAL_ARGS)
+
 ## bench: streaming benchmark on its own stack: time to the first visible word of a suggested reply against the final insight (baseline), and events per reply
 .PHONY: bench
 bench: tools frontend

@@ -45,10 +45,9 @@ from pathlib import Path
 
 import httpx2 as httpx
 import websockets
+from devstack.dataset import DATA_FILE
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_FILE = REPO.parent / "shared" / "data" / "support_messages.jsonl"
-"""The BANKING77 selection shared by the demo, the tests and this tool."""
 FINAL_STATUSES = ("available", "unavailable")
 RATE_TOLERANCE = 0.05
 """The rate is held when the achieved send, accept and insight rates are within 5 % of the

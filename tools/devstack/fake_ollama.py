@@ -64,6 +64,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from devstack.dataset import DATA_FILE
+
 if TYPE_CHECKING:
     from devstack.procs import Process
 
@@ -105,7 +107,6 @@ BUSY_REFUSALS = 2
 KEPT_REQUESTS = 1000
 STRATEGIES = ("short answer", "careful analysis", "escalation")
 """As the ai-worker's system prompts name them (``Strategy: <name>.``)."""
-DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
 _MARKER = re.compile(r"\[\[fake:([a-z]+)\]\]")
 SUMMARY_PROMPT = "You summarise a resolved customer-support conversation"
 

@@ -18,12 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack.dataset import DATA_FILE
 from devstack.procs import CACHE_DIR, Process, free_port, http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 OLLAMA_BIN = CACHE_DIR / "bin" / "ollama"
 MAKE_MODEL = REPO / "tools" / "make-model.py"
-DATA_FILE = REPO.parent / "shared" / "data" / "support_messages.jsonl"
 TEST_MODEL = "inbox-tiny"
 """The name the test model is created under (``inbox-tiny:latest``)."""
 MODEL_DIR = CACHE_DIR / "models" / TEST_MODEL

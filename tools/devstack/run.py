@@ -21,6 +21,7 @@ import urllib.request
 
 from ai_worker.settings import Settings
 
+from devstack.dataset import write_training_examples
 from devstack.fake_ollama import MODEL, start_server
 from devstack.jaeger import JAEGER_BIN, Jaeger
 from devstack.ollama import OLLAMA_BIN, OllamaServer
@@ -165,7 +166,11 @@ def main() -> int:
         state_store=args.state_store,
         replicas=args.replicas,
         otlp_endpoint=jaeger.otlp_http_endpoint if jaeger else None,
-        env=jaeger.browser_env if jaeger else None,
+        # the intent step learns from the demo set's training split; make eval keeps the rest
+        env={
+            **(jaeger.browser_env if jaeger else {}),
+            "AI_INTENT_EXAMPLES": str(write_training_examples(run_dir / "intent-examples.jsonl")),
+        },
         progress=lambda line: print(f"  {line}", flush=True),
     )
     stopped = threading.Event()

@@ -14,9 +14,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-log = logging.getLogger("devstack.seed")
+from devstack.dataset import DATA_FILE
 
-DATA_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_messages.jsonl"
+log = logging.getLogger("devstack.seed")
 
 
 def load_messages(path: Path = DATA_FILE) -> list[dict]:

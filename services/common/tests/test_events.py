@@ -47,9 +47,12 @@ def test_submitted_round_trips_through_json() -> None:
 )
 def test_the_channels_assistant_mode_and_its_older_flag(fields: dict, mode: str) -> None:
     assert MessageSubmitted.model_validate(submitted(**fields)).assistant_mode == mode
-    assert MessageCreated.model_validate(
-        submitted(**fields, seq=1, created_at=datetime.now(UTC).isoformat())
-    ).assistant_mode == mode
+    assert (
+        MessageCreated.model_validate(
+            submitted(**fields, seq=1, created_at=datetime.now(UTC).isoformat())
+        ).assistant_mode
+        == mode
+    )
 
 
 def test_unknown_fields_are_ignored_so_producers_can_evolve_first() -> None:

@@ -1,7 +1,8 @@
 """LLM enrichment of one customer message: route it, let the model consult the knowledge base,
 then stream the insight.
 
-1. The routing step (:mod:`ai_worker.routing`) picks the prompt strategy.
+1. The intent step (:mod:`ai_worker.intents`), when the deployment gave it examples, ranks the
+   message's intents; the routing step (:mod:`ai_worker.routing`) picks the prompt strategy.
 2. The model is offered ``search_knowledge_base`` (Ollama tool calling); the articles found
    are given back to it as ``tool`` messages. A model without tool support skips this round.
 3. The insight is asked for as JSON (``format=INSIGHT_SCHEMA``) and streamed.
@@ -14,8 +15,10 @@ import time
 
 import ollama
 from inbox_common.events import AiCompleted, InsightStatus, MessageCreated, ReplyStrategy
+from inbox_common.knowledge import OTHER, intents
 from opentelemetry import trace
 
+from ai_worker.intents import IntentModel
 from ai_worker.knowledge import SEARCH_TOOL, TOOL_NAME, search_knowledge_base
 from ai_worker.llm import LLM_FAILURES, OllamaChat, OnOutput, describe_failure
 from ai_worker.parser import INSIGHT_SCHEMA, InsightParseError, parse_insight
@@ -36,10 +39,18 @@ class Analyser:
     Args:
         settings: the worker's settings (URL, model, timeout, concurrency).
         client: an ``ollama.AsyncClient``; made from ``settings`` when omitted.
+        intent_model: the learned intent step; without it the model's intent is kept when the
+            taxonomy has it, else ``other``.
     """
 
-    def __init__(self, settings: Settings, client: ollama.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: ollama.AsyncClient | None = None,
+        intent_model: IntentModel | None = None,
+    ) -> None:
         self._settings = settings
+        self._intent_model = intent_model
         self._chat = OllamaChat(settings, client)
         self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
         self._tools = True
@@ -62,16 +73,26 @@ class Analyser:
             is not a valid insight). ``duration_ms`` is the time spent on the LLM calls,
             queueing for a slot excluded. ``trace_id`` is the current trace's, when traced.
         """
-        strategy = route(message.body)
+        taxonomy = intents()
+        likely = self._intent_model.predict(message.body) if self._intent_model else []
+        predicted = taxonomy[likely[0][0]] if likely else None
+        escalate = self._intent_model is not None and self._intent_model.escalates(
+            likely, self._settings.ai_escalation_min_score
+        )
+        strategy = route(message.body, escalate=escalate)
         used: list[str] = []
         async with self._slots:
             started = time.monotonic()
-            messages = insight_messages(message.body, strategy)
+            messages = insight_messages(message.body, strategy, predicted)
             try:
                 async with asyncio.timeout(self._settings.ollama_timeout_s):
-                    used = await self._consult_knowledge(messages)
+                    used = await self._consult_knowledge(messages, likely)
                     text = await self._chat.stream(messages, INSIGHT_SCHEMA, on_output)
                 insight = parse_insight(text)
+                if predicted is not None:
+                    insight.intent = predicted.name
+                elif insight.intent not in taxonomy:
+                    insight.intent = OTHER
             except LLM_FAILURES as exc:
                 error = describe_failure(exc, self._settings)
             except InsightParseError as exc:
@@ -83,9 +104,12 @@ class Analyser:
         )
         return self._completed(message, revision, started, strategy, used, error=error)
 
-    async def _consult_knowledge(self, messages: list[dict]) -> list[str]:
-        """Offer ``search_knowledge_base``; run the searches the model asks for and append
-        them to ``messages``. Returns the slugs of the articles given to the model."""
+    async def _consult_knowledge(
+        self, messages: list[dict], likely: list[tuple[str, float]]
+    ) -> list[str]:
+        """Offer ``search_knowledge_base``; run the searches the model asks for, ranked with
+        the message's ``likely`` intents too, and append them to ``messages``. Returns the
+        slugs of the articles given to the model."""
         if not self._tools:
             return []
         try:
@@ -106,7 +130,7 @@ class Analyser:
             with _tracer.start_as_current_span(f"execute_tool {TOOL_NAME}") as span:
                 span.set_attribute("gen_ai.operation.name", "execute_tool")
                 span.set_attribute("gen_ai.tool.name", TOOL_NAME)
-                found = search_knowledge_base(query)
+                found = search_knowledge_base(query, intents=likely)
                 span.set_attribute("inbox.knowledge.articles", [a.slug for a in found])
             used += [a.slug for a in found if a.slug not in used]
             result = [{"slug": a.slug, "title": a.title, "text": a.body} for a in found]

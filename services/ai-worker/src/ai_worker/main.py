@@ -14,16 +14,26 @@ from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from ai_worker import subscriptions
 from ai_worker.analysis import Analyser
+from ai_worker.intents import IntentModel, load_examples
 from ai_worker.settings import Settings, get_settings
 from ai_worker.summary import Summariser
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the sidecar client starts in its lifespan."""
+    """Build the app, the intent step trained first when ``AI_INTENT_EXAMPLES`` names its
+    examples; the sidecar client starts in its lifespan.
+
+    Raises:
+        OSError, ValueError: the examples file cannot be read or holds a line that is not a
+            labelled example; the worker does not start without the step it was given.
+    """
     settings = settings or get_settings()
     setup_telemetry("ai-worker", settings.log_level)
     sidecar = Sidecar()
-    analyser = Analyser(settings)
+    intent_model = None
+    if settings.ai_intent_examples is not None:
+        intent_model = IntentModel.train(load_examples(settings.ai_intent_examples))
+    analyser = Analyser(settings, intent_model=intent_model)
     summariser = Summariser(settings, analyser.slots)
 
     @asynccontextmanager

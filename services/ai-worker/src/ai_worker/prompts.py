@@ -8,6 +8,7 @@ boundary between turns is the chat template's, so no spelling of a fake tag, rol
 """
 
 from inbox_common.events import AuthorRole, ReplyStrategy, SummaryRequested
+from inbox_common.knowledge import Intent
 
 CHAT_ROLES = {
     AuthorRole.CUSTOMER: "user",
@@ -74,14 +75,25 @@ def system_prompt(strategy: ReplyStrategy) -> str:
     return f"{SYSTEM_PROMPT}\n{STRATEGY_PROMPTS[strategy]}\n"
 
 
-def insight_messages(body: str, strategy: ReplyStrategy) -> list[dict]:
+def insight_messages(
+    body: str, strategy: ReplyStrategy, intent: Intent | None = None
+) -> list[dict]:
     """The messages asking for the insight of one customer message.
+
+    Args:
+        intent: the intent step's prediction, named to the model with the taxonomy's
+            description (the deployment's text, never the customer's).
 
     Returns:
         ``[system, user]``: the instructions for ``strategy``, then ``body`` unchanged.
     """
+    instructions = system_prompt(strategy)
+    if intent is not None:
+        instructions += (
+            f"The intent step classified the message as {intent.name}: {intent.description}\n"
+        )
     return [
-        {"role": "system", "content": system_prompt(strategy)},
+        {"role": "system", "content": instructions},
         {"role": "user", "content": body},
     ]
 

@@ -1,6 +1,7 @@
 """The routing step: which prompt strategy a customer message gets, decided before the LLM.
 
-Rules, in order: a complaint or possible fraud goes to a human (``escalation``); a short
+Rules, in order: a complaint or possible fraud goes to a human (``escalation``): the words
+below, or an intent the taxonomy marks ``escalate`` (``intents.yaml``); a short
 single question gets a ``short_answer``; anything else a ``careful_analysis``. The rules are
 plain and testable on purpose: the decision is recorded on the insight and must be
 explainable to an operator.
@@ -21,9 +22,10 @@ SHORT_WORDS = 20
 """A message of at most this many words and one sentence is a short question."""
 
 
-def route(body: str) -> ReplyStrategy:
-    """The strategy for the customer message ``body``."""
-    if _ESCALATE.search(body):
+def route(body: str, escalate: bool = False) -> ReplyStrategy:
+    """The strategy for the customer message ``body``; ``escalate`` when its predicted intent
+    is one the taxonomy hands to a human."""
+    if escalate or _ESCALATE.search(body):
         return ReplyStrategy.ESCALATION
     sentences = [s for s in re.split(r"[.!?]+\s", body.strip()) if s.strip()]
     if len(body.split()) <= SHORT_WORDS and len(sentences) <= 1:

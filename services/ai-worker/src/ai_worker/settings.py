@@ -1,6 +1,7 @@
 """ai-worker settings, read once from the environment."""
 
 from functools import lru_cache
+from pathlib import Path
 
 from inbox_common.settings import ServiceSettings
 from pydantic import AnyHttpUrl, Field
@@ -30,6 +31,24 @@ class Settings(ServiceSettings):
         description=(
             "AI_STREAM_INTERVAL_MS: least time between two `insight.delta` events of one reply, "
             "in ms; 0 turns streaming to the operators off"
+        ),
+    )
+    ai_intent_examples: Path | None = Field(
+        default=None,
+        description=(
+            "AI_INTENT_EXAMPLES: a JSON Lines file of labelled messages (`text`, `intent`) the "
+            "intent step learns from at start; unset, an insight's intent is the model's, kept "
+            "to the taxonomy (else `other`)"
+        ),
+    )
+    ai_escalation_min_score: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description=(
+            "AI_ESCALATION_MIN_SCORE: how likely (0 to 1, summed over a message's three "
+            "likeliest intents) the intents that escalate must be for the message to go to a "
+            "human; lower hands more to people (`make eval` prints the recall and precision)"
         ),
     )
     insight_cache_ttl_s: int = Field(
