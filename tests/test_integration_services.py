@@ -357,7 +357,7 @@ def test_worker_routes_then_grounds_the_reply_on_the_knowledge_base(
     (done,) = wait_for(lambda: completions(worker, event["message_id"]), what="ai.completed")
     assert done["status"] == "available"
     assert done["strategy"] == strategy
-    assert done["articles"][0] == article and len(done["articles"]) <= 3
+    assert article in done["articles"] and len(done["articles"]) <= 3
     assert says in done["suggested_reply"]
     assert "Our help article" in done["suggested_reply"]  # it answered from the tool result
     assert fake_ollama.stats()["tool_rounds"][body] == 1

@@ -187,6 +187,27 @@ def test_model_change_rolls_only_the_ai_worker() -> None:
     assert env["OLLAMA_MODEL"] == "qwen2.5:7b"
 
 
+def test_the_voice_reaches_only_the_ai_worker_as_its_settings() -> None:
+    voice = {
+        "company": "Acme Cloud",
+        "tone": "warm",
+        "languages": ["English", "German"],
+        "neverPromise": "credits",
+    }
+    before = by_kind(render(OWNER, spec_with()), "Deployment")
+    after = by_kind(render(OWNER, spec_with(aiWorker={"voice": voice})), "Deployment")
+    changed = {s for s in SERVICES if before[s]["spec"]["template"] != after[s]["spec"]["template"]}
+    assert changed == {"ai-worker"}
+    env = _env(after["ai-worker"])
+    assert (env["AI_COMPANY"], env["AI_TONE"], env["AI_LANGUAGES"], env["AI_NEVER_PROMISE"]) == (
+        "Acme Cloud",
+        "warm",
+        "English,German",
+        "credits",
+    )
+    assert _env(before["ai-worker"])["AI_COMPANY"] == "a bank"
+
+
 def test_rendering_is_pure() -> None:
     spec = spec_with()
     assert render(OWNER, spec) == render(OWNER, copy.deepcopy(spec))

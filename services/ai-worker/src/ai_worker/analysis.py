@@ -51,6 +51,7 @@ class Analyser:
     ) -> None:
         self._settings = settings
         self._intent_model = intent_model
+        self._voice = settings.voice()
         self._chat = OllamaChat(settings, client)
         self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
         self._tools = True
@@ -83,7 +84,7 @@ class Analyser:
         used: list[str] = []
         async with self._slots:
             started = time.monotonic()
-            messages = insight_messages(message.body, strategy, predicted)
+            messages = insight_messages(message.body, strategy, predicted, self._voice)
             try:
                 async with asyncio.timeout(self._settings.ollama_timeout_s):
                     used = await self._consult_knowledge(messages, likely)

@@ -6,6 +6,8 @@ from pathlib import Path
 from inbox_common.settings import ServiceSettings
 from pydantic import AnyHttpUrl, Field
 
+from ai_worker.prompts import Voice
+
 
 class Settings(ServiceSettings):
     ollama_url: AnyHttpUrl = Field(
@@ -51,9 +53,44 @@ class Settings(ServiceSettings):
             "human; lower hands more to people (`make eval` prints the recall and precision)"
         ),
     )
+    ai_company: str = Field(
+        default="a bank",
+        min_length=1,
+        max_length=200,
+        description="AI_COMPANY: who the operators work for, as the prompts name it",
+    )
+    ai_tone: str = Field(
+        default="polite, concise",
+        min_length=1,
+        max_length=200,
+        description="AI_TONE: how suggested replies sound (`a <tone> reply`)",
+    )
+    ai_languages: str = Field(
+        default="",
+        max_length=200,
+        description=(
+            "AI_LANGUAGES: comma-separated languages replies may be written in, the first the "
+            "fallback; empty: the model's choice"
+        ),
+    )
+    ai_never_promise: str = Field(
+        default="refunds or outcomes",
+        min_length=1,
+        max_length=300,
+        description="AI_NEVER_PROMISE: what a suggested reply must never promise",
+    )
     insight_cache_ttl_s: int = Field(
         default=86_400, ge=60, description="How long a finished insight is kept for redeliveries"
     )
+
+    def voice(self) -> Voice:
+        """The deployment's voice and rules for the prompts."""
+        return Voice(
+            company=self.ai_company,
+            tone=self.ai_tone,
+            languages=tuple(x.strip() for x in self.ai_languages.split(",") if x.strip()),
+            never_promise=self.ai_never_promise,
+        )
 
 
 @lru_cache

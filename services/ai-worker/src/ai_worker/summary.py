@@ -98,7 +98,7 @@ class Summariser:
             (Ollama unreachable, HTTP error, timeout after ``ollama_timeout_s`` s, a stream
             that broke off, output that is not a valid summary).
         """
-        messages = summary_messages(event)
+        messages = summary_messages(event, self._settings.voice())
         async with self._slots:
             started = time.monotonic()
             try:

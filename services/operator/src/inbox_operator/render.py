@@ -392,6 +392,10 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
             {"name": "OLLAMA_MODEL", "value": spec.ollama.model},
             {"name": "OLLAMA_TIMEOUT_S", "value": str(spec.ollama.timeout_seconds)},
             {"name": "AI_MAX_CONCURRENCY", "value": str(spec.ai_worker.max_concurrency)},
+            {"name": "AI_COMPANY", "value": spec.ai_worker.voice.company},
+            {"name": "AI_TONE", "value": spec.ai_worker.voice.tone},
+            {"name": "AI_LANGUAGES", "value": ",".join(spec.ai_worker.voice.languages)},
+            {"name": "AI_NEVER_PROMISE", "value": spec.ai_worker.voice.never_promise},
         ]
     return env
 

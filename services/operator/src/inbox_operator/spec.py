@@ -57,6 +57,16 @@ class Gateway(Scaled):
     trusted_proxies: list[str] = Field(default_factory=list)
 
 
+class Voice(_Model):
+    """The deployment's voice and rules, as the ai-worker's ``AI_COMPANY``, ``AI_TONE``,
+    ``AI_LANGUAGES`` and ``AI_NEVER_PROMISE``."""
+
+    company: str = "a bank"
+    tone: str = "polite, concise"
+    languages: list[str] = Field(default_factory=list)
+    never_promise: str = "refunds or outcomes"
+
+
 class AiWorker(_Model):
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=4, ge=1)
@@ -64,6 +74,7 @@ class AiWorker(_Model):
         default=70, alias="targetCPUUtilizationPercentage"
     )
     max_concurrency: int = 2
+    voice: Voice = Field(default_factory=Voice)
     resources: Resources = Field(default_factory=Resources)
 
 
