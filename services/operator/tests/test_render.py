@@ -351,8 +351,11 @@ def test_widget_channels_reach_only_the_gateway_as_a_file_and_limits_as_env() ->
     gateway = deployments["gateway"]
     # the JSON holds the sites' identity secrets: a file of the projected volume, no env
     assert _secret_files(gateway)["WIDGET_CHANNELS"] == ("inbox-widget", "channels.json")
-    assert not [e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
-                if "valueFrom" in e or e["name"] == "WIDGET_CHANNELS"]
+    assert not [
+        e
+        for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "valueFrom" in e or e["name"] == "WIDGET_CHANNELS"
+    ]
     assert {k: _env(gateway)[k] for k in WIDGET_ENV} == {
         "CUSTOMER_RATE_LIMIT": "30/minute",
         "WIDGET_CHANNEL_RATE_LIMIT": "600/minute",  # the gateway's defaults, from the CRD's
@@ -364,8 +367,10 @@ def test_widget_channels_reach_only_the_gateway_as_a_file_and_limits_as_env() ->
     for service in ("messaging", "ai-worker"):
         assert "WIDGET_CHANNELS" not in _secret_files(deployments[service]), service
         assert not set(WIDGET_ENV) & set(_env(deployments[service])), service
-        assert WIDGET_REVISION not in deployments[service]["spec"]["template"]["metadata"][
-            "annotations"]
+        assert (
+            WIDGET_REVISION
+            not in deployments[service]["spec"]["template"]["metadata"]["annotations"]
+        )
     # the operator waits for the Secret like every other one it references
     assert ("widget.channelsSecretRef", "inbox-widget", "channels.json") in secret_refs(spec)
     for obj in objects:
@@ -483,3 +488,22 @@ def test_cluster_components_match_the_local_ones(broker, role) -> None:
     assert settings(rendered) == settings(local)
     has_own_group = any(m["name"] == "consumerID" for m in rendered["spec"]["metadata"])
     assert has_own_group == (role == "broadcast" and broker["type"] != "jetstream")
+
+
+def test_intent_examples_reach_the_ai_worker_as_a_read_only_file() -> None:
+    plain = by_kind(render(OWNER, spec_with()), "Deployment")["ai-worker"]
+    assert "AI_INTENT_EXAMPLES" not in _env(plain)
+    spec = spec_with(aiWorker={"intentExamples": {"name": "inbox-intents"}})
+    worker = by_kind(render(OWNER, spec), "Deployment")["ai-worker"]
+    pod = worker["spec"]["template"]["spec"]
+    assert {
+        "name": "intent-examples",
+        "mountPath": "/etc/inbox/intent-examples",
+        "readOnly": True,
+    } in (pod["containers"][0]["volumeMounts"])
+    volume = next(v for v in pod["volumes"] if v["name"] == "intent-examples")
+    assert volume["configMap"] == {
+        "name": "inbox-intents",
+        "items": [{"key": "examples.jsonl", "path": "examples.jsonl"}],
+    }
+    assert _env(worker)["AI_INTENT_EXAMPLES"] == "/etc/inbox/intent-examples/examples.jsonl"

@@ -131,6 +131,9 @@ def _secrets_volume(files: list[tuple[str, SecretRef]]) -> Obj:
 
 
 _SECRETS_MOUNT = {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}
+INTENT_EXAMPLES_DIR = "/etc/inbox/intent-examples"
+INTENT_EXAMPLES_FILE = f"{INTENT_EXAMPLES_DIR}/examples.jsonl"
+"""Where the ai-worker reads ``aiWorker.intentExamples`` (``AI_INTENT_EXAMPLES``)."""
 
 
 def _resources(resources: Resources) -> Obj:
@@ -397,6 +400,8 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
             {"name": "AI_LANGUAGES", "value": ",".join(spec.ai_worker.voice.languages)},
             {"name": "AI_NEVER_PROMISE", "value": spec.ai_worker.voice.never_promise},
         ]
+        if spec.ai_worker.intent_examples:
+            env.append({"name": "AI_INTENT_EXAMPLES", "value": INTENT_EXAMPLES_FILE})
     return env
 
 
@@ -501,6 +506,7 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
     }
     if res := _resources(resources):
         container["resources"] = res
+    examples = spec.ai_worker.intent_examples if service == "ai-worker" else None
     pod: Obj = {
         "serviceAccountName": "default",
         "automountServiceAccountToken": False,
@@ -517,6 +523,19 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
             _secrets_volume(_secret_files(spec, service)),
         ],
     }
+    if examples:
+        pod["volumes"].append(
+            {
+                "name": "intent-examples",
+                "configMap": {
+                    "name": examples.name,
+                    "items": [{"key": examples.key, "path": "examples.jsonl"}],
+                },
+            }
+        )
+        container["volumeMounts"].append(
+            {"name": "intent-examples", "mountPath": INTENT_EXAMPLES_DIR, "readOnly": True}
+        )
     if service == "messaging":
         pod["initContainers"] = [
             {

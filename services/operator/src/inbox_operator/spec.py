@@ -67,6 +67,11 @@ class Voice(_Model):
     never_promise: str = "refunds or outcomes"
 
 
+class ConfigMapKey(_Model):
+    name: str
+    key: str = "examples.jsonl"
+
+
 class AiWorker(_Model):
     min_replicas: int = Field(default=1, ge=1)
     max_replicas: int = Field(default=4, ge=1)
@@ -75,6 +80,7 @@ class AiWorker(_Model):
     )
     max_concurrency: int = 2
     voice: Voice = Field(default_factory=Voice)
+    intent_examples: ConfigMapKey | None = None
     resources: Resources = Field(default_factory=Resources)
 
 
