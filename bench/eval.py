@@ -171,6 +171,8 @@ async def model_run(url: str, model: str, held_out: list[dict], limit: int) -> S
                 "author_role": "customer",
                 "author_id": "eval",
                 "body": row["text"],
+                "submitted_at": "2026-01-01T00:00:00Z",
+                "seq": 1,
                 "created_at": "2026-01-01T00:00:00Z",
             }
         )

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import websockets
 from devstack.client import wait_for
+from devstack.dataset import write_training_examples
 from devstack.fixtures import start_stack
 from devstack.probe import Probe
 from inbox_common.events import MessageCreated, MessageSubmitted
@@ -252,7 +253,15 @@ def test_a_bulk_delivery_stores_each_message_on_its_own(messaging, refused: bool
 
 @pytest.fixture(scope="module")
 def worker(output_dir, fake_ollama):
-    stack = start_stack(output_dir, "int-ai-worker", fake_ollama, services=("ai-worker",))
+    # the intent step on, as in make run: the insight's intent is its, not the stand-in's
+    examples = write_training_examples(output_dir / "int-ai-worker-examples.jsonl")
+    stack = start_stack(
+        output_dir,
+        "int-ai-worker",
+        fake_ollama,
+        services=("ai-worker",),
+        env={"AI_INTENT_EXAMPLES": str(examples)},
+    )
     try:
         yield Probe(stack, "ai-worker")
     finally:

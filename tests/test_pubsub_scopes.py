@@ -74,14 +74,15 @@ def test_scopes_are_deny_by_default_and_cover_dead_letters() -> None:
     work = component_scopes(events.PUBSUB)
     gateway = work["publishingScopes"].split(";")[0]
     assert gateway == (
-        "gateway=conversation.changed,inbox.page.requested,insight.requested,messages.submitted,"
+        "gateway=conversation.changed,inbox.page.requested,insight.requested,intent.corrected,"
+        "messages.submitted,"
         "search.requested"
     )
     # messaging's sidecar forwards what it drops to the dead-letter topic
     assert "messages.submitted.dead-letter" in may_publish("messaging")
     broadcast = component_scopes(events.BROADCAST_PUBSUB)
     assert broadcast["subscriptionScopes"] == (
-        "gateway=conversation.updated,insight.delta;messaging=;ai-worker="
+        "gateway=conversation.updated,insight.delta;messaging=;ai-worker=intent.examples.changed"
     )
     protected = set(broadcast["protectedTopics"].split(","))
     assert protected == {
@@ -89,6 +90,8 @@ def test_scopes_are_deny_by_default_and_cover_dead_letters() -> None:
         "conversation.updated.dead-letter",
         "insight.delta",
         "insight.delta.dead-letter",
+        "intent.examples.changed",
+        "intent.examples.changed.dead-letter",
     }
 
 

@@ -132,6 +132,18 @@ export function regenerateInsight(conversationId, messageId) {
   return request('POST', `/api/v1/conversations/${c}/messages/${m}/regenerate-insight`);
 }
 
+/** The deployment's intent taxonomy: `[{name, description, escalate}]`. */
+export function listIntents() {
+  return request('GET', '/api/v1/intents');
+}
+
+/** Give a customer message its right intent; the AI learns it as a labelled example. */
+export function correctIntent(conversationId, messageId, intent) {
+  const c = encodeURIComponent(conversationId);
+  const m = encodeURIComponent(messageId);
+  return request('PUT', `/api/v1/conversations/${c}/messages/${m}/intent`, { intent });
+}
+
 /** Change a conversation's status and/or assignee: `{status?, assignee?}` (null unassigns). */
 export function changeConversation(conversationId, change) {
   return request('PATCH', `/api/v1/conversations/${encodeURIComponent(conversationId)}`, change);

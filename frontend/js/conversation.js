@@ -10,6 +10,7 @@ import {
   renderLifecycleControls,
   renderMessages,
   renderResolutionSummary,
+  setIntentOptions,
 } from './views.js';
 
 const BOTTOM_SLACK_PX = 48;
@@ -164,6 +165,37 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     else drafts.delete(openId);
   }
 
+  // The taxonomy, fetched once before the first conversation is shown (its panels offer it).
+  let intentsLoaded = null;
+  function ensureIntents() {
+    if (!intentsLoaded) {
+      intentsLoaded = api
+        .listIntents()
+        .then((list) => setIntentOptions([...list.map((i) => i.name), 'other']))
+        .catch(() => {
+          intentsLoaded = null;
+        });
+    }
+    return intentsLoaded;
+  }
+
+  async function correctIntent(messageId, select) {
+    const id = openId;
+    const intent = select.value;
+    if (!id || intent === select.dataset.current) return;
+    select.disabled = true;
+    try {
+      await api.correctIntent(id, messageId, intent);
+      notify(`Intent corrected to ${intent}: the AI learns it`);
+      refresh();
+    } catch (err) {
+      if (err.status === 401) return;
+      notify(`Could not correct the intent: ${err.detail}`);
+      select.value = select.dataset.current;
+      select.disabled = false;
+    }
+  }
+
   function open(id, summary) {
     if (id === openId) return;
     saveDraft();
@@ -187,7 +219,7 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
       showState('loading');
     }
     updateComposer();
-    return refresh();
+    return ensureIntents().then(refresh);
   }
 
   function close() {
@@ -384,6 +416,16 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     traced('regenerate insight', () => regenerate(messageId, button), {
       'inbox.conversation_id': openId || '',
       'inbox.message_id': messageId,
+    });
+  });
+
+  refs.messagesEl.addEventListener('change', (event) => {
+    const select = event.target instanceof Element ? event.target.closest('.intent-correct') : null;
+    const message = select ? select.closest('[data-message-id]') : null;
+    if (!message) return;
+    traced('correct intent', () => correctIntent(message.dataset.messageId, select), {
+      'inbox.conversation_id': openId || '',
+      'inbox.message_id': message.dataset.messageId,
     });
   });
 

@@ -14,6 +14,13 @@ function el(tag, className, text) {
   return node;
 }
 
+let intentOptions = [];
+
+/** The intents an operator may correct an insight's to (the taxonomy, then `other`). */
+export function setIntentOptions(names) {
+  intentOptions = names.map(String);
+}
+
 function str(value) {
   return typeof value === 'string' ? value : value == null ? '' : String(value);
 }
@@ -250,6 +257,22 @@ export function createAiPanel(insight, draft) {
     meta.append(metaParts.length ? ' · ' : '', a);
   }
   foot.append(meta);
+  if (insight.intent && panel.dataset.status === 'available') {
+    // Correcting teaches the AI: the message becomes a labelled example.
+    const select = el('select', 'intent-correct');
+    select.setAttribute('aria-label', 'Correct the intent');
+    select.title = 'Wrong intent? Pick the right one: the AI learns it';
+    const current = str(insight.intent);
+    const names = intentOptions.includes(current) ? intentOptions : [current, ...intentOptions];
+    for (const name of names) {
+      const option = el('option', '', name);
+      option.value = name;
+      option.selected = name === current;
+      select.append(option);
+    }
+    select.dataset.current = current;
+    foot.append(select);
+  }
   const regenerate = el('button', 'btn btn-small btn-ghost regenerate-insight', 'Regenerate');
   regenerate.type = 'button';
   regenerate.title = 'Ask the AI for a fresh analysis and suggestion';

@@ -18,8 +18,8 @@ from inbox_common.events import AiCompleted, InsightStatus, MessageCreated, Repl
 from inbox_common.knowledge import OTHER, intents
 from opentelemetry import trace
 
-from ai_worker.intents import IntentModel
 from ai_worker.knowledge import SEARCH_TOOL, TOOL_NAME, search_knowledge_base
+from ai_worker.learning import IntentStep
 from ai_worker.llm import LLM_FAILURES, OllamaChat, OnOutput, describe_failure
 from ai_worker.parser import INSIGHT_SCHEMA, InsightParseError, parse_insight
 from ai_worker.prompts import insight_messages
@@ -39,18 +39,18 @@ class Analyser:
     Args:
         settings: the worker's settings (URL, model, timeout, concurrency).
         client: an ``ollama.AsyncClient``; made from ``settings`` when omitted.
-        intent_model: the learned intent step; without it the model's intent is kept when the
-            taxonomy has it, else ``other``.
+        intent_step: the learned intent step; without it (or before it has a model) the
+            model's intent is kept when the taxonomy has it, else ``other``.
     """
 
     def __init__(
         self,
         settings: Settings,
         client: ollama.AsyncClient | None = None,
-        intent_model: IntentModel | None = None,
+        intent_step: IntentStep | None = None,
     ) -> None:
         self._settings = settings
-        self._intent_model = intent_model
+        self._intent_step = intent_step
         self._voice = settings.voice()
         self._chat = OllamaChat(settings, client)
         self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
@@ -75,9 +75,10 @@ class Analyser:
             queueing for a slot excluded. ``trace_id`` is the current trace's, when traced.
         """
         taxonomy = intents()
-        likely = self._intent_model.predict(message.body) if self._intent_model else []
+        model = self._intent_step.model if self._intent_step else None
+        likely = model.predict(message.body) if model else []
         predicted = taxonomy[likely[0][0]] if likely else None
-        escalate = self._intent_model is not None and self._intent_model.escalates(
+        escalate = model is not None and model.escalates(
             likely, self._settings.ai_escalation_min_score
         )
         strategy = route(message.body, escalate=escalate)

@@ -3,20 +3,25 @@
 Served by ``uvicorn --factory ai_worker.main:create_app``.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from inbox_common import metrics
+from inbox_common.errors import TransientError
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
 from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from ai_worker import subscriptions
 from ai_worker.analysis import Analyser
-from ai_worker.intents import IntentModel, load_examples
+from ai_worker.intents import load_examples
+from ai_worker.learning import IntentStep
 from ai_worker.settings import Settings, get_settings
 from ai_worker.summary import Summariser
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,16 +35,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     setup_telemetry("ai-worker", settings.log_level)
     sidecar = Sidecar()
-    intent_model = None
-    if settings.ai_intent_examples is not None:
-        intent_model = IntentModel.train(load_examples(settings.ai_intent_examples))
-    analyser = Analyser(settings, intent_model=intent_model)
+    seed = load_examples(settings.ai_intent_examples) if settings.ai_intent_examples else []
+    intent_step = IntentStep(seed)
+    analyser = Analyser(settings, intent_step=intent_step)
     summariser = Summariser(settings, analyser.slots)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with metrics.serve(settings.metrics_port, settings.metrics_host):
             async with sidecar:
+                try:
+                    await intent_step.learn(sidecar)  # the corrections made so far
+                except TransientError as exc:
+                    log.warning("intent step: corrections not read yet", extra={"reason": str(exc)})
                 yield
 
     app = FastAPI(title="Support Inbox ai-worker", lifespan=lifespan)
@@ -51,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.insight_cache_ttl_s,
         settings.ai_stream_interval_ms,
         summariser,
+        intent_step,
     )
 
     @app.get("/healthz", include_in_schema=False)

@@ -10,6 +10,7 @@ from inbox_common import metrics
 from inbox_common.events import (
     TOPIC_AI_COMPLETED,
     TOPIC_ANALYSIS_REQUESTED,
+    TOPIC_INTENT_EXAMPLES_CHANGED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_SUMMARY_COMPLETED,
     TOPIC_SUMMARY_REQUESTED,
@@ -17,6 +18,7 @@ from inbox_common.events import (
     AnalysisRequested,
     AssistantState,
     AuthorRole,
+    IntentExamplesChanged,
     MessageCreated,
     SummaryCompleted,
     SummaryRequested,
@@ -26,6 +28,7 @@ from inbox_common.subscriptions import subscribe
 
 from ai_worker.analysis import Analyser
 from ai_worker.assistant import decide, hands_off_first
+from ai_worker.learning import IntentStep
 from ai_worker.streaming import ReplyStream
 from ai_worker.summary import Summariser
 
@@ -142,9 +145,17 @@ def register(
     cache_ttl_s: int,
     stream_interval_ms: int = 0,
     summariser: Summariser | None = None,
+    intent_step: IntentStep | None = None,
 ) -> None:
-    """Subscribe the worker to ``message.created`` and ``analysis.requested``, and to
-    ``summary.requested`` when given a ``summariser``."""
+    """Subscribe the worker to ``message.created`` and ``analysis.requested``, to
+    ``summary.requested`` when given a ``summariser``, and to ``intent.examples.changed``
+    (broadcast: every replica retrains ``intent_step``, when it has one)."""
+
+    async def on_examples(event: IntentExamplesChanged) -> None:
+        if intent_step is not None and event.version > intent_step.version:
+            await intent_step.learn(sidecar)
+
+    subscribe(dapr_app, TOPIC_INTENT_EXAMPLES_CHANGED, IntentExamplesChanged, on_examples)
 
     async def on_created(event: MessageCreated | AnalysisRequested) -> None:
         await handle_created(sidecar, analyser, event, cache_ttl_s, stream_interval_ms)

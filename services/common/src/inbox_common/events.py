@@ -44,6 +44,8 @@ TOPIC_SUMMARY_REQUESTED = "summary.requested"
 TOPIC_SUMMARY_COMPLETED = "summary.completed"
 TOPIC_SEARCH_REQUESTED = "search.requested"
 TOPIC_INBOX_PAGE_REQUESTED = "inbox.page.requested"
+TOPIC_INTENT_CORRECTED = "intent.corrected"
+TOPIC_INTENT_EXAMPLES_CHANGED = "intent.examples.changed"
 
 TOPICS = (
     TOPIC_MESSAGES_SUBMITTED,
@@ -58,11 +60,16 @@ TOPICS = (
     TOPIC_SUMMARY_COMPLETED,
     TOPIC_SEARCH_REQUESTED,
     TOPIC_INBOX_PAGE_REQUESTED,
+    TOPIC_INTENT_CORRECTED,
+    TOPIC_INTENT_EXAMPLES_CHANGED,
 )
 """Every topic the services use; with their dead-letter topics, what a broker must carry."""
 
-BROADCAST_TOPICS = frozenset({TOPIC_CONVERSATION_UPDATED, TOPIC_INSIGHT_DELTA})
-"""Topics every gateway replica must see; they travel on :data:`BROADCAST_PUBSUB`."""
+BROADCAST_TOPICS = frozenset(
+    {TOPIC_CONVERSATION_UPDATED, TOPIC_INSIGHT_DELTA, TOPIC_INTENT_EXAMPLES_CHANGED}
+)
+"""Topics every replica of their subscriber must see (each gateway's pushes, each
+ai-worker's intent step); they travel on :data:`BROADCAST_PUBSUB`."""
 
 
 def pubsub_for(topic: str) -> str:
@@ -537,7 +544,41 @@ class ConversationUpdated(Event):
         "insight.requested",
         "conversation.changed",
         "summary.completed",
+        "intent.corrected",
     ] = Field(description="What changed")
+
+
+INTENT_NAME = r"^[a-z0-9][a-z0-9_?-]*$"
+"""What an intent name looks like (the taxonomy's, :mod:`inbox_common.knowledge`)."""
+
+
+class IntentCorrected(Event):
+    """An operator gives a customer message its right intent.
+
+    Topic ``intent.corrected``; producer: gateway (``PUT /api/v1/conversations/{id}/messages/
+    {message_id}/intent``); consumer: messaging, which stores the message as a labelled example
+    (who and when; the latest correction of a message wins), sets the insight's intent and
+    announces ``intent.examples.changed``. Idempotency key: ``request_id``.
+    """
+
+    request_id: UUID = Field(description="Unique per request, made by the gateway")
+    conversation_id: UUID
+    message_id: UUID
+    intent: str = Field(pattern=INTENT_NAME, max_length=64, description="One of the taxonomy")
+    corrected_by: AuthorId = Field(description="Operator username")
+    corrected_at: datetime = Field(description="When the gateway accepted it (UTC)")
+
+
+class IntentExamplesChanged(Event):
+    """The labelled examples read model (``intent-examples``) was rewritten.
+
+    Topic ``intent.examples.changed``; producer: messaging (through its outbox, after writing
+    the read model); consumer: every ai-worker replica (broadcast), which retrains its intent
+    step on it. Idempotency key: ``version``; a lower one than already learned is stale.
+    """
+
+    version: int = Field(ge=1, description="Grows with every correction stored")
+    count: int = Field(ge=0, description="Labelled examples in the read model")
 
 
 INBOX_MAX_ITEMS = 1000

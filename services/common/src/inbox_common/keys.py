@@ -7,6 +7,7 @@ writes the read models the gateway reads; the gateway keeps its own edge state b
 |---|---|---|---|
 | ``conversation:{id}`` | messaging | gateway | none |
 | ``inbox:index`` | messaging | gateway | none |
+| ``intent-examples`` | messaging | ai-worker | none |
 | ``search:{request_id}``, ``inbox-page:{request_id}`` | messaging | gateway | 60 s |
 | ``gateway:owner:{conversation_id}`` | gateway, on the first message | gateway | none |
 | ``operator:{username}:seen`` | gateway | gateway | none |
@@ -19,6 +20,8 @@ from uuid import UUID
 
 INBOX_KEY = "inbox:index"
 """The inbox list read model (summaries, newest activity first)."""
+INTENT_EXAMPLES_KEY = "intent-examples"
+"""The operators' labelled examples (:class:`inbox_common.read_models.IntentExamples`)."""
 RATE_LIMIT_PREFIX = "gateway:ratelimit:"
 """Prefix of the rate-limit windows; the ``limits`` library names the rest."""
 

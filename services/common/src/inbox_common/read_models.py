@@ -199,3 +199,20 @@ class SearchResult(BaseModel):
         description="Why messaging refused the query (only excluded words, or too broad to rank"
         " within its statement timeout); the gateway answers 422 with it. None when answered",
     )
+
+
+class LabelledExample(BaseModel):
+    """A customer message and the intent an operator gave it."""
+
+    text: str
+    intent: str
+    corrected_by: str
+    corrected_at: datetime
+
+
+class IntentExamples(BaseModel):
+    """The operators' corrections, newest last: what the ai-worker's intent step learns from
+    beside ``AI_INTENT_EXAMPLES`` (key :data:`inbox_common.keys.INTENT_EXAMPLES_KEY`)."""
+
+    version: int = Field(ge=0, description="Grows with every correction stored")
+    examples: list[LabelledExample] = Field(default_factory=list)

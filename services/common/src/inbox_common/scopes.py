@@ -22,6 +22,8 @@ from inbox_common.events import (
     TOPIC_INBOX_PAGE_REQUESTED,
     TOPIC_INSIGHT_DELTA,
     TOPIC_INSIGHT_REQUESTED,
+    TOPIC_INTENT_CORRECTED,
+    TOPIC_INTENT_EXAMPLES_CHANGED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_MESSAGES_SUBMITTED,
     TOPIC_SEARCH_REQUESTED,
@@ -43,6 +45,7 @@ PUBLISHES: dict[str, frozenset[str]] = {
             TOPIC_CONVERSATION_CHANGED,
             TOPIC_SEARCH_REQUESTED,
             TOPIC_INBOX_PAGE_REQUESTED,
+            TOPIC_INTENT_CORRECTED,
         }
     ),
     "messaging": frozenset(  # through its outbox
@@ -51,6 +54,7 @@ PUBLISHES: dict[str, frozenset[str]] = {
             TOPIC_CONVERSATION_UPDATED,
             TOPIC_ANALYSIS_REQUESTED,
             TOPIC_SUMMARY_REQUESTED,
+            TOPIC_INTENT_EXAMPLES_CHANGED,
         }
     ),
     "ai-worker": frozenset({TOPIC_AI_COMPLETED, TOPIC_SUMMARY_COMPLETED, TOPIC_INSIGHT_DELTA}),
@@ -68,10 +72,16 @@ SUBSCRIBES: dict[str, frozenset[str]] = {
             TOPIC_SUMMARY_COMPLETED,
             TOPIC_SEARCH_REQUESTED,
             TOPIC_INBOX_PAGE_REQUESTED,
+            TOPIC_INTENT_CORRECTED,
         }
     ),
     "ai-worker": frozenset(
-        {TOPIC_MESSAGE_CREATED, TOPIC_ANALYSIS_REQUESTED, TOPIC_SUMMARY_REQUESTED}
+        {
+            TOPIC_MESSAGE_CREATED,
+            TOPIC_ANALYSIS_REQUESTED,
+            TOPIC_SUMMARY_REQUESTED,
+            TOPIC_INTENT_EXAMPLES_CHANGED,
+        }
     ),
 }
 """app-id -> the topics it subscribes to (each with a dead-letter topic)."""

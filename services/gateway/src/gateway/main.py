@@ -19,7 +19,16 @@ from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
 from inbox_common.telemetry import instrument_app, setup_telemetry
 
 from gateway import subscriptions
-from gateway.api.routes import auth, client, conversations, inbound, knowledge, widget, ws
+from gateway.api.routes import (
+    auth,
+    client,
+    conversations,
+    inbound,
+    intents,
+    knowledge,
+    widget,
+    ws,
+)
 from gateway.core.config import Settings, get_settings
 from gateway.core.ratelimit import RateLimited, RateLimits
 from gateway.core.security import PasswordChecker
@@ -114,7 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "2"},
         )
 
-    for module in (auth, client, conversations, inbound, knowledge, widget, ws):
+    for module in (auth, client, conversations, inbound, intents, knowledge, widget, ws):
         app.include_router(module.router)
     app.include_router(widget.frame_router)
     subscriptions.register(

@@ -25,19 +25,22 @@ from inbox_common.errors import TransientError
 from inbox_common.events import (
     TOPIC_ANALYSIS_REQUESTED,
     TOPIC_CONVERSATION_UPDATED,
+    TOPIC_INTENT_EXAMPLES_CHANGED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_SUMMARY_REQUESTED,
     AnalysisRequested,
     ConversationUpdated,
+    IntentExamplesChanged,
     MessageCreated,
     SummaryRequested,
 )
-from inbox_common.keys import INBOX_KEY, conversation_key
+from inbox_common.keys import INBOX_KEY, INTENT_EXAMPLES_KEY, conversation_key
 from inbox_common.sidecar import Sidecar
 from opentelemetry import propagate, trace
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
+from messaging.corrections import load_examples
 from messaging.projections import load_conversation, load_inbox
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     TOPIC_ANALYSIS_REQUESTED: AnalysisRequested,
     TOPIC_CONVERSATION_UPDATED: ConversationUpdated,
     TOPIC_SUMMARY_REQUESTED: SummaryRequested,
+    TOPIC_INTENT_EXAMPLES_CHANGED: IntentExamplesChanged,
 }
 """The event model of each topic messaging announces through the outbox."""
 
@@ -190,8 +194,9 @@ class OutboxRelay:
             conversation_ids = {
                 e.conversation_id for _, t, e in events if t == TOPIC_CONVERSATION_UPDATED
             }
-            if conversation_ids:
-                await self._project(conn, conversation_ids)
+            examples = any(t == TOPIC_INTENT_EXAMPLES_CHANGED for _, t, _ in events)
+            if conversation_ids or examples:
+                await self._project(conn, conversation_ids, examples)
             results = await asyncio.gather(
                 *(
                     self._publish(topic, event, parent)
@@ -227,10 +232,15 @@ class OutboxRelay:
         with _tracer.start_as_current_span(f"outbox publish {topic}", context=parent):
             await self._sidecar.publish(topic, event)
 
-    async def _project(self, conn, conversation_ids: set[UUID]) -> None:  # noqa: ANN001
-        """Write the read models of ``conversation_ids``, and the inbox list when it is due
-        (else mark it stale, for :meth:`run` to come back to)."""
+    async def _project(  # noqa: ANN001
+        self, conn, conversation_ids: set[UUID], examples: bool = False
+    ) -> None:
+        """Write the read models of ``conversation_ids``, the labelled examples when
+        ``examples``, and the inbox list when it is due (else mark it stale, for :meth:`run`
+        to come back to)."""
         states: dict[str, BaseModel] = {}
+        if examples:
+            states[INTENT_EXAMPLES_KEY] = await load_examples(conn)
         for conversation_id in conversation_ids:
             conversation = await load_conversation(conn, conversation_id)
             if conversation is not None:

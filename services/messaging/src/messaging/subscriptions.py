@@ -17,6 +17,7 @@ from inbox_common.events import (
     TOPIC_CONVERSATION_CHANGED,
     TOPIC_INBOX_PAGE_REQUESTED,
     TOPIC_INSIGHT_REQUESTED,
+    TOPIC_INTENT_CORRECTED,
     TOPIC_MESSAGE_CREATED,
     TOPIC_MESSAGES_SUBMITTED,
     TOPIC_SEARCH_REQUESTED,
@@ -26,6 +27,7 @@ from inbox_common.events import (
     ConversationChanged,
     InboxPageRequested,
     InsightRequested,
+    IntentCorrected,
     MessageCreated,
     MessageSubmitted,
     SearchRequested,
@@ -43,6 +45,7 @@ from inbox_common.subscriptions import (
     subscribe_dead_letters,
 )
 
+from messaging.corrections import correct_intent
 from messaging.projections import load_summaries
 from messaging.runtime import Runtime
 from messaging.search import SearchRefused, search_conversations
@@ -139,6 +142,19 @@ async def handle_conversation_changed(runtime: Runtime, event: ConversationChang
         log.info("conversation change ignored: handled already or nothing to change", extra=ids)
     else:
         log.info("conversation changed", extra={**ids, "version": updated.version})
+    runtime.relay.wake()
+
+
+async def handle_intent_corrected(runtime: Runtime, event: IntentCorrected) -> None:
+    """Store an operator's intent correction as a labelled example (idempotent by
+    ``request_id``) and wake the outbox relay.
+
+    RETRY: the database is unreachable. DROP: no such customer message.
+    """
+    async with _connection(runtime) as conn:
+        stored = await correct_intent(conn, event)
+    ids = {"message_id": str(event.message_id), "request_id": str(event.request_id)}
+    log.info("intent corrected" if stored else "intent correction handled already", extra=ids)
     runtime.relay.wake()
 
 
@@ -259,7 +275,7 @@ def register(
 ) -> None:
     """Subscribe messaging to ``messages.submitted`` and ``ai.completed`` in bulk (many events
     to a request: ``bulk`` is ``(BULK_MAX_MESSAGES, BULK_MAX_AWAIT_MS)``), and to
-    ``insight.requested``, ``conversation.changed``, ``summary.completed``,
+    ``insight.requested``, ``conversation.changed``, ``intent.corrected``, ``summary.completed``,
     ``search.requested`` and ``inbox.page.requested``, and to the
     dead-letter topics of every work topic."""
     options = {"max_messages": bulk[0], "max_await_ms": bulk[1]}
@@ -291,6 +307,12 @@ def register(
     )
     subscribe(
         dapr_app,
+        TOPIC_INTENT_CORRECTED,
+        IntentCorrected,
+        lambda e: handle_intent_corrected(runtime, e),
+    )
+    subscribe(
+        dapr_app,
         TOPIC_SUMMARY_COMPLETED,
         SummaryCompleted,
         lambda e: handle_summary_completed(runtime, e),
@@ -318,6 +340,7 @@ def register(
         TOPIC_SUMMARY_COMPLETED,
         TOPIC_SEARCH_REQUESTED,
         TOPIC_INBOX_PAGE_REQUESTED,
+        TOPIC_INTENT_CORRECTED,
     )
     for topic in work_topics:
         subscribe_dead_letters(dapr_app, topic, lambda letter: handle_dead_letter(runtime, letter))

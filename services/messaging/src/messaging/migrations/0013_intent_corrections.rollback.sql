@@ -1,0 +1,2 @@
+DROP SEQUENCE intent_corrections_version;
+DROP TABLE intent_corrections;
