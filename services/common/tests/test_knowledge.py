@@ -51,3 +51,20 @@ def test_a_bad_article_is_refused_with_its_reason(
     finally:
         knowledge.intents.cache_clear()
         knowledge.articles.cache_clear()
+
+
+def test_a_deployment_gives_its_own_folder(tmp_path: Path) -> None:
+    (tmp_path / "intents.yaml").write_text(
+        "- {name: slow_site, description: The website is slow., escalate: false}\n"
+        "- {name: data_breach, description: Customer data may have leaked., escalate: true}\n"
+    )
+    (tmp_path / "speed.md").write_text(
+        "---\ntitle: When the site is slow\nintents: [slow_site]\ntags: [web]\n---\nClear the cache.\n"
+    )
+    try:
+        knowledge.use_directory(tmp_path)
+        assert list(knowledge.articles()) == ["speed"]
+        assert knowledge.intents()["data_breach"].escalate
+    finally:
+        knowledge.use_directory(None)
+    assert "card-arrival" in knowledge.articles()

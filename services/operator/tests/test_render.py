@@ -507,3 +507,16 @@ def test_intent_examples_reach_the_ai_worker_as_a_read_only_file() -> None:
         "items": [{"key": "examples.jsonl", "path": "examples.jsonl"}],
     }
     assert _env(worker)["AI_INTENT_EXAMPLES"] == "/etc/inbox/intent-examples/examples.jsonl"
+
+
+def test_a_knowledge_config_map_reaches_every_service_as_its_folder() -> None:
+    plain = by_kind(render(OWNER, spec_with()), "Deployment")
+    assert all("KNOWLEDGE_DIR" not in _env(plain[s]) for s in SERVICES)
+    deployments = by_kind(render(OWNER, spec_with(knowledge={"configMap": "kb"})), "Deployment")
+    for service in SERVICES:
+        pod = deployments[service]["spec"]["template"]["spec"]
+        assert {"name": "knowledge", "configMap": {"name": "kb"}} in pod["volumes"]
+        assert {"name": "knowledge", "mountPath": "/etc/inbox/knowledge", "readOnly": True} in (
+            pod["containers"][0]["volumeMounts"]
+        )
+        assert _env(deployments[service])["KNOWLEDGE_DIR"] == "/etc/inbox/knowledge"

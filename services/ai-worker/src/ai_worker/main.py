@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from inbox_common import metrics
+from inbox_common import knowledge, metrics
 from inbox_common.errors import TransientError
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             labelled example; the worker does not start without the step it was given.
     """
     settings = settings or get_settings()
+    knowledge.use_directory(settings.knowledge_dir)
     setup_telemetry("ai-worker", settings.log_level)
     sidecar = Sidecar()
     seed = load_examples(settings.ai_intent_examples) if settings.ai_intent_examples else []

@@ -39,6 +39,13 @@ class ServiceSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = Field(
         default="production", description="`development` and `test` relax secret checks"
     )
+    knowledge_dir: Path | None = Field(
+        default=None,
+        description=(
+            "KNOWLEDGE_DIR: a folder of help articles (`<slug>.md` with front matter) and "
+            "`intents.yaml` that replaces the demo bank's; read at start (docs/ai.md)"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",
         description="JSON logs on stderr, with `trace_id` and `span_id` when a span is active",

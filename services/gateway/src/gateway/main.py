@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from inbox_common import knowledge as knowledge_base
 from inbox_common import metrics
 from inbox_common.errors import TransientError
 from inbox_common.sidecar import Sidecar
@@ -45,6 +46,7 @@ from gateway.middleware import (
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway; the sidecar client starts in its lifespan."""
     settings = settings or get_settings()
+    knowledge_base.use_directory(settings.knowledge_dir)
     setup_telemetry("gateway", settings.log_level)
     handshakes = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, WebSocketRequestLines) for f in handshakes.filters):

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from inbox_common import metrics
+from inbox_common import knowledge, metrics
 from inbox_common.sidecar import Sidecar
 from inbox_common.subscriptions import AppTokenMiddleware, sidecar_app
 from inbox_common.telemetry import instrument_app, setup_telemetry
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Served by ``uvicorn --factory messaging.main:create_app``.
     """
     settings = settings or get_settings()
+    knowledge.use_directory(settings.knowledge_dir)
     setup_telemetry("messaging", settings.log_level)
     pool = AsyncConnectionPool(
         settings.database_url.get_secret_value(),

@@ -131,6 +131,8 @@ def _secrets_volume(files: list[tuple[str, SecretRef]]) -> Obj:
 
 
 _SECRETS_MOUNT = {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}
+KNOWLEDGE_DIR = "/etc/inbox/knowledge"
+"""Where every service reads ``spec.knowledge`` (``KNOWLEDGE_DIR``)."""
 INTENT_EXAMPLES_DIR = "/etc/inbox/intent-examples"
 INTENT_EXAMPLES_FILE = f"{INTENT_EXAMPLES_DIR}/examples.jsonl"
 """Where the ai-worker reads ``aiWorker.intentExamples`` (``AI_INTENT_EXAMPLES``)."""
@@ -356,6 +358,8 @@ def _container_env(spec: SupportInboxSpec, service: str) -> list[Obj]:
         {"name": "OTEL_SERVICE_NAME", "value": service},
         {"name": "METRICS_PORT", "value": str(APP_METRICS_PORT)},
     ]
+    if spec.knowledge:
+        env.append({"name": "KNOWLEDGE_DIR", "value": KNOWLEDGE_DIR})
     if spec.tracing.enabled:
         env += [
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"http://{spec.tracing.endpoint}"},
@@ -523,6 +527,13 @@ def deployment(owner: Owner, spec: SupportInboxSpec, service: str, components_ha
             _secrets_volume(_secret_files(spec, service)),
         ],
     }
+    if spec.knowledge:
+        pod["volumes"].append(
+            {"name": "knowledge", "configMap": {"name": spec.knowledge.config_map}}
+        )
+        container["volumeMounts"].append(
+            {"name": "knowledge", "mountPath": KNOWLEDGE_DIR, "readOnly": True}
+        )
     if examples:
         pod["volumes"].append(
             {

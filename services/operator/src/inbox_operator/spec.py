@@ -246,6 +246,13 @@ class Widget(_Model):
         )
 
 
+class Knowledge(_Model):
+    """A ConfigMap of help articles and ``intents.yaml`` every service reads
+    (``KNOWLEDGE_DIR``)."""
+
+    config_map: str
+
+
 class SupportInboxSpec(_Model):
     """``.spec`` of a SupportInbox, defaults applied."""
 
@@ -261,3 +268,4 @@ class SupportInboxSpec(_Model):
     tracing: Tracing = Field(default_factory=Tracing)
     auth: Auth
     widget: Widget | None = None
+    knowledge: Knowledge | None = None

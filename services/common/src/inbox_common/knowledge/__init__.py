@@ -1,5 +1,6 @@
-"""The help articles and the intent taxonomy of the knowledge base, shipped as demo content
-beside the code: one Markdown file per article, ``intents.yaml`` for the intents.
+"""The help articles and the intent taxonomy of the knowledge base: one Markdown file per
+article and ``intents.yaml`` for the intents, in one folder. The demo bank's ship beside this
+module; a deployment gives its own with ``KNOWLEDGE_DIR`` (:func:`use_directory`).
 
 An article file is ``<slug>.md``: YAML front matter between two ``---`` lines (``title``,
 ``intents``: the taxonomy's intents it answers, ``tags``), then the Markdown body. The
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import yaml
 
-DIRECTORY = Path(__file__).parent
+DEMO_DIRECTORY = Path(__file__).parent
+DIRECTORY = DEMO_DIRECTORY
+"""The folder read; :func:`use_directory` sets it."""
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 """What a slug looks like; events and routes validate against it."""
 INTENT = r"^[a-z0-9][a-z0-9_?-]*$"
@@ -41,6 +44,21 @@ class Intent:
     name: str
     description: str
     escalate: bool = False
+
+
+def use_directory(directory: Path | None) -> None:
+    """Read the articles and intents from ``directory`` (``None``: the demo's) from now on,
+    checking them at once so that a bad folder stops the service at start.
+
+    Raises:
+        OSError: ``intents.yaml`` cannot be read.
+        ValueError: as :func:`intents` and :func:`articles`.
+    """
+    global DIRECTORY  # noqa: PLW0603 - one folder per process, set once at start
+    DIRECTORY = directory or DEMO_DIRECTORY
+    intents.cache_clear()
+    articles.cache_clear()
+    articles()
 
 
 @cache
