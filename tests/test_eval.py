@@ -55,9 +55,9 @@ def test_the_learned_step_beats_the_baseline_on_messages_it_never_saw() -> None:
     learned = {row: cells[0] for row, cells in table.items()}
     baseline = {row: cells[1] for row, cells in table.items() if len(cells) > 1}
     # floors a change must not fall under; the targets are make eval's own column
-    assert percent(learned["intent accuracy"]) >= 0.83
+    assert percent(learned["intent accuracy"]) >= 0.84
     assert percent(learned["retrieval recall@3"]) >= 0.90
-    assert percent(learned["escalation recall"]) >= 0.95
+    assert percent(learned["escalation recall"]) >= 0.93
     assert percent(baseline["intent accuracy"]) < 0.05
     for row in ("intent accuracy", "retrieval recall@3", "escalation recall"):
         assert percent(learned[row]) > percent(baseline[row]), row

@@ -59,7 +59,8 @@ def test_a_deployment_gives_its_own_folder(tmp_path: Path) -> None:
         "- {name: data_breach, description: Customer data may have leaked., escalate: true}\n"
     )
     (tmp_path / "speed.md").write_text(
-        "---\ntitle: When the site is slow\nintents: [slow_site]\ntags: [web]\n---\nClear the cache.\n"
+        "---\ntitle: When the site is slow\nintents: [slow_site]\ntags: [web]\n---\n"
+        "Clear the cache.\n"
     )
     try:
         knowledge.use_directory(tmp_path)

