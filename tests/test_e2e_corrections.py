@@ -124,3 +124,33 @@ def test_an_operator_corrects_an_intent_in_the_page_and_sees_it_stick(
     open_conversation(page, sent["conversation_id"])
     expect(panel.locator(".intent-badge")).to_have_text("exchange_via_app")
     expect(panel.locator(".intent-correct")).to_have_value("exchange_via_app")
+
+
+def test_agents_correct_and_only_admins_review_what_the_ai_learns(
+    stack: Stack, inbox: InboxClient
+) -> None:
+    user, password = stack.agent
+    login = inbox.http.post("/api/v1/auth/login", json={"username": user, "password": password})
+    assert login.status_code == 200 and login.json()["operator"]["role"] == "agent"
+    agent = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    sent = inbox.send_customer("how much to get my card in 2 days?", customer_id="cust-agent")
+    inbox.wait_insight(sent["conversation_id"], sent["message_id"])
+    corrected = inbox.http.put(
+        f"/api/v1/conversations/{sent['conversation_id']}/messages/{sent['message_id']}/intent",
+        json={"intent": "card_delivery_estimate"},
+        headers=agent,
+    )
+    assert corrected.status_code == 202, corrected.text
+
+    refused = inbox.http.get("/api/v1/intent-examples", headers=agent)
+    assert refused.status_code == 403 and "admin role is required" in refused.text
+
+    def reviewed() -> dict | None:
+        examples = inbox.http.get("/api/v1/intent-examples", headers=inbox.auth).json()
+        return next(
+            (e for e in examples["examples"] if e["text"] == "how much to get my card in 2 days?"),
+            None,
+        )
+
+    example = wait_for(reviewed, what="the agent's correction in the admins' list")
+    assert (example["intent"], example["corrected_by"]) == ("card_delivery_estimate", user)

@@ -200,7 +200,8 @@ def main() -> int:
         user, password = stack.operator
         print(
             f"\nSupport Inbox is running: {stack.gateway_url}/\n"
-            f"  log in as {user} / {password}   (API docs: {stack.gateway_url}/docs)\n"
+            f"  log in as {user} / {password} (admin), or {' / '.join(stack.agent)} (agent)   "
+            f"(API docs: {stack.gateway_url}/docs)\n"
             f"  {args.seed} real customer messages seeded, then {args.rate:g} per minute "
             "(BANKING77, PolyAI, CC BY 4.0)\n"
             f"  customer chat widget on a demo site: {widget_site_url}   (operators answer)\n"

@@ -192,13 +192,20 @@ class Stack:
         self.dapr_api_token = secrets.token_urlsafe(24)
         self.app_api_token = secrets.token_urlsafe(24)
         self.operator = ("demo", "demo-password")
-        user, password = self.operator
+        """An operator with the ``admin`` role."""
+        self.agent = ("agent", "agent-password")
+        """An operator with the ``agent`` role."""
         self._operators_json = json.dumps(  # hashed once; argon2 is slow on purpose
             {
                 user: {
                     "password_hash": PasswordHasher().hash(password),
-                    "display_name": "Demo Operator",
+                    "display_name": name,
+                    "role": role,
                 }
+                for (user, password), name, role in (
+                    (self.operator, "Demo Operator", "admin"),
+                    (self.agent, "Demo Agent", "agent"),
+                )
             }
         )
         self.services: dict[str, Service] = {}

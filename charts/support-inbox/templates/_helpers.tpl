@@ -138,7 +138,7 @@ another broker's address for the other types, so it counts only for redis. */}}
 {{- define "inbox.operatorsJson" -}}
 {{- $accounts := dict -}}
 {{- range $user, $account := .Values.inbox.operators -}}
-{{- $_ := set $accounts $user (dict "display_name" $account.displayName "password_hash" $account.passwordHash) -}}
+{{- $_ := set $accounts $user (dict "display_name" $account.displayName "password_hash" $account.passwordHash "role" ($account.role | default "agent")) -}}
 {{- end -}}
 {{- toJson $accounts -}}
 {{- end }}

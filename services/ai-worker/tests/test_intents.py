@@ -1,6 +1,7 @@
 """The learned intent step and the hybrid knowledge ranking, on the demo data set."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,11 @@ def test_the_predicted_intents_bring_their_articles_forward() -> None:
     assert by_intent[0] == "card-arrival" and by_text[:1] != ["card-arrival"]
     assert search_knowledge_base("", intents=[("card_arrival", 0.9)])[0].slug == "card-arrival"
     assert search_knowledge_base("zzz qqq") == []
+
+
+def test_training_and_predicting_at_once_in_threads(model: IntentModel) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        trained = pool.submit(IntentModel.train, EXAMPLES * 20)
+        predicted = [pool.submit(model.predict, f"my card {i} has not arrived") for i in range(200)]
+        assert all(p.result()[0][0] in intents() for p in predicted)
+        assert trained.result().predict("I lost my card yesterday")[0][0] == "lost_or_stolen_card"

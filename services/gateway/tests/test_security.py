@@ -126,7 +126,9 @@ def test_short_secret_is_refused() -> None:
 
 def test_admin_password_adds_an_admin_account() -> None:
     settings = Settings(environment="test", jwt_secret=SECRET, admin_password="a-long-admin-pw")
-    assert authenticate(settings, "admin", "a-long-admin-pw") == Operator("admin", "Administrator")
+    assert authenticate(settings, "admin", "a-long-admin-pw") == Operator(
+        "admin", "Administrator", "admin"
+    )
     assert authenticate(settings, "admin", "wrong") is None
     token = create_access_token(settings, Operator("admin", "Administrator"))
     assert decode_access_token(settings, token)[0].username == "admin"
@@ -187,3 +189,25 @@ async def test_password_checks_beyond_the_queue_are_refused(settings: Settings) 
     results = await asyncio.gather(*attempts, return_exceptions=True)
     assert [r is None for r in results].count(True) == 2  # one running, one waiting
     assert all(isinstance(r, LoginBusy) for r in results if r is not None)
+
+
+def test_the_role_is_the_accounts_now_not_the_tokens(settings: Settings) -> None:
+    admin = Settings(
+        environment="test",
+        jwt_secret=SECRET,
+        operators={
+            "alice": {
+                "password_hash": hash_password("correct horse"),
+                "display_name": "Alice",
+                "role": "admin",
+            }
+        },
+    )
+    token = create_access_token(admin, Operator("alice", "Alice", "admin"))
+    assert jwt.get_unverified_claims(token)["role"] == "admin"
+    assert decode_access_token(admin, token)[0].role == "admin"
+    # the same token after alice became an agent: the account decides
+    assert decode_access_token(settings, token)[0].role == "agent"
+    assert Settings(environment="test", jwt_secret=SECRET, admin_password="x" * 12).accounts[
+        "admin"
+    ].role == "admin"

@@ -14,6 +14,7 @@ pickled or read back from a shared store.
 import json
 import logging
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -31,7 +32,9 @@ from snowballstemmer import stemmer
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[a-z0-9]+|[?!]")
-_STEM = stemmer("english")
+# A Snowball stemmer keeps the word being stemmed in itself: one per thread, since a model
+# trains in one thread while another predicts (an IndexError otherwise).
+_stemmers = threading.local()
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,10 @@ class Example:
 
 
 def _words(text: str) -> list[str]:
-    return _STEM.stemWords(_WORD.findall(text.lower()))
+    stem = getattr(_stemmers, "english", None)
+    if stem is None:
+        stem = _stemmers.english = stemmer("english")
+    return stem.stemWords(_WORD.findall(text.lower()))
 
 
 def _key(text: str) -> str:

@@ -98,6 +98,19 @@ async def limited_operator(
 CurrentOperator = Annotated[Operator, Depends(limited_operator)]
 
 
+def admin_operator(operator: CurrentOperator) -> Operator:
+    """:data:`CurrentOperator` with the ``admin`` role; 403 naming the role otherwise."""
+    if operator.role != "admin":
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"the admin role is required; {operator.username} is an agent",
+        )
+    return operator
+
+
+AdminOperator = Annotated[Operator, Depends(admin_operator)]
+
+
 async def channel_key(
     settings: SettingsDep,
     rate_limits: RateLimitsDep,

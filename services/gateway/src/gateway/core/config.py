@@ -3,6 +3,7 @@
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from argon2 import PasswordHasher
 from inbox_common.events import AssistantMode
@@ -27,6 +28,10 @@ class OperatorAccount(BaseModel):
 
     password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$")
     display_name: str = Field(min_length=1, max_length=100)
+    role: Literal["admin", "agent"] = Field(
+        default="agent",
+        description="`admin` may also change what the AI learns from; `agent` works conversations",
+    )
 
 
 CHANNEL_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
@@ -83,7 +88,10 @@ class Settings(ServiceSettings):
     jwt_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400, description="Token lifetime (s)")
     operators: dict[str, OperatorAccount] = Field(
         default_factory=dict,
-        description='OPERATORS: JSON {"username": {"password_hash": ..., "display_name": ...}}',
+        description=(
+            'OPERATORS: JSON {"username": {"password_hash": ..., "display_name": ..., '
+            '"role": "admin" or "agent" (default)}}'
+        ),
     )
     admin_password: SecretStr | None = Field(
         default=None,
@@ -280,6 +288,7 @@ class Settings(ServiceSettings):
             self._accounts["admin"] = OperatorAccount(
                 password_hash=PasswordHasher().hash(self.admin_password.get_secret_value()),
                 display_name="Administrator",
+                role="admin",
             )
         return self
 

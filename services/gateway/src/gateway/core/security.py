@@ -35,6 +35,8 @@ _DUMMY_HASH = _hasher.hash("timing-equaliser")
 class Operator:
     username: str
     display_name: str
+    role: str = "agent"
+    """``admin`` or ``agent`` (:class:`gateway.core.config.OperatorAccount`)."""
 
 
 class InvalidToken(Exception):
@@ -62,7 +64,7 @@ def authenticate(settings: Settings, username: str, password: str) -> Operator |
         return None
     if account is None:
         return None
-    return Operator(username=username, display_name=account.display_name)
+    return Operator(username=username, display_name=account.display_name, role=account.role)
 
 
 HASH_THREAD_NICE = 10
@@ -162,6 +164,7 @@ def create_access_token(settings: Settings, operator: Operator, now: float | Non
     claims = {
         "sub": operator.username,
         "name": operator.display_name,
+        "role": operator.role,
         "aud": settings.jwt_audience,
         "iss": settings.jwt_issuer,
         "iat": issued,
@@ -197,7 +200,8 @@ def decode_access_token(settings: Settings, token: str) -> tuple[Operator, int]:
     account = settings.accounts.get(username)
     if account is None:
         raise InvalidToken("operator no longer exists")
-    return Operator(username, account.display_name), int(claims["exp"])
+    # the role is the account's now, not the token's: a demoted admin loses it at once
+    return Operator(username, account.display_name, account.role), int(claims["exp"])
 
 
 def hash_password_cli() -> int:

@@ -18,6 +18,7 @@ class LoginRequest(BaseModel):
 class OperatorOut(BaseModel):
     username: str
     display_name: str
+    role: str = Field(description="`admin` or `agent`")
 
 
 class Token(BaseModel):
@@ -67,5 +68,7 @@ async def login(
     return Token(
         access_token=create_access_token(settings, operator),
         expires_in=settings.jwt_ttl_s,
-        operator=OperatorOut(username=operator.username, display_name=operator.display_name),
+        operator=OperatorOut(
+            username=operator.username, display_name=operator.display_name, role=operator.role
+        ),
     )

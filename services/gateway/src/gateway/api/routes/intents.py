@@ -10,10 +10,12 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, HTTPException, status
 from inbox_common.events import TOPIC_INTENT_CORRECTED, AuthorRole, IntentCorrected
+from inbox_common.keys import INTENT_EXAMPLES_KEY
 from inbox_common.knowledge import OTHER, intents
+from inbox_common.read_models import IntentExamples
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.api.deps import CurrentOperator, SidecarDep
+from gateway.api.deps import AdminOperator, CurrentOperator, SidecarDep
 from gateway.api.publishing import ChangeAccepted, publish
 from gateway.api.routes.conversations import read_conversation
 
@@ -34,6 +36,14 @@ def list_intents(_: CurrentOperator) -> list[IntentInfo]:
         IntentInfo(name=i.name, description=i.description, escalate=i.escalate)
         for i in intents().values()
     ]
+
+
+@router.get("/intent-examples")
+async def list_intent_examples(_: AdminOperator, sidecar: SidecarDep) -> IntentExamples:
+    """The operators' corrections the AI learns from, oldest first, with who and when
+    (admins only): the read model messaging keeps in the state store."""
+    raw = await sidecar.get_state(INTENT_EXAMPLES_KEY)
+    return IntentExamples.model_validate_json(raw) if raw else IntentExamples(version=0)
 
 
 class IntentCorrection(BaseModel):
