@@ -165,18 +165,20 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
     else drafts.delete(openId);
   }
 
-  // The taxonomy, fetched once before the first conversation is shown (its panels offer it).
+  // The taxonomy, fetched once beside the first conversation; its panels are drawn again
+  // with the choices when it arrives.
   let intentsLoaded = null;
   function ensureIntents() {
-    if (!intentsLoaded) {
-      intentsLoaded = api
-        .listIntents()
-        .then((list) => setIntentOptions([...list.map((i) => i.name), 'other']))
-        .catch(() => {
-          intentsLoaded = null;
-        });
-    }
-    return intentsLoaded;
+    if (intentsLoaded) return;
+    intentsLoaded = api
+      .listIntents()
+      .then((list) => {
+        setIntentOptions([...list.map((i) => i.name), 'other']);
+        renderBody({ stickToBottom: false });
+      })
+      .catch(() => {
+        intentsLoaded = null;
+      });
   }
 
   async function correctIntent(messageId, select) {
@@ -219,7 +221,8 @@ export function createConversationView({ refs, ownUsername, onSeen, onClosed }) 
       showState('loading');
     }
     updateComposer();
-    return ensureIntents().then(refresh);
+    ensureIntents();
+    return refresh();
   }
 
   function close() {

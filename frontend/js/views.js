@@ -316,7 +316,8 @@ function answerSources(messages, index) {
 }
 
 function messageSignature(msg, ownUsername, sources) {
-  return JSON.stringify([msg.pending ? 'p' : 'm', msg.body, msg.author_id, msg.submitted_at, msg.insight, msg.draft, ownUsername, sources]);
+  // the intent choices too: the panels are drawn again once the taxonomy has loaded
+  return JSON.stringify([msg.pending ? 'p' : 'm', msg.body, msg.author_id, msg.submitted_at, msg.insight, msg.draft, ownUsername, sources, intentOptions.length]);
 }
 
 function createMessage(msg, ownUsername, sources) {
