@@ -194,9 +194,9 @@ async def model_run(url: str, model: str, held_out: list[dict], limit: int) -> S
     )
     scores.rows = {
         **intent_rows,
-        "escalation precision": "as the learned step (routing runs before the model)",
-        "escalation recall": "as the learned step",
-        "retrieval recall@3": "as the learned step",
+        "escalation precision": "n/a (routing runs before the model)",
+        "escalation recall": "n/a",
+        "retrieval recall@3": "n/a (retrieval runs before the model)",
         "JSON-valid rate": f"{_percent(len(valid) / len(rows))} of {len(rows)}",
         "time per insight p50 / p95": (
             f"{_quantile(times, 0.5):.0f} / {_quantile(times, 0.95):.0f} ms"
