@@ -86,7 +86,8 @@ def _recall_at_3(texts: list[str], labels: list[str], ranked: list[list]) -> flo
     return found / len(texts)
 
 
-def score_intents(name: str, labels: list[str], predicted: list[str]) -> dict[str, str]:
+def score_intents(labels: list[str], predicted: list[str]) -> dict[str, str]:
+    """Accuracy and macro-F1 over the intents the labels hold, as percentages."""
     accuracy = sum(p == t for p, t in zip(predicted, labels, strict=True)) / len(labels)
     macro = f1_score(labels, predicted, labels=sorted(set(labels)), average="macro")
     return {"intent accuracy": _percent(accuracy), "intent macro-F1": _percent(macro)}
@@ -116,7 +117,7 @@ def learned_and_baseline(training: list[dict], held_out: list[dict]) -> list[Sco
     precision, recall = _escalation(truth, escalated)
     learned = Scores("learned step")
     learned.rows = {
-        **score_intents(learned.name, labels, predicted),
+        **score_intents(labels, predicted),
         "escalation precision": _percent(precision),
         "escalation recall": _percent(recall),
         "retrieval recall@3": _percent(_recall_at_3(texts, labels, ranked)),
@@ -132,7 +133,7 @@ def learned_and_baseline(training: list[dict], held_out: list[dict]) -> list[Sco
     precision, recall = _escalation(truth, escalated)
     baseline = Scores(f"baseline (majority: {majority}; keywords; BM25)")
     baseline.rows = {
-        **score_intents(baseline.name, labels, [majority] * len(labels)),
+        **score_intents(labels, [majority] * len(labels)),
         "escalation precision": _percent(precision),
         "escalation recall": _percent(recall),
         "retrieval recall@3": _percent(_recall_at_3(texts, labels, [[]] * len(texts))),
@@ -187,7 +188,7 @@ async def model_run(url: str, model: str, held_out: list[dict], limit: int) -> S
         }
     else:
         intent_rows = score_intents(
-            scores.name, [r["intent"] for r in rows], [c.intent or "" for c in completed]
+            [r["intent"] for r in rows], [c.intent or "" for c in completed]
         )
     failures = Counter(
         (c.error or "")[:60] for c in completed if c.status is not InsightStatus.AVAILABLE
